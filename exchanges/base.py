@@ -1,0 +1,379 @@
+"""ExchangeListener: one thread per exchange holding its public websocket feed.
+
+The base class owns all I/O, timing, reconnects, the watchdog, state and counters. A subclass (one module per
+exchange) supplies only protocol: URL, subscribe/unsubscribe messages, symbol mapping and `parse`.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from typing import Callable, Iterable, Optional
+
+import websocket  # websocket-client
+
+from .tick import BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, TickBook, Update
+
+log = logging.getLogger(__name__)
+
+# Feed states, in the order a healthy connection meets them.
+IDLE, CONNECTING, LIVE, QUIET, STALE, RECONNECTING, ERROR, STOPPED = (
+    "idle", "connecting", "live", "quiet", "stale", "reconnecting", "error", "stopped")
+
+BAD_FRAME_SNIPPET = 200  # characters of the last bad frame kept for the page
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Reconnect(Exception):
+    """Leave the read loop and reconnect, for the reason given."""
+
+
+class ExchangeListener:
+    # --- protocol, supplied by each exchange module -------------------------------------------------------
+    name = ""                 # registry key and the exchange part of a market: "coinbase"
+    label = ""                # shown on the page: "Coinbase"
+    url = ""                  # the live websocket endpoint (overridable: <NAME>_WS_URL)
+    url_hosts: tuple = ()     # host names whose recordings belong to this exchange
+    max_messages_per_s = 10.0  # what the exchange lets a client send
+    venue = None              # its server side (a venue.Venue subclass), for the local exchange
+    # An exchange without an application heartbeat (Binance) is kept honest by websocket pings: we ping every
+    # `liveness_ping_s`, and its pongs and its own pings count as "the exchange still answers" for the watchdog.
+    liveness_ping_s = 0.0
+    no_data_hint = "subscribed; no update yet (a quiet market sends nothing until its quote or a trade changes)"
+
+    def connect_url(self, symbols: list[str]) -> str:
+        """The URL to open for these symbols (a combined-stream exchange puts them in the URL)."""
+        return self.ws_url
+
+    def initial_messages(self, symbols: list[str]) -> list[str]:
+        """What to send right after connecting, to subscribe to `symbols`."""
+        return self.subscribe_messages(symbols) if symbols else []
+
+    def subscribe_messages(self, symbols: list[str]) -> list[str]:
+        raise NotImplementedError
+
+    def unsubscribe_messages(self, symbols: list[str]) -> list[str]:
+        raise NotImplementedError
+
+    def to_native(self, symbol: str) -> str:
+        raise NotImplementedError
+
+    def from_native(self, native: str) -> str:
+        raise NotImplementedError
+
+    def parse(self, frame, received: int) -> list:
+        """One frame -> a list of `Update`s and protocol events. Raises BadFrame (or anything) on a bad frame."""
+        raise NotImplementedError
+
+    def on_connected(self) -> None:
+        """Reset per-connection protocol state (pending request ids and the like)."""
+
+    # --- I/O, owned by the base class ---------------------------------------------------------------------
+    def __init__(self, ws_url: Optional[str] = None, symbols: Iterable[str] = (), *,
+                 on_tick: Callable[[dict], None] = lambda tick: None,
+                 on_market: Callable[[str, str, str], None] = lambda market, state, reason: None,
+                 on_state: Callable[[dict], None] = lambda status: None,
+                 on_frame: Optional[Callable[[str, str, float, str], None]] = None,
+                 stale_after_s: float = 10.0, quiet_after_s: float = 5.0, no_data_hint_s: float = 15.0,
+                 backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0, healthy_after_s: float = 30.0,
+                 connect_timeout_s: float = 10.0, poll_s: float = 0.2):
+        self.ws_url = ws_url or self.url
+        self.on_tick, self.on_market, self.on_state, self.on_frame = on_tick, on_market, on_state, on_frame
+        self.stale_after_s, self.quiet_after_s, self.no_data_hint_s = stale_after_s, quiet_after_s, no_data_hint_s
+        self.backoff_base_s, self.backoff_cap_s, self.healthy_after_s = backoff_base_s, backoff_cap_s, healthy_after_s
+        self.connect_timeout_s, self.poll_s = connect_timeout_s, poll_s
+        self.book = TickBook(self.name)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._desired: set[str] = set(symbols)
+        self._ops: deque = deque()          # ("subscribe" | "unsubscribe", symbol) for the open connection
+        self._subscribed_at: dict[str, float] = {}  # symbol -> when its subscribe was sent on this connection
+        self._streaming: set[str] = set()   # symbols that delivered a tick on this connection
+        self._hinted: set[str] = set()
+        self._ws: Optional[websocket.WebSocket] = None
+        self._attempt = 0
+        self._next_send_at = 0.0
+        self.state, self.reason, self.state_since = IDLE, "", _now_ms()
+        self.next_attempt_at: Optional[int] = None
+        self.frames = self.ticks = self.bad_frames = self.reconnects = 0
+        self.last_bad_reason, self.last_bad_frame = "", ""
+        self.last_frame_at: Optional[int] = None
+        self.last_data_at: Optional[int] = None
+        self.connected_url = ""
+
+    # Public, thread-safe -----------------------------------------------------------------------------------
+    def symbols(self) -> list[str]:
+        with self._lock:
+            return sorted(self._desired)
+
+    def add(self, symbol: str) -> bool:
+        """Stream `symbol`: subscribe on the open connection (no reconnect). False if already streaming it."""
+        with self._lock:
+            if symbol in self._desired:
+                return False
+            self._desired.add(symbol)
+            self._ops.append(("subscribe", symbol))
+        self.on_market(self._market(symbol), "subscribing", "")
+        self._wake.set()
+        return True
+
+    def remove(self, symbol: str) -> bool:
+        with self._lock:
+            if symbol not in self._desired:
+                return False
+            self._desired.discard(symbol)
+            self._ops.append(("unsubscribe", symbol))
+        self._wake.set()
+        return True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.close(timeout=1)
+            except Exception:  # closing a socket that is already gone
+                pass
+
+    def status(self) -> dict:
+        return {
+            "exchange": self.name, "label": self.label, "state": self.state, "reason": self.reason,
+            "since": self.state_since, "next_attempt_at": self.next_attempt_at, "url": self.connected_url or self.ws_url,
+            "symbols": self.symbols(), "frames": self.frames, "ticks": self.ticks, "bad_frames": self.bad_frames,
+            "last_bad_reason": self.last_bad_reason, "last_bad_frame": self.last_bad_frame,
+            "reconnects": self.reconnects, "last_frame_at": self.last_frame_at, "last_data_at": self.last_data_at,
+        }
+
+    # The thread ----------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """The listener's thread: connect, subscribe, read; reconnect with backoff; never give up."""
+        while not self._stopping.is_set():
+            if not self.symbols():
+                self._set_state(IDLE, "no markets to stream")
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                self._session()
+            except _Reconnect as why:
+                self._retry_later(RECONNECTING, str(why))
+            except websocket.WebSocketBadStatusException as refused:
+                self._refused(refused)
+            except Exception as failure:  # any socket or protocol failure: recover, never die
+                if self._stopping.is_set():
+                    break
+                self._retry_later(RECONNECTING, f"{type(failure).__name__}: {failure}")
+            finally:
+                self._close()
+        self._set_state(STOPPED, "")
+
+    def _session(self) -> None:
+        with self._lock:
+            symbols = sorted(self._desired)
+            self._ops.clear()
+        self._set_state(CONNECTING, "")
+        url = self.connect_url(symbols)
+        self._ws = websocket.create_connection(url, timeout=self.connect_timeout_s, enable_multithread=True,
+                                               skip_utf8_validation=True)
+        self.connected_url = url
+        connected_at = time.monotonic()
+        self.on_connected()
+        self._streaming.clear()
+        self._hinted.clear()
+        self._subscribed_at = dict.fromkeys(symbols, connected_at)
+        for message in self.initial_messages(symbols):
+            self._send(message)
+        for symbol in symbols:
+            self.on_market(self._market(symbol), "subscribing", "")
+        self._set_state(LIVE, "")
+        self._ws.settimeout(self.poll_s)
+        last_frame = last_data = last_ping = connected_at
+        while not self._stopping.is_set():
+            self._apply_ops()
+            try:
+                opcode, data = self._ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                opcode = None
+            now = time.monotonic()
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                last_frame = now
+                if self._handle(opcode, data):
+                    last_data = now
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise _Reconnect(f"closed by the exchange{self._close_detail(data)}")
+            elif opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG) and self.liveness_ping_s:
+                last_frame = now
+            if self.liveness_ping_s and now - last_ping >= self.liveness_ping_s:
+                self._ws.ping()
+                last_ping = now
+            if self._attempt and now - connected_at > self.healthy_after_s:
+                self._attempt = 0  # a healthy period: the next drop starts the backoff afresh
+            self._watch(now, last_frame, last_data)
+
+    def _watch(self, now: float, last_frame: float, last_data: float) -> None:
+        if now - last_frame > self.stale_after_s:
+            self._set_state(STALE, f"no frame for {now - last_frame:.1f} s")
+            raise _Reconnect(f"stale: no frame for {now - last_frame:.1f} s")
+        if now - last_data > self.quiet_after_s:
+            self._set_state(QUIET, f"heartbeats only, no market data for {now - last_data:.0f} s")
+        elif self.state != LIVE:
+            self._set_state(LIVE, "")
+        for symbol, since in list(self._subscribed_at.items()):
+            if symbol not in self._streaming and symbol not in self._hinted and now - since > self.no_data_hint_s:
+                self._hinted.add(symbol)
+                self.on_market(self._market(symbol), "waiting", self.no_data_hint)
+
+    def _handle(self, opcode: int, data: bytes) -> bool:
+        """One frame from the exchange. True when it carried market data."""
+        received = _now_ms()
+        self.frames += 1
+        self.last_frame_at = received
+        if opcode == websocket.ABNF.OPCODE_BINARY:
+            self._bad("binary frame", data)
+            return False
+        text = data.decode("utf-8", "replace")
+        if self.on_frame is not None:
+            self.on_frame(self.name, self.connected_url, received / 1000, text)
+        try:
+            items = self.parse(text, received)
+        except Exception as failure:  # a bad frame is counted, logged and skipped, never fatal
+            self._bad(failure.args[0] if isinstance(failure, BadFrame) else f"{type(failure).__name__}: {failure}",
+                      text)
+            return False
+        got_data = False
+        for item in items:
+            kind = type(item)
+            if kind is Update:
+                if item.symbol not in self._subscribed_at:
+                    continue  # in flight after an unsubscribe, or never asked for
+                tick = self.book.apply(item, received)
+                self.ticks += 1
+                self.last_data_at = received
+                got_data = True
+                if item.symbol not in self._streaming:
+                    self._streaming.add(item.symbol)
+                    self.on_market(self._market(item.symbol), "streaming", "")
+                self.on_tick(tick)
+            elif kind is Subscribed:
+                for symbol in item.symbols or ():
+                    if symbol in self._subscribed_at and symbol not in self._streaming:
+                        self.on_market(self._market(symbol), "subscribed", "")
+            elif kind is Rejected:
+                self._rejected(item)
+            elif kind is ExchangeError:
+                self.reason = item.reason
+                log.warning("%s: exchange error: %s", self.name, item.reason)
+                self.on_state(self.status())
+        return got_data
+
+    def _rejected(self, item: Rejected) -> None:
+        log.warning("%s: %s rejected: %s", self.name, item.symbol or "request", item.reason)
+        if item.symbol is None:
+            self.reason = item.reason
+            self.on_state(self.status())
+            return
+        with self._lock:
+            self._desired.discard(item.symbol)  # never re-subscribe what the exchange refused
+        self._subscribed_at.pop(item.symbol, None)
+        self.on_market(self._market(item.symbol), "error", item.reason)
+
+    def _bad(self, reason: str, frame) -> None:
+        self.bad_frames += 1
+        self.last_bad_reason = str(reason)[:200]
+        snippet = frame if isinstance(frame, str) else repr(frame[:BAD_FRAME_SNIPPET])
+        self.last_bad_frame = snippet[:BAD_FRAME_SNIPPET]
+        if self.bad_frames & (self.bad_frames - 1) == 0:  # log the 1st, 2nd, 4th, 8th ... not every one
+            log.warning("%s: bad frame #%d skipped: %s", self.name, self.bad_frames, self.last_bad_reason)
+
+    def _apply_ops(self) -> None:
+        with self._lock:
+            if not self._ops:
+                return
+            ops, self._ops = list(self._ops), deque()
+        subscribe = [symbol for op, symbol in ops if op == "subscribe" and symbol not in self._subscribed_at]
+        unsubscribe = [symbol for op, symbol in ops if op == "unsubscribe" and symbol in self._subscribed_at]
+        now = time.monotonic()
+        if subscribe:
+            for message in self.subscribe_messages(subscribe):
+                self._send(message)
+            for symbol in subscribe:
+                self._subscribed_at[symbol] = now
+        if unsubscribe:
+            for message in self.unsubscribe_messages(unsubscribe):
+                self._send(message)
+            for symbol in unsubscribe:
+                self._subscribed_at.pop(symbol, None)
+                self._streaming.discard(symbol)
+                self.book.forget(symbol)
+
+    def _send(self, message: str) -> None:
+        """Send, paced to the exchange's limit on client messages (Binance drops a client that sends > 5/s)."""
+        wait = self._next_send_at - time.monotonic()
+        if wait > 0:
+            self._stopping.wait(wait)
+        self._ws.send(message)
+        self._next_send_at = time.monotonic() + 1.0 / self.max_messages_per_s
+
+    def _refused(self, refused: websocket.WebSocketBadStatusException) -> None:
+        """The exchange answered the upgrade with an HTTP error."""
+        code = refused.status_code
+        if code in (451, 403):
+            alternative = getattr(self, "geo_alternative", "")
+            hint = f"; try '{alternative}' instead" if alternative else ""
+            self._retry_later(ERROR, f"HTTP {code}: this venue blocks connections from this region{hint}",
+                              at_least_s=300)
+        elif code == 429:
+            retry_after = (refused.resp_headers or {}).get("retry-after", "")
+            wait = float(retry_after) if retry_after.isdigit() else 60.0
+            self._retry_later(ERROR, f"HTTP 429: rate limited, retry after {wait:.0f} s", at_least_s=wait)
+        else:
+            self._retry_later(ERROR, f"HTTP {code} on connect")
+
+    def _retry_later(self, state: str, reason: str, at_least_s: float = 0.0) -> None:
+        """Exponential backoff with full jitter, capped; never gives up."""
+        if self._stopping.is_set():
+            return
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2 ** self._attempt))
+        delay = max(at_least_s, random.uniform(0, ceiling))
+        self._attempt += 1
+        self.reconnects += 1
+        self.next_attempt_at = _now_ms() + int(delay * 1000)
+        log.info("%s: %s (%s); next attempt in %.1f s", self.name, state, reason, delay)
+        self._set_state(state, reason)
+        self._stopping.wait(delay)
+        self.next_attempt_at = None
+
+    def _close(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.close(timeout=1)
+            except Exception:  # already broken: nothing more to release
+                pass
+
+    @staticmethod
+    def _close_detail(data: bytes) -> str:
+        if len(data) >= 2:
+            code = int.from_bytes(data[:2], "big")
+            text = data[2:].decode("utf-8", "replace")
+            return f" (code {code}{': ' + text if text else ''})"
+        return ""
+
+    def _set_state(self, state: str, reason: str) -> None:
+        if state == self.state and reason == self.reason:
+            return
+        if state != self.state:
+            log.info("%s: %s%s", self.name, state, f" ({reason})" if reason else "")
+            self.state_since = _now_ms()
+        self.state, self.reason = state, reason
+        self.on_state(self.status())
+
+    def _market(self, symbol: str) -> str:
+        return f"{self.name}:{symbol}"

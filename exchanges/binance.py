@@ -1,0 +1,189 @@
+"""Binance spot combined stream: `<symbol>@bookTicker` (top of book) and `<symbol>@trade` (last trade).
+
+Protocol: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams
+- Combined stream frames are `{"stream": "<name>", "data": {...}}`; `bookTicker` carries no event time.
+- SUBSCRIBE/UNSUBSCRIBE requests carry an id and are answered `{"result": null, "id": ...}`; an error reply is
+  `{"code": ..., "msg": ...}` (with the id where there is one). Binance accepts a subscribe to a pair it does not
+  list and then sends nothing, so such a panel says so after a while (`no_data_hint`).
+- No application heartbeat: the server pings every 20 s (Binance.US: 3 min) and we answer; we also ping every
+  5 s, and the pongs tell the watchdog the exchange still answers while a thin market sends no data.
+- At most 5 client messages per second, 1024 streams per connection, and a disconnect every 24 hours.
+"""
+from __future__ import annotations
+
+import orjson
+
+from .base import ExchangeListener
+from .tick import BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms
+from .venue import Venue
+
+STREAMS = ("bookTicker", "trade")
+# Quote assets, longest first, to split a native symbol nobody subscribed to (normalizing a recording).
+QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "GBP", "TRY", "BRL", "JPY", "AUD", "BTC", "ETH",
+          "BNB", "DAI", "XRP", "DOGE")
+
+
+class Binance(ExchangeListener):
+    name = "binance"
+    label = "Binance"
+    url = "wss://data-stream.binance.vision/stream"  # market data only
+    url_hosts = ("binance.com", "binance.vision")
+    max_messages_per_s = 4.0  # Binance closes a connection that sends more than 5 messages a second
+    liveness_ping_s = 5.0  # no application heartbeat: ping/pong is the liveness signal (counts in the 5 msg/s)
+    geo_alternative = "binanceus"
+    no_data_hint = ("subscribed; no data yet. Binance accepts a subscription to a pair it does not list and then "
+                    "sends nothing: check the pair is listed on this venue")
+
+    def __init__(self, *args, **kwargs):
+        self._unified: dict[str, str] = {}  # "BTCUSDT" -> "BTC-USDT"
+        self._pending: dict[int, tuple] = {}  # request id -> symbols
+        self._next_id = 0
+        super().__init__(*args, **kwargs)
+
+    def connect_url(self, symbols):
+        base = self.ws_url.split("?", 1)[0]
+        return f"{base}?streams={'/'.join(self._streams(symbols))}"
+
+    def initial_messages(self, symbols):
+        return []  # the streams are in the URL
+
+    def on_connected(self):
+        self._pending.clear()
+
+    def subscribe_messages(self, symbols):
+        return [self._request("SUBSCRIBE", symbols)]
+
+    def unsubscribe_messages(self, symbols):
+        return [self._request("UNSUBSCRIBE", symbols)]
+
+    def to_native(self, symbol):
+        native = symbol.replace("-", "")
+        self._unified[native] = symbol
+        return native.lower()
+
+    def from_native(self, native):
+        unified = self._unified.get(native)
+        if unified is not None:
+            return unified
+        for quote in QUOTES:
+            if native.endswith(quote) and len(native) > len(quote):
+                return f"{native[:-len(quote)]}-{quote}"
+        raise BadFrame(f"unknown symbol {native[:30]!r}")
+
+    def parse(self, frame, received):
+        message = orjson.loads(frame)
+        if type(message) is not dict:
+            raise BadFrame("not a JSON object")
+        data = message.get("data")
+        if type(data) is dict:
+            stream = message.get("stream")
+            if type(stream) is not str:
+                raise BadFrame("no 'stream'")
+            kind = stream.rpartition("@")[2]
+            if kind == "bookTicker":
+                return [Update(symbol=self._symbol(data), time=None,
+                               bid=decimal_str(data["b"]), bid_size=decimal_str(data["B"]),
+                               ask=decimal_str(data["a"]), ask_size=decimal_str(data["A"]))]
+            if kind in ("trade", "aggTrade"):
+                maker = data["m"]
+                if type(maker) is not bool:
+                    raise BadFrame("bad 'm'")
+                return [Update(symbol=self._symbol(data), time=epoch_ms(data["T"]),
+                               last=decimal_str(data["p"]), last_size=decimal_str(data["q"]),
+                               last_side="sell" if maker else "buy")]  # buyer is maker => the taker sold
+            return []  # depth, kline ...: no tick
+        if "result" in message and "id" in message:
+            return [Subscribed(self._pending.pop(message["id"], None))]
+        if "code" in message or "error" in message:
+            error = message.get("error") if type(message.get("error")) is dict else message
+            reason = f"Binance error {error.get('code')}: {error.get('msg')}"
+            symbols = self._pending.pop(message.get("id"), None)
+            if symbols:
+                return [Rejected(symbol, reason) for symbol in symbols]
+            return [ExchangeError(reason)]
+        raise BadFrame("neither stream data nor a reply")
+
+    def _symbol(self, data) -> str:
+        native = data.get("s")
+        if type(native) is not str:
+            raise BadFrame("no symbol 's'")
+        return self.from_native(native)
+
+    def _streams(self, symbols):
+        return [f"{self.to_native(symbol)}@{stream}" for symbol in symbols for stream in STREAMS]
+
+    def _request(self, method, symbols):
+        self._next_id += 1
+        self._pending[self._next_id] = tuple(symbols)
+        return orjson.dumps({"method": method, "params": self._streams(symbols), "id": self._next_id}).decode()
+
+
+class BinanceUS(Binance):
+    """Binance.US: the same protocol; it lists USD pairs, so BTC-USD sits beside Coinbase's."""
+    name = "binanceus"
+    label = "Binance.US"
+    url = "wss://stream.binance.us:9443/stream"
+    url_hosts = ("binance.us",)
+    geo_alternative = ""
+
+
+class BinanceVenue(Venue):
+    """Binance's side, for the local exchange: streams named in the URL, SUBSCRIBE/UNSUBSCRIBE answered
+    `{"result": null, "id": ...}` (for any well-formed stream name, listed or not, as Binance does).
+    The recordings hold `aggTrade`, not `trade`: a `@trade` subscriber is sent the recorded `@aggTrade` frames."""
+    path = "/stream"
+
+    def route(self, frame):
+        message = orjson.loads(frame)
+        return message.get("stream") if type(message.get("data")) is dict else None
+
+    def symbol_of(self, key):
+        return key.partition("@")[0].upper()
+
+    @staticmethod
+    def listing(body):
+        return {symbol["symbol"] for symbol in orjson.loads(body).get("symbols", ())
+                if symbol.get("status", "TRADING") == "TRADING"}
+
+    def on_open(self, session, path):
+        session["keys"] = set()
+        query = path.partition("?")[2]
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name == "streams" and value:
+                session["keys"].update(value.split("/"))
+        return []
+
+    def on_message(self, session, text):
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [_reply({"code": 3, "msg": "Invalid JSON: expected value"})]
+        if type(message) is not dict or message.get("method") not in ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS"):
+            return [_reply({"code": 2, "msg": "Invalid request: unknown method", "id": _id_of(message)})]
+        params = message.get("params") or []
+        if type(params) is not list or not all(type(p) is str and "@" in p for p in params):
+            return [_reply({"code": 2, "msg": "Invalid request: invalid stream", "id": _id_of(message)})]
+        method = message["method"]
+        if method == "SUBSCRIBE":
+            session["keys"].update(params)
+        elif method == "UNSUBSCRIBE":
+            session["keys"].difference_update(params)
+        else:
+            return [_reply({"result": sorted(session["keys"]), "id": message.get("id")})]
+        return [_reply({"result": None, "id": message.get("id")})]
+
+    def wants(self, session, key):
+        keys = session["keys"]
+        return key in keys or (key.endswith("@aggTrade") and key[:-len("aggTrade")] + "trade" in keys)
+
+
+def _id_of(message):
+    return message.get("id") if type(message) is dict else None
+
+
+def _reply(message):
+    return orjson.dumps(message).decode()
+
+
+Binance.venue = BinanceVenue

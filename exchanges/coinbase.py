@@ -1,0 +1,163 @@
+"""Coinbase Exchange public websocket feed: `ticker` (best bid/ask + last trade in one message) and `heartbeat`.
+
+Protocol: https://docs.cdp.coinbase.com/exchange/websocket-feed/overview (ticker, heartbeat, subscriptions, error).
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import orjson
+
+from .base import ExchangeListener
+from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, decimal_str, iso_to_ms,
+                   side_str)
+from .venue import Venue
+
+CHANNELS = ["ticker", "heartbeat"]
+_INVALID_PRODUCT = re.compile(r"^(\S+) is not a valid product")
+
+
+class Coinbase(ExchangeListener):
+    name = "coinbase"
+    label = "Coinbase"
+    url = "wss://ws-feed.exchange.coinbase.com"
+    url_hosts = ("coinbase.com",)
+    max_messages_per_s = 50.0
+    no_data_hint = "subscribed; no ticker yet (Coinbase sends one when a trade happens)"
+
+    def subscribe_messages(self, symbols):
+        # One message per product: Coinbase refuses a whole subscribe for one invalid product.
+        return [_request("subscribe", [symbol]) for symbol in symbols]
+
+    def unsubscribe_messages(self, symbols):
+        return [_request("unsubscribe", symbols)]
+
+    def to_native(self, symbol):
+        return symbol  # Coinbase product ids are already BASE-QUOTE
+
+    def from_native(self, native):
+        return native
+
+    def parse(self, frame, received):
+        message = orjson.loads(frame)
+        if type(message) is not dict:
+            raise BadFrame("not a JSON object")
+        kind = message.get("type")
+        if kind == "ticker":
+            side = message.get("side")
+            return [Update(
+                symbol=_product(message), time=iso_to_ms(message["time"]),
+                bid=decimal_str(message["best_bid"]), bid_size=_optional_decimal(message.get("best_bid_size")),
+                ask=decimal_str(message["best_ask"]), ask_size=_optional_decimal(message.get("best_ask_size")),
+                last=decimal_str(message["price"]), last_size=_optional_decimal(message.get("last_size")),
+                last_side=side_str(side) if side is not None else None)]
+        if kind == "heartbeat":
+            return [Heartbeat(_product(message))]
+        if kind == "subscriptions":
+            products = set()
+            for channel in message.get("channels") or ():
+                if type(channel) is dict and channel.get("name") == "ticker":
+                    products.update(p for p in channel.get("product_ids") or () if type(p) is str)
+            return [Subscribed(tuple(sorted(products)))]
+        if kind == "error":
+            reason = str(message.get("reason") or message.get("message") or "error")
+            invalid = _INVALID_PRODUCT.match(reason)
+            if invalid:
+                return [Rejected(invalid.group(1), reason)]
+            return [ExchangeError(f"{message.get('message', 'error')}: {reason}")]
+        if kind is None:
+            raise BadFrame("no 'type'")
+        return []  # other channels (l2update, match, snapshot ...) carry no tick here
+
+
+def _request(kind, symbols):
+    return orjson.dumps({"type": kind, "product_ids": list(symbols), "channels": CHANNELS}).decode()
+
+
+def _product(message) -> str:
+    product = message.get("product_id")
+    if type(product) is not str or not product:
+        raise BadFrame("no product_id")
+    return product
+
+
+def _optional_decimal(value):
+    return None if value is None else decimal_str(value)
+
+
+class CoinbaseVenue(Venue):
+    """Coinbase's side, for the local exchange: subscribe/unsubscribe, `subscriptions` replies, `error` for a
+    product it does not list, and a `heartbeat` per product each second (shape as Coinbase documents it)."""
+    _CHANNEL_OF = {"ticker": "ticker", "l2update": "level2", "snapshot": "level2", "match": "matches",
+                   "last_match": "matches"}
+
+    def __init__(self, listed=None):
+        super().__init__(listed)
+        self._last_trade_id: dict[str, int] = {}
+        self._sequence: dict[str, int] = {}
+
+    def route(self, frame):
+        message = orjson.loads(frame)
+        channel = self._CHANNEL_OF.get(message.get("type"))
+        product = message.get("product_id")
+        return f"{channel}:{product}" if channel and product else None
+
+    def symbol_of(self, key):
+        return key.partition(":")[2]
+
+    @staticmethod
+    def listing(body):
+        return {product["id"] for product in orjson.loads(body) if product.get("status", "online") == "online"}
+
+    def on_message(self, session, text):
+        try:
+            message = orjson.loads(text)
+            kind = message["type"]
+            default_products = message.get("product_ids") or []
+            wanted = set()
+            for channel in message["channels"]:
+                name, products = ((channel, default_products) if type(channel) is str
+                                  else (channel["name"], channel.get("product_ids") or default_products))
+                if not products:
+                    return [_error("Failed to subscribe", f"You must specify at least one product ID for channel {name}")]
+                for product in products:
+                    if product not in self.listed:
+                        return [_error("Failed to subscribe", f"{product} is not a valid product")]
+                    wanted.add(f"{name}:{product}")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return [_error("Failed to subscribe", "malformed subscribe message")]
+        if kind == "subscribe":
+            session["keys"] |= wanted
+        elif kind == "unsubscribe":
+            session["keys"] -= wanted
+        else:
+            return [_error("Failed to subscribe", f"{kind} is not a valid type")]
+        channels: dict[str, list] = {}
+        for key in sorted(session["keys"]):
+            name, _, product = key.partition(":")
+            channels.setdefault(name, []).append(product)
+        return [orjson.dumps({"type": "subscriptions", "channels": [
+            {"name": name, "product_ids": products} for name, products in channels.items()]}).decode()]
+
+    def observe(self, frame):
+        if frame.startswith('{"type":"ticker"') or '"match"' in frame[:30]:
+            message = orjson.loads(frame)
+            product = message.get("product_id")
+            self._last_trade_id[product] = message.get("trade_id", 0)
+            self._sequence[product] = message.get("sequence", 0)
+
+    def heartbeats(self, session, now):
+        time = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return [orjson.dumps({"type": "heartbeat", "sequence": self._sequence.get(product, 0),
+                              "last_trade_id": self._last_trade_id.get(product, 0), "product_id": product,
+                              "time": time}).decode()
+                for name, _, product in (key.partition(":") for key in sorted(session["keys"]))
+                if name == "heartbeat"]
+
+
+def _error(message, reason):
+    return orjson.dumps({"type": "error", "message": message, "reason": reason}).decode()
+
+
+Coinbase.venue = CoinbaseVenue

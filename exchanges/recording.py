@@ -1,0 +1,136 @@
+"""Recordings: reading the project's format and the upstream capture format, and writing the project's format.
+
+Project format, JSON lines, one per frame received:
+    {"exchange": "coinbase", "url": "...", "received": 1618677817.061845, "frame": "<raw text, unchanged>"}
+Upstream capture format (../shared/feeds, see its SOURCES.md):
+    URL <-> OPEN_TS          the socket that was opened
+    URL <- TS: TEXT          a frame the client sent (skipped)
+    URL -> TS: BODY          a REST response body (read by `read_rest`)
+    TS: TEXT                 a frame the exchange sent
+Anything else is taken as one raw frame per line (no receipt time).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, NamedTuple, Optional
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+_OPEN = re.compile(r"^(\S+) <-> ([0-9.]+)$")
+_SENT = re.compile(r"^\S+ <- [0-9.]+: ")
+_REST = re.compile(r"^(\S+) -> ([0-9.]+): (.*)$", re.S)
+_RECEIVED = re.compile(r"^([0-9]+\.[0-9]+|[0-9]+): (.*)$", re.S)
+
+
+class Frame(NamedTuple):
+    exchange: Optional[str]  # registry name, when the recording says or its URL tells
+    url: str
+    received: Optional[float]  # epoch seconds; None for raw frames
+    frame: str
+
+
+def exchange_for_url(url: str) -> Optional[str]:
+    """The registry name of the exchange a URL belongs to, by its host."""
+    from . import EXCHANGES  # late: the registry imports the exchange modules
+    host = re.sub(r"^[a-z]+://", "", url).split("/", 1)[0].split(":", 1)[0]
+    for name, listener in EXCHANGES.items():
+        if any(host == suffix or host.endswith("." + suffix) for suffix in listener.url_hosts):
+            return name
+    return None
+
+
+def read_frames(path, exchange: Optional[str] = None) -> Iterator[Frame]:
+    """Every frame the exchange sent, in recorded order, from a file in any of the three formats."""
+    url = ""
+    current = exchange
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            if line.startswith('{"exchange"'):
+                record = orjson.loads(line)
+                yield Frame(exchange or record["exchange"], record.get("url", ""), record.get("received"),
+                            record["frame"])
+                continue
+            received = _RECEIVED.match(line)
+            if received:
+                yield Frame(current, url, float(received.group(1)), received.group(2))
+                continue
+            opened = _OPEN.match(line)
+            if opened:
+                url = opened.group(1)
+                current = exchange or exchange_for_url(url)
+                continue
+            if _SENT.match(line) or _REST.match(line):
+                continue
+            yield Frame(current, url, None, line)  # one raw frame per line
+
+
+def read_rest(path) -> Optional[tuple[str, float, str]]:
+    """A recorded REST response (upstream `NAME.0` file): (url, received, body), or None if it is not one."""
+    with open(path, encoding="utf-8") as lines:
+        first = lines.readline().rstrip("\r\n")
+    match = _REST.match(first)
+    if not match:
+        return None
+    return match.group(1), float(match.group(2)), match.group(3)
+
+
+def recording_files(paths) -> list[Path]:
+    """Files named directly, and every file in named directories (sorted), skipping licences and notes."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and not _is_note(p)))
+        else:
+            files.append(path)
+    return files
+
+
+def _is_note(path: Path) -> bool:
+    return path.name.upper().startswith(("LICENSE", "README", "SOURCES")) or path.suffix.lower() in (".md", ".txt")
+
+
+class Recorder:
+    """Writes every frame received in the project's format, one file per exchange and UTC day."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._files: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, exchange: str, url: str, received: float, frame: str) -> None:
+        day = datetime.fromtimestamp(received, timezone.utc).strftime("%Y-%m-%d")
+        line = orjson.dumps({"exchange": exchange, "url": url, "received": received, "frame": frame})
+        with self._lock:
+            out = self._files.get((exchange, day))
+            if out is None:
+                self._close_days_before(exchange, day)
+                out = self._files[(exchange, day)] = open(self.directory / f"{exchange}-{day}.jsonl", "ab")
+            out.write(line + b"\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            for out in self._files.values():
+                out.flush()
+                os.fsync(out.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            for out in self._files.values():
+                out.close()
+            self._files.clear()
+
+    def _close_days_before(self, exchange: str, day: str) -> None:
+        for key in [key for key in self._files if key[0] == exchange and key[1] != day]:
+            self._files.pop(key).close()

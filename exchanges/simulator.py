@@ -1,0 +1,244 @@
+"""The local exchange: replays recorded real frames over real websockets on loopback, one server per exchange,
+each speaking that exchange's own protocol (its `Venue`), so the real listeners run their real code path.
+
+It accepts the exchange's subscribe messages, answers as the exchange does, and streams the recorded frames of the
+subscribed streams at the recorded pace times `speed` (0 = as fast as the clients take them), looping at the end.
+All clients of one exchange share one clock, as they would share one market.
+
+    python -m exchanges.simulator [PATH ...] [--speed N] [--host H] [--port P]
+prints one JSON line {"urls": {...}, "markets": {...}} once it listens, then serves until stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import Optional
+
+import orjson
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+from . import EXCHANGES
+from .recording import exchange_for_url, read_frames, read_rest, recording_files
+from .tick import Update
+
+log = logging.getLogger(__name__)
+
+SHIPPED = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "upstream"
+DEFAULT_RECORDINGS = [SHIPPED / name for name in
+                      ("COINBASE.ws.28.0", "COINBASE.0", "BINANCE.ws.1.0", "BINANCE_US.ws.1.0", "BINANCE_US.0")]
+LOOP_PAUSE_S = 0.5   # recorded seconds between the end of a recording and its next loop
+RAW_FRAME_GAP_S = 0.01  # pace for raw frames, which carry no receipt time
+
+
+class _Client:
+    def __init__(self, connection):
+        self.connection = connection
+        self.session: dict = {"keys": set()}
+        self.messages: deque = deque(maxlen=200)  # what the client sent, for tests to inspect
+
+
+class _Replay:
+    """One exchange's recording, its venue, and its connected clients."""
+
+    def __init__(self, name: str, frames: list, listed: set):
+        listener = EXCHANGES[name]
+        self.name = name
+        self.venue = listener.venue(listed)
+        self.clients: set[_Client] = set()
+        self.timeline: list[tuple[float, str, str]] = []  # (recorded second, subscription key, frame)
+        ticks: Counter = Counter()
+        parser = listener()
+        for index, frame in enumerate(frames):
+            try:
+                key = self.venue.route(frame.frame)
+                updates = [item for item in parser.parse(frame.frame, 0) if type(item) is Update]
+            except Exception:  # a recorded frame this exchange cannot route is not replayed
+                continue
+            if key is None:
+                continue
+            received = frame.received if frame.received is not None else index * RAW_FRAME_GAP_S
+            self.timeline.append((received, key, frame.frame))
+            self.venue.listed.add(self.venue.symbol_of(key))
+            ticks.update(update.symbol for update in updates)
+        # Markets this recording holds, busiest first: the default watchlist takes the first of each exchange.
+        self.markets = [symbol for symbol, _ in ticks.most_common()]
+
+
+class LocalExchange:
+    """The local exchange as a Python API (tests, benchmarks) — `python -m exchanges.simulator` is its CLI."""
+
+    def __init__(self, paths=None, speed: float = 1.0, host: str = "127.0.0.1", port: int = 0,
+                 loop_replay: bool = True, exchanges: Optional[list] = None):
+        self.speed, self.host, self.base_port, self.loop_replay = speed, host, port, loop_replay
+        frames: dict[str, list] = {}
+        listed: dict[str, set] = {}
+        for path in recording_files(paths or DEFAULT_RECORDINGS):
+            rest = read_rest(path)
+            if rest is not None:
+                name = exchange_for_url(rest[0])
+                if name:
+                    listed.setdefault(name, set()).update(EXCHANGES[name].venue.listing(rest[2]))
+                continue
+            for frame in read_frames(path):
+                if frame.exchange in EXCHANGES and (exchanges is None or frame.exchange in exchanges):
+                    frames.setdefault(frame.exchange, []).append(frame)
+        self.replays = {name: _Replay(name, recorded, listed.get(name, set()))
+                        for name, recorded in sorted(frames.items())}
+        self.urls: dict[str, str] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stopped: Optional[asyncio.Event] = None
+
+    # Thread-safe API -----------------------------------------------------------------------------------------
+    def markets(self) -> dict[str, list[str]]:
+        return {name: replay.markets for name, replay in self.replays.items()}
+
+    def start(self) -> "LocalExchange":
+        ready = threading.Event()
+        failure: list = []
+        self._thread = threading.Thread(target=self._run_thread, args=(ready, failure), name="local-exchange",
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join(5)
+
+    def drop(self, name: str) -> int:
+        """Cut every connection of `name` without a close frame (a dropped TCP path). Returns how many."""
+        replay = self.replays[name]
+        clients = list(replay.clients)
+        for client in clients:
+            self._loop.call_soon_threadsafe(client.connection.transport.abort)
+        return len(clients)
+
+    def clients(self, name: str) -> list[_Client]:
+        return list(self.replays[name].clients)
+
+    # The event loop --------------------------------------------------------------------------------------------
+    def _run_thread(self, ready: threading.Event, failure: list) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._main(ready))
+        except BaseException as error:  # bind failure: report to start()
+            failure.append(error)
+            ready.set()
+        finally:
+            self._loop.close()
+
+    async def _main(self, ready: threading.Event) -> None:
+        self._stopped = asyncio.Event()
+        servers, tasks = [], []
+        for offset, (name, replay) in enumerate(self.replays.items()):
+            port = self.base_port + offset if self.base_port else 0
+            server = await serve(lambda connection, replay=replay: self._serve(replay, connection), self.host, port,
+                                 max_size=2 ** 20)
+            servers.append(server)
+            bound = server.sockets[0].getsockname()[1]
+            self.urls[name] = f"ws://{self.host}:{bound}{replay.venue.path}"
+            tasks.append(asyncio.create_task(self._play(replay)))
+            tasks.append(asyncio.create_task(self._heartbeats(replay)))
+        ready.set()
+        await self._stopped.wait()
+        for task in tasks:
+            task.cancel()
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
+
+    async def _serve(self, replay: _Replay, connection) -> None:
+        client = _Client(connection)
+        replay.clients.add(client)
+        try:
+            for reply in replay.venue.on_open(client.session, connection.request.path):
+                await connection.send(reply)
+            async for message in connection:
+                client.messages.append(message)
+                if isinstance(message, str):
+                    for reply in replay.venue.on_message(client.session, message):
+                        await connection.send(reply)
+        except ConnectionClosed:
+            pass
+        finally:
+            replay.clients.discard(client)
+
+    async def _play(self, replay: _Replay) -> None:
+        timeline = replay.timeline
+        if not timeline:
+            return
+        first = timeline[0][0]
+        while True:
+            started = self._loop.time()
+            for index, (received, key, frame) in enumerate(timeline):
+                if self.speed:
+                    delay = started + (received - first) / self.speed - self._loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                elif index % 64 == 0:
+                    await asyncio.sleep(0)  # full speed, but let the servers breathe
+                replay.venue.observe(frame)
+                for client in list(replay.clients):
+                    if replay.venue.wants(client.session, key):
+                        try:
+                            await client.connection.send(frame)
+                        except ConnectionClosed:
+                            pass
+            if not self.loop_replay:
+                return
+            await asyncio.sleep(LOOP_PAUSE_S / self.speed if self.speed else 0.01)
+
+    async def _heartbeats(self, replay: _Replay) -> None:
+        while True:
+            await asyncio.sleep(1)
+            for client in list(replay.clients):
+                for frame in replay.venue.heartbeats(client.session, time.time()):
+                    try:
+                        await client.connection.send(frame)
+                    except ConnectionClosed:
+                        pass
+
+
+def parse_speed(text: str) -> float:
+    """'max' (or 0) = as fast as the clients take it; otherwise a positive multiple of the recorded pace."""
+    if text.lower() in ("max", "0"):
+        return 0.0
+    speed = float(text)
+    if speed <= 0:
+        raise argparse.ArgumentTypeError("speed must be positive, or 'max'")
+    return speed
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exchanges.simulator", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", help="recordings (files or directories); default: the shipped ones")
+    parser.add_argument("--speed", type=parse_speed, default=1.0, help="multiple of the recorded pace, or 'max'")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="first port (one per exchange); 0 = any free ones")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s simulator %(levelname)s %(message)s")
+    exchange = LocalExchange(args.paths or None, speed=args.speed, host=args.host, port=args.port).start()
+    print(orjson.dumps({"urls": exchange.urls, "markets": exchange.markets()}).decode(), flush=True)
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    done.wait()
+    exchange.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""What exchange parsers produce, and how it merges into the one tick shape everything downstream sees.
+
+A parser turns one frame into a list of items: `Update`s (market data) and protocol events (`Subscribed`,
+`Rejected`, `ExchangeError`, `Heartbeat`). `TickBook` merges updates per (exchange, symbol) into full ticks.
+Prices and sizes stay the decimal strings the exchange sent.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import NamedTuple, Optional
+
+_DECIMAL = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class BadFrame(ValueError):
+    """A frame that is not what the exchange's protocol says; the listener counts, logs and skips it."""
+
+
+class Update(NamedTuple):
+    """Part of a market's state from one frame; None means 'this frame says nothing about it'."""
+    symbol: str                      # unified BASE-QUOTE
+    time: Optional[int] = None       # exchange event time, epoch ms UTC; None when the frame carries none
+    bid: Optional[str] = None
+    bid_size: Optional[str] = None
+    ask: Optional[str] = None
+    ask_size: Optional[str] = None
+    last: Optional[str] = None
+    last_size: Optional[str] = None
+    last_side: Optional[str] = None  # "buy" / "sell": the taker's side
+
+
+class Subscribed(NamedTuple):
+    """The exchange confirmed these symbols (None: the whole pending request, when it names none)."""
+    symbols: Optional[tuple] = None
+
+
+class Rejected(NamedTuple):
+    """The exchange refused a symbol (or a request, when symbol is None)."""
+    symbol: Optional[str]
+    reason: str
+
+
+class ExchangeError(NamedTuple):
+    """An error the exchange sent that is not about one symbol."""
+    reason: str
+
+
+class Heartbeat(NamedTuple):
+    """The exchange's own liveness message: proof that it still sends, though not market data."""
+    symbol: Optional[str] = None
+
+
+TICK_FIELDS = ("bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side")
+
+
+def decimal_str(value) -> str:
+    """The exchange's decimal string, checked but unchanged (never through float)."""
+    if type(value) is not str or not _DECIMAL.fullmatch(value):
+        raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
+    return value
+
+
+def side_str(value) -> str:
+    if value not in ("buy", "sell"):
+        raise BadFrame(f"bad side: {str(value)[:20]!r}")
+    return value
+
+
+def iso_to_ms(value) -> int:
+    """'2021-04-17T16:43:30.244075Z' -> epoch milliseconds (UTC), truncated, exact integer arithmetic."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise BadFrame(f"bad time: {str(value)[:40]!r}") from None
+    if moment.tzinfo is None:
+        raise BadFrame(f"time without zone: {value[:40]!r}")
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def epoch_ms(value) -> int:
+    if type(value) is not int or value < 0:
+        raise BadFrame(f"bad epoch ms: {str(value)[:20]!r}")
+    return value
+
+
+def split_market(market: str) -> tuple[str, str]:
+    """'coinbase:BTC-USD' -> ('coinbase', 'BTC-USD')."""
+    exchange, _, symbol = market.partition(":")
+    return exchange, symbol
+
+
+class TickBook:
+    """The latest full state of each market of one exchange; every update yields the merged tick."""
+
+    def __init__(self, exchange: str):
+        self.exchange = exchange
+        self._state: dict[str, dict] = {}
+
+    def apply(self, update: Update, received: int) -> dict:
+        state = self._state.get(update.symbol)
+        if state is None:
+            state = self._state[update.symbol] = dict.fromkeys(TICK_FIELDS)
+        for name in TICK_FIELDS:
+            value = getattr(update, name)
+            if value is not None:
+                state[name] = value
+        tick = {"exchange": self.exchange, "symbol": update.symbol, "time": update.time, "received": received}
+        tick.update(state)
+        return tick
+
+    def forget(self, symbol: str) -> None:
+        self._state.pop(symbol, None)

@@ -1,0 +1,47 @@
+"""The exchange's side of its own protocol, for the local exchange (replay). Sans-I/O, like the listeners.
+
+Each exchange module defines a `Venue` subclass beside its listener; `exchanges/simulator.py` does the I/O.
+A session is one client connection's state: a dict whose "keys" set holds what that client subscribed to.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+
+class Venue:
+    path = "/"  # the websocket path the exchange serves
+
+    def __init__(self, listed: Optional[set] = None):
+        self.listed = set(listed or ())  # native symbols the exchange lists (recorded ones, plus a REST listing)
+
+    def route(self, frame: str) -> Optional[str]:
+        """The subscription key a recorded frame belongs to; None if it is not market data (acks and the like)."""
+        raise NotImplementedError
+
+    def symbol_of(self, key: str) -> str:
+        """The native symbol a subscription key is about."""
+        raise NotImplementedError
+
+    @staticmethod
+    def listing(body: str) -> set:
+        """Native symbols from the exchange's recorded REST listing body."""
+        return set()
+
+    def on_open(self, session: dict, path: str) -> list[str]:
+        """A client connected at `path` (with its query): replies to send at once."""
+        session["keys"] = set()
+        return []
+
+    def on_message(self, session: dict, text: str) -> list[str]:
+        """A client sent `text`: update its subscriptions, return the replies the exchange would send."""
+        raise NotImplementedError
+
+    def wants(self, session: dict, key: str) -> bool:
+        return key in session["keys"]
+
+    def observe(self, frame: str) -> None:
+        """Every frame played, so heartbeats can say what the exchange has sent (last trade id ...)."""
+
+    def heartbeats(self, session: dict, now: float) -> list[str]:
+        """Called once a second per client: the exchange's own heartbeat frames, if it has any."""
+        return []
