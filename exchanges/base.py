@@ -79,7 +79,7 @@ class ExchangeListener:
                  on_market: Callable[[str, str, str], None] = lambda market, state, reason: None,
                  on_state: Callable[[dict], None] = lambda status: None,
                  on_frame: Optional[Callable[[str, str, float, str], None]] = None,
-                 stale_after_s: float = 10.0, quiet_after_s: float = 5.0, no_data_hint_s: float = 15.0,
+                 stale_after_s: float = 10.0, quiet_after_s: float = 15.0, no_data_hint_s: float = 15.0,
                  backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0, healthy_after_s: float = 30.0,
                  connect_timeout_s: float = 10.0, poll_s: float = 0.2):
         self.ws_url = ws_url or self.url

@@ -228,6 +228,7 @@ def main(argv=None) -> int:
     parser.add_argument("--speed", type=parse_speed, default=1.0, help="multiple of the recorded pace, or 'max'")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="first port (one per exchange); 0 = any free ones")
+    parser.add_argument("--exit-with-parent", action="store_true", help="stop when standard input closes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s simulator %(levelname)s %(message)s")
     exchange = LocalExchange(args.paths or None, speed=args.speed, host=args.host, port=args.port).start()
@@ -235,6 +236,8 @@ def main(argv=None) -> int:
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())
+    if args.exit_with_parent:  # the server holds our stdin: EOF means it is gone, even after a kill -9
+        threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     done.wait()
     exchange.stop()
     return 0

@@ -1,0 +1,140 @@
+"""The Flask + Flask-SocketIO application: routes, Socket.IO events, and the wiring of hub and feeds."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, abort, jsonify, render_template, request, send_from_directory
+from flask_socketio import SocketIO, emit, join_room, leave_room
+
+from exchanges import EXCHANGES
+
+from .config import Settings, parse_market
+from .feeds import Feeds
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = ROOT / "node_modules"
+# Only these folders of node_modules are served, under /vendor/.
+VENDOR_FOLDERS = ("bootstrap/dist/", "socket.io-client/dist/")
+MAX_EVENT_BYTES = 16 * 1024  # subscribe/unsubscribe events are tiny
+MAX_MARKETS_PER_CLIENT = 50
+
+
+@dataclass
+class Dashboard:
+    app: Flask
+    socketio: SocketIO
+    hub: Hub
+    feeds: Feeds
+
+    def start(self) -> None:
+        """Start the emitting task and one listener task per exchange."""
+        self.socketio.start_background_task(self.hub.run)
+        self.feeds.start(self.socketio.start_background_task)
+
+    def stop(self) -> None:
+        self.feeds.stop()
+        self.hub.stop()
+
+
+def create_app(settings: Settings, available: dict = None, on_frame=None, mode: str = "live") -> Dashboard:
+    """`available`: exchange -> symbols the server can serve beyond the watchlist (a recording's markets)."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config["SECRET_KEY"] = settings.secret_key
+    socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
+                        max_http_buffer_size=MAX_EVENT_BYTES)
+    hub = Hub(socketio, ring_size=settings.ring_size, emit_interval_ms=settings.emit_interval_ms,
+              max_batch=settings.max_rows)
+    feeds = Feeds(hub, settings.exchanges, settings.ws_urls, settings.markets, stale_after_s=settings.stale_after_s,
+                  backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame)
+    hub.feeds = feeds.status
+    exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
+    markets_offer = {
+        "watchlist": settings.markets,
+        "available": {name: sorted(set((available or {}).get(name, [])) |
+                                   {m.partition(":")[2] for m in settings.markets if m.startswith(name + ":")})
+                      for name in settings.exchanges},
+        "exchanges": exchanges,
+    }
+    page_config = {"maxRows": settings.max_rows, "watchlist": settings.markets, "exchanges": exchanges,
+                   "mode": mode}
+
+    @app.get("/")
+    def index():
+        return render_template("index.html", config=page_config)
+
+    @app.get("/vendor/<path:filename>")
+    def vendor(filename):
+        if not filename.startswith(VENDOR_FOLDERS):
+            abort(404)
+        return send_from_directory(NODE_MODULES, filename)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"feeds": [{"exchange": s["exchange"], "state": s["state"], "reason": s["reason"]}
+                                  for s in feeds.status()]})
+
+    @socketio.on("connect")
+    def connected(auth=None):
+        emit("markets", markets_offer)
+        emit("feeds", feeds.status())
+
+    @socketio.on("subscribe")
+    def subscribe(data=None):
+        market, error = _market_from(data, "subscribe")
+        if error:
+            return error
+        sid = request.sid
+        watched = hub.watched_by(sid)
+        if market not in watched and len(watched) >= MAX_MARKETS_PER_CLIENT:
+            return _reject("subscribe", f"at most {MAX_MARKETS_PER_CLIENT} markets per client", market)
+        join_room(market)
+        hub.watch(sid, market)
+        feeds.ensure(market)
+        emit("backfill", hub.backfill(market))
+        return {"ok": True, "market": market}
+
+    @socketio.on("unsubscribe")
+    def unsubscribe(data=None):
+        market, error = _market_from(data, "unsubscribe")
+        if error:
+            return error
+        leave_room(market)
+        if hub.unwatch(request.sid, market):
+            feeds.release(market)
+        return {"ok": True, "market": market}
+
+    @socketio.on("disconnect")
+    def disconnected(reason=None):
+        for market in hub.forget_client(request.sid):
+            feeds.release(market)
+
+    @socketio.on_error_default
+    def failed(error):  # a handler bug answers the client instead of vanishing
+        log.exception("Socket.IO handler failed")
+        emit("error", {"message": "internal error"})
+
+    def _market_from(data, event):
+        if not isinstance(data, dict):
+            return None, _reject(event, 'payload must be an object like {"market": "coinbase:BTC-USD"}')
+        try:
+            exchange, symbol = parse_market(data.get("market"))
+        except ValueError as bad:
+            return None, _reject(event, str(bad), data.get("market"))
+        if not feeds.enabled(exchange):
+            return None, _reject(event, f"exchange {exchange!r} is not enabled on this server", data.get("market"))
+        return f"{exchange}:{symbol}", None
+
+    return Dashboard(app, socketio, hub, feeds)
+
+
+def _reject(event: str, message: str, market=None) -> dict:
+    reply = {"ok": False, "event": event, "message": message}
+    if isinstance(market, str):
+        reply["market"] = market[:80]
+    emit("error", reply)
+    return reply

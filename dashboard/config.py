@@ -1,0 +1,152 @@
+"""Configuration: command line > environment > .env > defaults. Every key is in .env.example."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Optional
+
+from dotenv import load_dotenv
+
+from exchanges import EXCHANGES
+
+log = logging.getLogger(__name__)
+
+PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
+MAX_MARKET_LENGTH = 64
+ASYNC_MODES = ("eventlet", "threading")
+DEFAULT_MARKETS = "coinbase:BTC-USD,binance:BTC-USDT,binanceus:BTC-USD"
+
+
+def parse_market(text) -> tuple[str, str]:
+    """'coinbase:BTC-USD' -> ('coinbase', 'BTC-USD'); ValueError with a reason a person can act on."""
+    if not isinstance(text, str):
+        raise ValueError("market must be a string like 'coinbase:BTC-USD'")
+    if len(text) > MAX_MARKET_LENGTH:
+        raise ValueError(f"market is longer than {MAX_MARKET_LENGTH} characters")
+    exchange, colon, symbol = text.strip().partition(":")
+    if not colon:
+        raise ValueError("market must be EXCHANGE:BASE-QUOTE, like 'coinbase:BTC-USD'")
+    if exchange not in EXCHANGES:
+        raise ValueError(f"unknown exchange {exchange[:20]!r}; known: {', '.join(EXCHANGES)}")
+    symbol = symbol.upper()
+    if not PAIR.match(symbol):
+        raise ValueError(f"pair {symbol[:40]!r} is not BASE-QUOTE (letters and digits, like BTC-USD)")
+    return exchange, symbol
+
+
+def parse_markets(text: str) -> list[str]:
+    markets = []
+    for part in (text or "").split(","):
+        if part.strip():
+            exchange, symbol = parse_market(part)
+            market = f"{exchange}:{symbol}"
+            if market not in markets:
+                markets.append(market)
+    return markets
+
+
+def env_key(exchange: str) -> str:
+    return f"{exchange.upper()}_WS_URL"
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    secret_key: str = ""
+    async_mode: str = "eventlet"
+    markets: list = field(default_factory=list)
+    markets_from_cli: bool = False
+    exchanges: list = field(default_factory=lambda: list(EXCHANGES))
+    ws_urls: dict = field(default_factory=dict)
+    stale_after_s: float = 10.0
+    backoff_cap_s: float = 30.0
+    max_rows: int = 500
+    ring_size: int = 500
+    emit_interval_ms: int = 100
+    record_dir: Optional[str] = None
+    replay: Optional[list] = None  # None: live; []: the shipped recordings; else these paths
+    speed: float = 1.0
+    cors_origins: Optional[list] = None  # None: same origin only
+    log_level: str = "INFO"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python server.py",
+                                     description="Live multi-exchange best bid / ask / last trade dashboard.")
+    add = parser.add_argument
+    add("--host", help="address to bind (HOST, default 127.0.0.1)")
+    add("--port", type=int, help="port (PORT, default 5000)")
+    add("--markets", help="watchlist, e.g. coinbase:BTC-USD,binance:BTC-USDT (MARKETS)")
+    add("--async-mode", choices=ASYNC_MODES, help="Socket.IO async mode (ASYNC_MODE, default eventlet)")
+    add("--stale-after", type=float, dest="stale_after_s", help="seconds without any frame before a feed is "
+        "stale and reconnects (STALE_AFTER_S, default 10)")
+    add("--backoff-cap", type=float, dest="backoff_cap_s", help="reconnect backoff cap in s (BACKOFF_CAP_S, 30)")
+    add("--max-rows", type=int, help="rows kept per panel on the page (MAX_ROWS, default 500)")
+    add("--ring-size", type=int, help="recent ticks kept per market for backfill (RING_SIZE, default 500)")
+    add("--emit-interval-ms", type=int, help="batching interval of emits (EMIT_INTERVAL_MS, default 100)")
+    add("--record", dest="record_dir", metavar="DIR", help="write every frame received to DIR (RECORD_DIR)")
+    add("--replay", nargs="*", metavar="PATH", help="replay recordings through the local exchange instead of "
+        "connecting to the exchanges (no PATH: the shipped recordings)")
+    add("--speed", help="replay pace: a multiple of the recorded pace, or 'max' (SPEED, default 1)")
+    add("--cors-origins", help="comma-separated origins allowed besides the page's own (CORS_ORIGINS)")
+    add("--log-level", help="DEBUG, INFO, WARNING ... (LOG_LEVEL, default INFO)")
+    for name in EXCHANGES:
+        add(f"--{name}-ws-url", dest=f"url_{name}", metavar="URL", help=f"{name} websocket URL ({env_key(name)})")
+        add(f"--no-{name}", dest=f"no_{name}", action="store_true", help=f"do not start the {name} listener")
+    return parser
+
+
+def load_settings(argv=None) -> Settings:
+    load_dotenv(override=False)  # the environment wins over .env
+    args = build_parser().parse_args(argv)
+    env = os.environ
+
+    def pick(cli, key, default, convert=str):
+        if cli is not None:
+            return cli
+        if env.get(key, "") != "":
+            return convert(env[key])
+        return default
+
+    from exchanges.simulator import parse_speed  # one meaning of --speed for the server and the simulator
+    settings = Settings(
+        host=pick(args.host, "HOST", "127.0.0.1"),
+        port=pick(args.port, "PORT", 5000, int),
+        secret_key=env.get("SECRET_KEY") or env.get("SECRET") or "",
+        async_mode=pick(args.async_mode, "ASYNC_MODE", "eventlet"),
+        stale_after_s=pick(args.stale_after_s, "STALE_AFTER_S", 10.0, float),
+        backoff_cap_s=pick(args.backoff_cap_s, "BACKOFF_CAP_S", 30.0, float),
+        max_rows=pick(args.max_rows, "MAX_ROWS", 500, int),
+        ring_size=pick(args.ring_size, "RING_SIZE", 500, int),
+        emit_interval_ms=pick(args.emit_interval_ms, "EMIT_INTERVAL_MS", 100, int),
+        record_dir=pick(args.record_dir, "RECORD_DIR", None),
+        replay=args.replay,
+        speed=parse_speed(pick(args.speed, "SPEED", "1")),
+        log_level=pick(args.log_level, "LOG_LEVEL", "INFO").upper(),
+    )
+    if settings.async_mode not in ASYNC_MODES:
+        raise SystemExit(f"ASYNC_MODE must be one of {', '.join(ASYNC_MODES)}")
+    if not settings.secret_key:
+        settings.secret_key = secrets.token_hex(32)
+        log.info("no SECRET_KEY set: generated one for this run (sessions end when the server restarts)")
+    origins = pick(args.cors_origins, "CORS_ORIGINS", "")
+    settings.cors_origins = [o.strip() for o in origins.split(",") if o.strip()] or None
+    enabled = [n.strip() for n in env.get("EXCHANGES", ",".join(EXCHANGES)).split(",") if n.strip()]
+    unknown = [name for name in enabled if name not in EXCHANGES]
+    if unknown:
+        raise SystemExit(f"EXCHANGES names unknown exchanges: {', '.join(unknown)}")
+    settings.exchanges = [name for name in enabled if not getattr(args, f"no_{name}")]
+    settings.ws_urls = {name: pick(getattr(args, f"url_{name}"), env_key(name), EXCHANGES[name].url)
+                        for name in EXCHANGES}
+    try:
+        settings.markets_from_cli = args.markets is not None
+        settings.markets = [market for market in parse_markets(pick(args.markets, "MARKETS", DEFAULT_MARKETS))
+                            if market.partition(":")[0] in settings.exchanges]
+    except ValueError as bad:
+        raise SystemExit(f"MARKETS: {bad}")
+    return settings

@@ -1,0 +1,133 @@
+"""The hub: recent ticks per market (ring buffers), who watches which market (Socket.IO rooms), market and feed
+states, and batched emits. It is the only thing that calls emit; it knows nothing of exchanges' protocols.
+
+Listener threads call `publish`, `set_market_state` and `feeds_changed`; one background task (`run`) emits, once
+per room per interval, so one busy feed cannot flood the clients.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+
+def market_of(tick: dict) -> str:
+    return f"{tick['exchange']}:{tick['symbol']}"
+
+
+class Hub:
+    def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 100, max_batch: int = 500,
+                 feeds: Callable[[], list] = list, feeds_every_s: float = 1.0):
+        self.socketio = socketio
+        self.ring_size, self.max_batch = ring_size, max_batch
+        self.interval_s = emit_interval_ms / 1000
+        self.feeds, self.feeds_every_s = feeds, feeds_every_s
+        self._lock = threading.Lock()
+        self._rings: dict[str, deque] = {}
+        self._seq: dict[str, int] = {}
+        self._pending: dict[str, list] = {}
+        self._states: dict[str, dict] = {}
+        self._pending_states: dict[str, dict] = {}
+        self._watchers: dict[str, set] = {}
+        self._feeds_dirty = True
+        self._stopping = threading.Event()
+        self.emits = self.ticks_emitted = self.ticks_dropped = 0
+
+    # From the listeners (any thread) ---------------------------------------------------------------------------
+    def publish(self, tick: dict) -> None:
+        market = market_of(tick)
+        with self._lock:
+            seq = self._seq[market] = self._seq.get(market, 0) + 1
+            tick["seq"] = seq  # lets a client drop what it already has from the backfill
+            ring = self._rings.get(market)
+            if ring is None:
+                ring = self._rings[market] = deque(maxlen=self.ring_size)
+            ring.append(tick)
+            if market in self._watchers:
+                self._pending.setdefault(market, []).append(tick)
+
+    def set_market_state(self, market: str, state: str, reason: str = "") -> None:
+        entry = {"market": market, "state": state, "reason": reason, "since": time.time_ns() // 1_000_000}
+        with self._lock:
+            self._states[market] = entry
+            self._pending_states[market] = entry
+
+    def feeds_changed(self, status: dict = None) -> None:
+        self._feeds_dirty = True
+
+    # From the Socket.IO handlers ---------------------------------------------------------------------------------
+    def watch(self, sid: str, market: str) -> bool:
+        """`sid` watches `market`; True if it is the market's first watcher."""
+        with self._lock:
+            watchers = self._watchers.setdefault(market, set())
+            first = not watchers
+            watchers.add(sid)
+            return first
+
+    def unwatch(self, sid: str, market: str) -> bool:
+        """True if `market` has no watcher left."""
+        with self._lock:
+            watchers = self._watchers.get(market)
+            if watchers is None:
+                return False
+            watchers.discard(sid)
+            if watchers:
+                return False
+            del self._watchers[market]
+            self._pending.pop(market, None)
+            return True
+
+    def forget_client(self, sid: str) -> list[str]:
+        """A client left: the markets nobody watches any more."""
+        with self._lock:
+            markets = [market for market, watchers in self._watchers.items() if sid in watchers]
+        return [market for market in markets if self.unwatch(sid, market)]
+
+    def watched_by(self, sid: str) -> list[str]:
+        with self._lock:
+            return [market for market, watchers in self._watchers.items() if sid in watchers]
+
+    def backfill(self, market: str) -> dict:
+        with self._lock:
+            return {"market": market, "ticks": list(self._rings.get(market, ())),
+                    "state": self._states.get(market)}
+
+    def markets(self) -> list[str]:
+        with self._lock:
+            return sorted(self._rings)
+
+    # The emitting task -------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        next_feeds = 0.0
+        while not self._stopping.is_set():
+            self.socketio.sleep(self.interval_s)
+            try:
+                self.flush()
+                now = time.monotonic()
+                if self._feeds_dirty or now >= next_feeds:
+                    self._feeds_dirty = False
+                    next_feeds = now + self.feeds_every_s
+                    self.socketio.emit("feeds", self.feeds())
+            except Exception:  # an emit failure must not end the only emitting task
+                log.exception("emit failed")
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            states, self._pending_states = self._pending_states, {}
+        for market, state in states.items():
+            self.socketio.emit("market_state", state, to=market)
+        for market, ticks in pending.items():
+            if len(ticks) > self.max_batch:  # the page keeps at most max_batch rows: older ones would not show
+                self.ticks_dropped += len(ticks) - self.max_batch
+                ticks = ticks[-self.max_batch:]
+            self.socketio.emit("ticks", {"market": market, "ticks": ticks}, to=market)
+            self.emits += 1
+            self.ticks_emitted += len(ticks)
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,90 @@
+"""Start the dashboard: read configuration, build the app, start the listeners, run the server.
+
+    python server.py                      live feeds, http://127.0.0.1:5000
+    python server.py --replay             offline: the local exchange replays the shipped recordings
+    python server.py --help               every flag (each also readable from the environment or .env)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _async_mode(argv) -> str:
+    """Read ASYNC_MODE before anything else is imported: eventlet must patch the standard library first."""
+    from dotenv import load_dotenv
+    load_dotenv(override=False)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--async-mode")
+    known, _ = early.parse_known_args(argv)
+    return known.async_mode or os.environ.get("ASYNC_MODE") or "eventlet"
+
+
+if _async_mode(sys.argv[1:]) == "eventlet":
+    import warnings
+    warnings.filterwarnings("ignore", message="\nEventlet is deprecated", category=DeprecationWarning)
+    import eventlet
+    eventlet.monkey_patch()
+
+import atexit  # noqa: E402  (after monkey patching, on purpose)
+import json  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+
+from dashboard.app import create_app  # noqa: E402
+from dashboard.config import load_settings  # noqa: E402
+from exchanges.recording import Recorder  # noqa: E402
+
+log = logging.getLogger("server")
+
+
+def start_local_exchange(settings) -> dict:
+    """Start the local exchange in its own process (asyncio there, eventlet here) and wait until it listens."""
+    command = [sys.executable, "-m", "exchanges.simulator", "--exit-with-parent", "--speed", str(settings.speed or "max"),
+               *settings.replay]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               cwd=os.path.dirname(os.path.abspath(__file__)))
+    atexit.register(process.terminate)
+    line = process.stdout.readline()
+    if not line:
+        raise SystemExit("the local exchange did not start (see the messages above)")
+    return json.loads(line)
+
+
+def main(argv=None) -> int:
+    settings = load_settings(argv)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    available = {}
+    mode = "live"
+    if settings.replay is not None:
+        mode = "replay"
+        local = start_local_exchange(settings)
+        settings.ws_urls.update(local["urls"])
+        available = local["markets"]
+        if not settings.markets_from_cli:  # the recordings hold other pairs than a live watchlist
+            settings.markets = [f"{name}:{symbols[0]}" for name, symbols in available.items()
+                                if symbols and name in settings.exchanges]
+        log.info("replay: local exchange at %s, watchlist %s", local["urls"], ",".join(settings.markets))
+    recorder = Recorder(settings.record_dir) if settings.record_dir else None
+    dashboard = create_app(settings, available=available, on_frame=recorder, mode=mode)
+
+    def shut_down(signum, frame):
+        log.info("stopping (signal %d)", signum)
+        dashboard.stop()
+        if recorder:
+            recorder.close()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    dashboard.start()
+    log.info("serving http://%s:%d (%s, async_mode=%s)", settings.host, settings.port, mode, settings.async_mode)
+    dashboard.socketio.run(dashboard.app, host=settings.host, port=settings.port, log_output=False,
+                           allow_unsafe_werkzeug=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
