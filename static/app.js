@@ -50,6 +50,7 @@ function utc(ms) {
   const iso = new Date(ms).toISOString(); // 2021-04-17T16:43:30.244Z
   return { date: iso.slice(0, 10), time: iso.slice(11, 23) };
 }
+const today = () => new Date().toISOString().slice(0, 10);
 function cell(price, size, extraClass) {
   const td = document.createElement("td");
   td.className = "text-end" + (extraClass ? " " + extraClass : "");
@@ -57,7 +58,7 @@ function cell(price, size, extraClass) {
   if (size != null) {
     const small = document.createElement("span");
     small.className = "size";
-    small.textContent = " × " + size;
+    small.textContent = "× " + size;
     td.append(small);
   }
   return td;
@@ -67,7 +68,8 @@ function tickRow(tick) {
   const exchangeTime = tick.time != null;
   const when = utc(exchangeTime ? tick.time : tick.received);
   const timeCell = document.createElement("td");
-  timeCell.textContent = when.time;
+  // The date shows only when it is not today (a replayed recording's exchange times are from its day).
+  timeCell.textContent = when.date === today() ? when.time : `${when.date} ${when.time}`;
   timeCell.dataset.timeSource = exchangeTime ? "exchange" : "received";
   timeCell.title = exchangeTime
     ? `${when.date} ${when.time} UTC, exchange time`
