@@ -182,6 +182,9 @@ class LocalExchange:
             return
         first = timeline[0][0]
         while True:
+            # The market opens when a client has subscribed to something, so no client misses the start.
+            while not any(client.session["keys"] for client in replay.clients):
+                await asyncio.sleep(0.01)
             started = self._loop.time()
             for index, (received, key, frame) in enumerate(timeline):
                 if self.speed:

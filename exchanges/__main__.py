@@ -1,0 +1,68 @@
+"""Command-line tools for recordings.
+
+    python -m exchanges normalize [--exchange NAME] FILE [FILE ...]
+
+prints the ticks a recording yields, one JSON object per line, exactly as the listener would publish them (with
+the recorded receipt time; null for raw frames). FILE is in the project's format, the upstream capture format, or
+one raw frame per line (then --exchange is needed). Bad frames are counted on standard error, never fatal.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+
+from . import EXCHANGES
+from .recording import read_frames
+from .tick import TickBook, Update
+
+
+def normalize(path, exchange=None, stats=None):
+    """Yield the ticks of one recording; bad frames are skipped and counted in `stats`."""
+    parsers, books = {}, {}
+    stats = stats if stats is not None else {}
+    stats.update(frames=0, ticks=0, bad_frames=0)
+    for frame in read_frames(path, exchange):
+        name = frame.exchange
+        if name not in EXCHANGES:
+            raise SystemExit(f"{path}: cannot tell the exchange of its frames; pass --exchange "
+                             f"({', '.join(EXCHANGES)})")
+        if name not in parsers:
+            parsers[name], books[name] = EXCHANGES[name](), TickBook(name)
+        stats["frames"] += 1
+        received = None if frame.received is None else int(frame.received * 1000)
+        try:
+            items = parsers[name].parse(frame.frame, received)
+        except Exception:  # counted and skipped, as the listener does
+            stats["bad_frames"] += 1
+            continue
+        for item in items:
+            if type(item) is Update:
+                stats["ticks"] += 1
+                yield books[name].apply(item, received)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exchanges")
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("normalize", help="print the ticks a recording yields, one JSON per line")
+    command.add_argument("--exchange", choices=sorted(EXCHANGES), help="the exchange, when the file does not tell")
+    command.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+    out = sys.stdout.buffer
+    try:
+        for path in args.files:
+            stats = {}
+            for tick in normalize(path, args.exchange, stats):
+                out.write(orjson.dumps(tick) + b"\n")
+            print(f"{path}: {stats['frames']} frames, {stats['ticks']} ticks, {stats['bad_frames']} bad frames",
+                  file=sys.stderr)
+        out.flush()
+    except BrokenPipeError:  # the reader (head, less) has had enough
+        sys.stderr.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

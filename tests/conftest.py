@@ -1,0 +1,115 @@
+"""Shared test helpers: recorded and documented frames, event-driven waiting, the local exchange, a server."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+UPSTREAM = FIXTURES / "upstream"
+sys.path.insert(0, str(ROOT))
+
+from exchanges.recording import read_frames  # noqa: E402
+from exchanges.simulator import LocalExchange  # noqa: E402
+
+
+def recorded(file: str, contains: str = "", index: int = 0) -> str:
+    """The index-th recorded frame of `file` (in upstream/) whose text contains `contains`."""
+    matches = (f.frame for f in read_frames(UPSTREAM / file) if contains in f.frame)
+    for _ in range(index):
+        next(matches)
+    return next(matches)
+
+
+def documented(name: str) -> str:
+    return json.loads((FIXTURES / "documented.json").read_text())[name]["frame"]
+
+
+class Collector:
+    """A list that threads append to, and tests wait on (woken by every append, never by a timer)."""
+
+    def __init__(self):
+        self.items = []
+        self._changed = threading.Condition()
+
+    def __call__(self, *item):
+        with self._changed:
+            self.items.append(item[0] if len(item) == 1 else item)
+            self._changed.notify_all()
+
+    def wait_for(self, predicate, timeout=15.0):
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(self.items), timeout):
+                raise AssertionError(f"timed out after {timeout} s; have {len(self.items)} items: "
+                                     f"{self.items[-5:]!r}")
+            return self.items
+
+
+@pytest.fixture
+def local_exchange():
+    exchange = LocalExchange(speed=20).start()
+    yield exchange
+    exchange.stop()
+
+
+@pytest.fixture
+def start_listener():
+    """Start listeners in threads; stop them all at the end of the test."""
+    started = []
+
+    def start(listener):
+        thread = threading.Thread(target=listener.run, daemon=True)
+        thread.start()
+        started.append((listener, thread))
+        return listener
+
+    yield start
+    for listener, thread in started:
+        listener.stop()
+        thread.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """`python server.py ...` in its own process, ready once it logs that it serves."""
+
+    def __init__(self, *args, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lines = Collector()
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *args], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        threading.Thread(target=self._read, daemon=True).start()
+        self.lines.wait_for(lambda lines: any("serving http" in line for line in lines) or
+                            self.process.poll() is not None, timeout=30)
+        if self.process.poll() is not None:
+            raise RuntimeError("server did not start:\n" + "".join(self.lines.items))
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines(line)
+
+    def stop(self) -> int:
+        self.process.terminate()
+        return self.process.wait(15)
+
+
+@pytest.fixture(scope="session")
+def replay_server():
+    server = ServerProcess("--replay", "--speed", "5")
+    yield server
+    assert server.stop() == 0, "".join(server.lines.items[-20:])
