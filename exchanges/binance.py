@@ -15,7 +15,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms
-from .venue import Venue
+from .venue import BROADCAST, Venue
 
 STREAMS = ("bookTicker", "trade")
 # Quote assets, longest first, to split a native symbol nobody subscribed to (normalizing a recording).
@@ -135,7 +135,10 @@ class BinanceVenue(Venue):
 
     def route(self, frame):
         message = orjson.loads(frame)
-        return message.get("stream") if type(message.get("data")) is dict else None
+        if "result" in message and "id" in message:
+            return None
+        stream = message.get("stream")
+        return stream if type(stream) is str and type(message.get("data")) is dict else BROADCAST
 
     def symbol_of(self, key):
         return key.partition("@")[0].upper()

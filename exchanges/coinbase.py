@@ -12,7 +12,7 @@ import orjson
 from .base import ExchangeListener
 from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, decimal_str, iso_to_ms,
                    side_str)
-from .venue import Venue
+from .venue import BROADCAST, Venue
 
 CHANNELS = ["ticker", "heartbeat"]
 _INVALID_PRODUCT = re.compile(r"^(\S+) is not a valid product")
@@ -99,9 +99,12 @@ class CoinbaseVenue(Venue):
 
     def route(self, frame):
         message = orjson.loads(frame)
-        channel = self._CHANNEL_OF.get(message.get("type"))
+        kind = message.get("type")
+        if kind == "subscriptions":
+            return None
+        channel = self._CHANNEL_OF.get(kind)
         product = message.get("product_id")
-        return f"{channel}:{product}" if channel and product else None
+        return f"{channel}:{product}" if channel and product else BROADCAST
 
     def symbol_of(self, key):
         return key.partition(":")[2]

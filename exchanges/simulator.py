@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from . import EXCHANGES
 from .recording import exchange_for_url, read_frames, read_rest, recording_files
 from .tick import Update
+from .venue import BROADCAST
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,18 @@ class _Replay:
         for index, frame in enumerate(frames):
             try:
                 key = self.venue.route(frame.frame)
-                updates = [item for item in parser.parse(frame.frame, 0) if type(item) is Update]
-            except Exception:  # a recorded frame this exchange cannot route is not replayed
-                continue
+            except Exception:  # garbage on the wire reaches every client
+                key = BROADCAST
             if key is None:
                 continue
+            try:
+                updates = [item for item in parser.parse(frame.frame, 0) if type(item) is Update]
+            except Exception:  # a bad frame is still replayed: the listener must survive it
+                updates = []
             received = frame.received if frame.received is not None else index * RAW_FRAME_GAP_S
             self.timeline.append((received, key, frame.frame))
-            self.venue.listed.add(self.venue.symbol_of(key))
+            if key != BROADCAST:
+                self.venue.listed.add(self.venue.symbol_of(key))
             ticks.update(update.symbol for update in updates)
         # Markets this recording holds, busiest first: the default watchlist takes the first of each exchange.
         self.markets = [symbol for symbol, _ in ticks.most_common()]
@@ -76,8 +81,10 @@ class LocalExchange:
     """The local exchange as a Python API (tests, benchmarks) — `python -m exchanges.simulator` is its CLI."""
 
     def __init__(self, paths=None, speed: float = 1.0, host: str = "127.0.0.1", port: int = 0,
-                 loop_replay: bool = True, exchanges: Optional[list] = None):
+                 loop_replay: bool = True, exchanges: Optional[list] = None, paused: bool = False):
+        """`paused`: hold the market closed until `resume()` (a test subscribes everything first)."""
         self.speed, self.host, self.base_port, self.loop_replay = speed, host, port, loop_replay
+        self._paused = paused
         frames: dict[str, list] = {}
         listed: dict[str, set] = {}
         for path in recording_files(paths or DEFAULT_RECORDINGS):
@@ -96,6 +103,7 @@ class LocalExchange:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._stopped: Optional[asyncio.Event] = None
+        self._open: Optional[asyncio.Event] = None
 
     # Thread-safe API -----------------------------------------------------------------------------------------
     def markets(self) -> dict[str, list[str]]:
@@ -111,6 +119,9 @@ class LocalExchange:
         if failure:
             raise failure[0]
         return self
+
+    def resume(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.set)
 
     def stop(self) -> None:
         if self._loop is not None and self._stopped is not None:
@@ -141,6 +152,9 @@ class LocalExchange:
 
     async def _main(self, ready: threading.Event) -> None:
         self._stopped = asyncio.Event()
+        self._open = asyncio.Event()
+        if not self._paused:
+            self._open.set()
         servers, tasks = [], []
         for offset, (name, replay) in enumerate(self.replays.items()):
             port = self.base_port + offset if self.base_port else 0
@@ -185,6 +199,7 @@ class LocalExchange:
             # The market opens when a client has subscribed to something, so no client misses the start.
             while not any(client.session["keys"] for client in replay.clients):
                 await asyncio.sleep(0.01)
+            await self._open.wait()
             started = self._loop.time()
             for index, (received, key, frame) in enumerate(timeline):
                 if self.speed:
@@ -193,9 +208,12 @@ class LocalExchange:
                         await asyncio.sleep(delay)
                 elif index % 64 == 0:
                     await asyncio.sleep(0)  # full speed, but let the servers breathe
-                replay.venue.observe(frame)
+                try:
+                    replay.venue.observe(frame)
+                except Exception:  # garbage is replayed as is; it just tells the venue nothing
+                    pass
                 for client in list(replay.clients):
-                    if replay.venue.wants(client.session, key):
+                    if key == BROADCAST or replay.venue.wants(client.session, key):
                         try:
                             await client.connection.send(frame)
                         except ConnectionClosed:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+BROADCAST = "*"  # the key of recorded frames every client gets: errors, and frames no channel claims (garbage)
+
 
 class Venue:
     path = "/"  # the websocket path the exchange serves
@@ -15,7 +17,9 @@ class Venue:
         self.listed = set(listed or ())  # native symbols the exchange lists (recorded ones, plus a REST listing)
 
     def route(self, frame: str) -> Optional[str]:
-        """The subscription key a recorded frame belongs to; None if it is not market data (acks and the like)."""
+        """The subscription key a recorded frame belongs to; None for replies to the recording client's own
+        requests (acks: the venue makes its own); BROADCAST for what every client gets. May raise on garbage,
+        which is then broadcast too, so listeners meet it as they would on the wire."""
         raise NotImplementedError
 
     def symbol_of(self, key: str) -> str:

@@ -1,0 +1,104 @@
+"""The real listeners against the local exchange over real websockets on loopback."""
+import pytest
+
+from conftest import Collector
+from exchanges import EXCHANGES
+from exchanges.coinbase import Coinbase
+from exchanges.binance import Binance
+from exchanges.simulator import LocalExchange
+from exchanges.__main__ import normalize
+from conftest import UPSTREAM
+
+
+def make(cls, exchange, symbols, **options):
+    ticks, markets, states = Collector(), Collector(), Collector()
+    listener = cls(exchange.urls[cls.name], symbols, on_tick=ticks, on_market=markets,
+                   on_state=lambda status: states(status["state"]), **options)
+    return listener, ticks, markets, states
+
+
+def test_coinbase_handshake_ticks_then_add_a_market_on_the_same_connection(local_exchange, start_listener):
+    listener, ticks, markets, states = make(Coinbase, local_exchange, ["SKL-USD"])
+    start_listener(listener)
+    markets.wait_for(lambda m: ("coinbase:SKL-USD", "subscribed", "") in m)
+    ticks.wait_for(lambda t: len(t) >= 3)
+    [client] = local_exchange.clients("coinbase")
+    assert list(client.messages) == ['{"type":"subscribe","product_ids":["SKL-USD"],"channels":["ticker","heartbeat"]}']
+    assert all(t["symbol"] == "SKL-USD" and t["exchange"] == "coinbase" and t["time"] for t in ticks.items)
+
+    listener.add("DASH-BTC")
+    ticks.wait_for(lambda t: any(tick["symbol"] == "DASH-BTC" for tick in t))
+    assert local_exchange.clients("coinbase") == [client]  # no reconnect
+    assert client.messages[-1] == '{"type":"subscribe","product_ids":["DASH-BTC"],"channels":["ticker","heartbeat"]}'
+    assert listener.status()["reconnects"] == 0 and states.items[:2] == ["connecting", "live"]
+
+
+def test_binance_subscribe_with_id_is_acknowledged_without_reconnect(local_exchange, start_listener):
+    listener, ticks, markets, states = make(Binance, local_exchange, ["NKN-USDT"])
+    start_listener(listener)
+    ticks.wait_for(lambda t: len(t) >= 2)
+    [client] = local_exchange.clients("binance")
+    assert client.session["keys"] == {"nknusdt@bookTicker", "nknusdt@trade"}  # from the URL
+    listener.add("LRC-BTC")
+    markets.wait_for(lambda m: ("binance:LRC-BTC", "subscribed", "") in m)
+    assert list(client.messages) == ['{"method":"SUBSCRIBE","params":["lrcbtc@bookTicker","lrcbtc@trade"],"id":1}']
+    assert local_exchange.clients("binance") == [client]
+    ticks.wait_for(lambda t: any(tick["symbol"] == "LRC-BTC" for tick in t))
+    tick = next(t for t in ticks.items if t["symbol"] == "NKN-USDT" and t["time"] is None)
+    assert tick["bid"] and tick["ask"] and tick["received"]  # bookTicker: no exchange time, never invented
+
+
+def test_a_dropped_socket_reconnects_with_backoff_and_resubscribes(local_exchange, start_listener):
+    listener, ticks, markets, states = make(Coinbase, local_exchange, ["SKL-USD"], backoff_base_s=0.05)
+    start_listener(listener)
+    ticks.wait_for(lambda t: len(t) >= 1)
+    assert local_exchange.drop("coinbase") == 1
+    states.wait_for(lambda s: "reconnecting" in s)
+    states.wait_for(lambda s: s[-1] == "live" and "reconnecting" in s)
+    count = len(ticks.items)
+    ticks.wait_for(lambda t: len(t) > count)
+    [client] = local_exchange.clients("coinbase")
+    assert client.session["keys"] == {"ticker:SKL-USD", "heartbeat:SKL-USD"}
+    assert listener.status()["reconnects"] == 1
+    assert "closed" in listener.status()["reason"] or listener.status()["state"] == "live"
+
+
+def test_an_unlisted_pair_is_rejected_with_the_exchanges_reason(local_exchange, start_listener):
+    listener, ticks, markets, states = make(Coinbase, local_exchange, ["SKL-USD"])
+    start_listener(listener)
+    listener.add("BTC-FOO")
+    markets.wait_for(lambda m: ("coinbase:BTC-FOO", "error", "BTC-FOO is not a valid product") in m)
+    assert "BTC-FOO" not in listener.symbols()  # not re-subscribed on the next reconnect
+    ticks.wait_for(lambda t: len(t) >= 1)  # the good market is unaffected
+
+
+def test_unsubscribe_stops_the_market(local_exchange, start_listener):
+    listener, ticks, markets, states = make(Coinbase, local_exchange, ["SKL-USD", "DASH-BTC"])
+    start_listener(listener)
+    ticks.wait_for(lambda t: {"SKL-USD", "DASH-BTC"} <= {tick["symbol"] for tick in t})
+    listener.remove("DASH-BTC")
+    [client] = local_exchange.clients("coinbase")
+    ticks.wait_for(lambda t: client.session["keys"] == {"ticker:SKL-USD", "heartbeat:SKL-USD"})
+
+
+@pytest.mark.parametrize("name, recording", [("coinbase", "COINBASE.ws.28.0"), ("binance", "BINANCE.ws.1.0"),
+                                             ("binanceus", "BINANCE_US.ws.1.0")])
+def test_replayed_ticks_equal_the_normalized_recording(name, recording, start_listener):
+    """What the listener publishes from a replay is what `python -m exchanges normalize` prints for it."""
+    expected = [tick for tick in normalize(UPSTREAM / recording)]
+    exchange = LocalExchange([UPSTREAM / recording], speed=0, loop_replay=False, paused=True).start()
+    try:
+        symbols = exchange.markets()[name]
+        listener, ticks, markets, _ = make(EXCHANGES[name], exchange, symbols)
+        start_listener(listener)
+        markets.wait_for(lambda m: {market for market, state, _ in m if state == "subscribing"} ==
+                         {f"{name}:{symbol}" for symbol in symbols})
+        if name == "coinbase":  # subscribed one message per product: wait for every acknowledgement
+            markets.wait_for(lambda m: len({market for market, state, _ in m if state == "subscribed"}) ==
+                             len(symbols))
+        exchange.resume()
+        ticks.wait_for(lambda t: len(t) >= len(expected), timeout=30)
+    finally:
+        exchange.stop()
+    strip = lambda tick: {k: v for k, v in tick.items() if k != "received"}  # noqa: E731
+    assert [strip(t) for t in ticks.items] == [strip(t) for t in expected]
