@@ -31,6 +31,7 @@ import atexit  # noqa: E402  (after monkey patching, on purpose)
 import json  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 
 from dashboard.app import create_app  # noqa: E402
@@ -51,6 +52,18 @@ def start_local_exchange(settings) -> dict:
     if not line:
         raise SystemExit("the local exchange did not start (see the messages above)")
     return json.loads(line)
+
+
+def announce_when_listening(socketio, settings, mode) -> None:
+    """Log "serving ..." once the port accepts connections: the line people (and tests) wait for."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    while True:
+        try:
+            socket.create_connection((host, settings.port), timeout=1).close()
+            break
+        except OSError:
+            socketio.sleep(0.05)
+    log.info("serving http://%s:%d (%s, async_mode=%s)", settings.host, settings.port, mode, settings.async_mode)
 
 
 def main(argv=None) -> int:
@@ -80,7 +93,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     dashboard.start()
-    log.info("serving http://%s:%d (%s, async_mode=%s)", settings.host, settings.port, mode, settings.async_mode)
+    dashboard.socketio.start_background_task(announce_when_listening, dashboard.socketio, settings, mode)
     dashboard.socketio.run(dashboard.app, host=settings.host, port=settings.port, log_output=False,
                            allow_unsafe_werkzeug=True)
     return 0

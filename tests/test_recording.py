@@ -1,0 +1,57 @@
+"""Reading the three recording formats, writing the project format, and `python -m exchanges normalize`."""
+import subprocess
+import sys
+
+import orjson
+
+from conftest import ROOT, UPSTREAM, recorded
+from exchanges.__main__ import normalize
+from exchanges.recording import Recorder, read_frames, read_rest
+
+
+def test_upstream_capture_frames_carry_exchange_url_and_receipt_time():
+    frames = list(read_frames(UPSTREAM / "COINBASE.ws.28.0"))
+    assert len(frames) == 9946  # client-sent lines and the open line are not frames
+    first = frames[0]
+    assert first.exchange == "coinbase" and first.url == "wss://ws-feed.pro.coinbase.com"
+    assert first.received == 1618677817.061845 and first.frame.startswith('{"type":"subscriptions"')
+    assert {f.exchange for f in read_frames(UPSTREAM / "BINANCE_US.ws.1.0")} == {"binanceus"}
+
+
+def test_recorder_writes_project_format_per_exchange_and_day_and_reads_back(tmp_path):
+    recorder = Recorder(tmp_path)
+    frame = recorded("BINANCE.ws.1.0", "@bookTicker")
+    recorder("binance", "wss://x/stream", 1633998513.377, frame)
+    recorder("binance", "wss://x/stream", 1634084913.5, frame)  # the next UTC day
+    recorder("coinbase", "wss://y/", 1633998513.4, "raw \u00e9 text")
+    recorder.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "binance-2021-10-12.jsonl", "binance-2021-10-13.jsonl", "coinbase-2021-10-12.jsonl"]
+    [line] = (tmp_path / "binance-2021-10-12.jsonl").read_text().splitlines()
+    assert orjson.loads(line) == {"exchange": "binance", "url": "wss://x/stream", "received": 1633998513.377,
+                                  "frame": frame}
+    [back] = read_frames(tmp_path / "coinbase-2021-10-12.jsonl")
+    assert back.frame == "raw \u00e9 text" and back.exchange == "coinbase"
+
+
+def test_raw_frames_one_per_line_need_the_exchange(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text(recorded("BINANCE.ws.1.0", "@bookTicker") + "\n")
+    [tick] = normalize(raw, "binance")
+    assert tick["received"] is None and tick["symbol"] == "NKN-USDT" and tick["time"] is None
+
+
+def test_rest_capture_is_read_as_rest():
+    url, received, body = read_rest(UPSTREAM / "COINBASE.0")
+    assert url == "https://api.pro.coinbase.com/products" and body.startswith("[")
+    assert read_rest(UPSTREAM / "COINBASE.ws.28.0") is None
+
+
+def test_normalize_cli_prints_one_tick_per_line():
+    result = subprocess.run([sys.executable, "-m", "exchanges", "normalize", str(UPSTREAM / "BINANCE_US.ws.1.0")],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    ticks = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert len(ticks) == 139 and "480 frames, 139 ticks, 0 bad frames" in result.stderr
+    assert ticks[0] == {"exchange": "binanceus", "symbol": "OMG-BUSD", "time": None, "received": 1633998276480,
+                        "bid": "13.76640000", "bid_size": "30.28000000", "ask": "13.79520000",
+                        "ask_size": "31.57000000", "last": None, "last_size": None, "last_side": None}

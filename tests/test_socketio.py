@@ -1,0 +1,105 @@
+"""Socket.IO against a real server process replaying the shipped recordings (eventlet, and threading)."""
+import pytest
+import socketio
+
+from conftest import Collector, ServerProcess
+
+
+@pytest.fixture
+def client(replay_server):
+    clients = []
+
+    def connect(server=replay_server):
+        sio = socketio.Client(reconnection=False)
+        events = {name: Collector() for name in ("markets", "feeds", "backfill", "ticks", "market_state", "error")}
+        for name, collector in events.items():
+            sio.on(name, collector)
+        sio.connect(server.url, transports=["websocket"], wait_timeout=10)
+        clients.append(sio)
+        return sio, events
+
+    yield connect
+    for sio in clients:
+        sio.disconnect()
+
+
+def markets_in(batches):
+    return {batch["market"] for batch in batches}
+
+
+def test_connect_offers_markets_and_feed_states(client):
+    sio, events = client()
+    [offer] = events["markets"].wait_for(lambda items: items)
+    assert offer["watchlist"] == ["binance:NKN-USDT", "binanceus:OMG-BUSD", "coinbase:SKL-USD"]
+    assert "DASH-BTC" in offer["available"]["coinbase"]
+    feeds = events["feeds"].wait_for(lambda items: items)[0]
+    assert {feed["exchange"] for feed in feeds} == {"coinbase", "binance", "binanceus"}
+
+
+def test_subscribe_gets_backfill_then_live_ticks_of_its_markets_only(client):
+    sio, events = client()
+    assert sio.call("subscribe", {"market": "coinbase:SKL-USD"}, timeout=5) == {"ok": True,
+                                                                                 "market": "coinbase:SKL-USD"}
+    [backfill] = events["backfill"].wait_for(lambda items: items)
+    assert backfill["market"] == "coinbase:SKL-USD"
+    events["ticks"].wait_for(lambda batches: len(batches) >= 3, timeout=30)
+    assert markets_in(events["ticks"].items) == {"coinbase:SKL-USD"}
+    ticks = [tick for batch in events["ticks"].items for tick in batch["ticks"]]
+    assert all(t["exchange"] == "coinbase" and t["symbol"] == "SKL-USD" for t in ticks)
+    for run in (backfill["ticks"], ticks):  # each in order, no duplicates (the page drops overlaps by seq)
+        seqs = [t["seq"] for t in run]
+        assert seqs == sorted(set(seqs))
+    assert all(isinstance(t["bid"], str) and isinstance(t["ask"], str) for t in ticks)
+
+    sio.call("subscribe", {"market": "binance:NKN-USDT"}, timeout=5)
+    events["ticks"].wait_for(lambda batches: "binance:NKN-USDT" in markets_in(batches), timeout=30)
+    sio.call("unsubscribe", {"market": "coinbase:SKL-USD"}, timeout=5)
+    count = len(events["ticks"].items)
+    events["ticks"].wait_for(lambda batches: len(batches) >= count + 5, timeout=30)
+    assert markets_in(events["ticks"].items[count + 1:]) == {"binance:NKN-USDT"}
+
+
+def test_a_market_nobody_streams_yet_is_subscribed_on_the_open_feed(client):
+    sio, events = client()
+    sio.call("subscribe", {"market": "coinbase:NMR-EUR"}, timeout=5)
+    events["market_state"].wait_for(lambda states: any(s["state"] == "streaming" for s in states), timeout=40)
+    events["ticks"].wait_for(lambda batches: "coinbase:NMR-EUR" in markets_in(batches))
+
+
+def test_a_pair_the_exchange_does_not_list_shows_its_reason(client):
+    sio, events = client()
+    sio.call("subscribe", {"market": "coinbase:BTC-FOO"}, timeout=5)
+    [state] = events["market_state"].wait_for(lambda states: any(s["state"] == "error" for s in states))[-1:]
+    assert state == {**state, "market": "coinbase:BTC-FOO", "reason": "BTC-FOO is not a valid product"}
+
+
+@pytest.mark.parametrize("payload, message", [
+    ("coinbase:BTC-USD", "payload must be an object"),
+    (None, "payload must be an object"),
+    ({}, "market must be a string"),
+    ({"market": 42}, "market must be a string"),
+    ({"market": "coinbase"}, "market must be EXCHANGE:BASE-QUOTE"),
+    ({"market": "mtgox:BTC-USD"}, "unknown exchange"),
+    ({"market": "coinbase:BTC/USD"}, "is not BASE-QUOTE"),
+    ({"market": "coinbase:<script>-USD"}, "is not BASE-QUOTE"),
+    ({"market": "coinbase:" + "A" * 100}, "longer than 64"),
+])
+def test_bad_subscribe_events_get_an_error_reply_and_change_nothing(client, payload, message):
+    sio, events = client()
+    reply = sio.call("subscribe", payload, timeout=5)
+    assert reply["ok"] is False and message in reply["message"]
+    [error] = events["error"].wait_for(lambda items: items)
+    assert message in error["message"]
+    assert events["backfill"].items == []
+    assert sio.call("subscribe", {"market": "binanceus:OMG-BUSD"}, timeout=5)["ok"]  # still served
+
+
+def test_threading_mode_serves_the_same(client):
+    server = ServerProcess("--replay", "--speed", "5", "--async-mode", "threading")
+    try:
+        sio, events = client(server)
+        sio.call("subscribe", {"market": "binanceus:OMG-BUSD"}, timeout=5)
+        events["ticks"].wait_for(lambda batches: len(batches) >= 2, timeout=30)
+        sio.disconnect()
+    finally:
+        assert server.stop() == 0
