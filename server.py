@@ -27,8 +27,7 @@ if _async_mode(sys.argv[1:]) == "eventlet":
     import eventlet
     eventlet.monkey_patch()
 
-import atexit  # noqa: E402  (after monkey patching, on purpose)
-import json  # noqa: E402
+import json  # noqa: E402  (after monkey patching, on purpose)
 import logging  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -41,13 +40,16 @@ from exchanges.recording import Recorder  # noqa: E402
 log = logging.getLogger("server")
 
 
+CHILDREN: list = []  # processes to end with the server
+
+
 def start_local_exchange(settings) -> dict:
     """Start the local exchange in its own process (asyncio there, eventlet here) and wait until it listens."""
     command = [sys.executable, "-m", "exchanges.simulator", "--exit-with-parent", "--speed", str(settings.speed or "max"),
                *settings.replay]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                cwd=os.path.dirname(os.path.abspath(__file__)))
-    atexit.register(process.terminate)
+    CHILDREN.append(process)
     line = process.stdout.readline()
     if not line:
         raise SystemExit("the local exchange did not start (see the messages above)")
@@ -84,11 +86,16 @@ def main(argv=None) -> int:
     dashboard = create_app(settings, available=available, on_frame=recorder, mode=mode)
 
     def shut_down(signum, frame):
+        # A signal handler runs inside whichever green thread was running, so raising SystemExit here would end
+        # that thread, not the server: close everything explicitly, then leave.
         log.info("stopping (signal %d)", signum)
         dashboard.stop()
         if recorder:
             recorder.close()
-        raise SystemExit(0)
+        for child in CHILDREN:
+            child.terminate()
+        logging.shutdown()
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)

@@ -23,6 +23,7 @@ IDLE, CONNECTING, LIVE, QUIET, STALE, RECONNECTING, ERROR, STOPPED = (
     "idle", "connecting", "live", "quiet", "stale", "reconnecting", "error", "stopped")
 
 BAD_FRAME_SNIPPET = 200  # characters of the last bad frame kept for the page
+YIELD_EVERY_FRAMES = 32  # under eventlet a busy socket never blocks, so the reader must let others run
 
 
 def _now_ms() -> int:
@@ -206,6 +207,8 @@ class ExchangeListener:
                 last_frame = now
                 if self._handle(opcode, data):
                     last_data = now
+                if self.frames % YIELD_EVERY_FRAMES == 0:
+                    time.sleep(0)  # a green yield under eventlet (monkey-patched), a GIL release otherwise
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 raise _Reconnect(f"closed by the exchange{self._close_detail(data)}")
             elif opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG) and self.liveness_ping_s:
@@ -232,7 +235,8 @@ class ExchangeListener:
 
     def _handle(self, opcode: int, data: bytes) -> bool:
         """One frame from the exchange. True when it carried market data."""
-        received = _now_ms()
+        received_ns = time.time_ns()
+        received = received_ns // 1_000_000
         self.frames += 1
         self.last_frame_at = received
         if opcode == websocket.ABNF.OPCODE_BINARY:
@@ -240,7 +244,7 @@ class ExchangeListener:
             return False
         text = data.decode("utf-8", "replace")
         if self.on_frame is not None:
-            self.on_frame(self.name, self.connected_url, received / 1000, text)
+            self.on_frame(self.name, self.connected_url, received_ns / 1e9, text)
         try:
             items = self.parse(text, received)
         except Exception as failure:  # a bad frame is counted, logged and skipped, never fatal

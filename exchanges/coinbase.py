@@ -100,8 +100,8 @@ class CoinbaseVenue(Venue):
     def route(self, frame):
         message = orjson.loads(frame)
         kind = message.get("type")
-        if kind == "subscriptions":
-            return None
+        if kind in ("subscriptions", "heartbeat"):
+            return None  # the venue makes its own acknowledgements and heartbeats
         channel = self._CHANNEL_OF.get(kind)
         product = message.get("product_id")
         return f"{channel}:{product}" if channel and product else BROADCAST
