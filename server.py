@@ -23,7 +23,7 @@ def _async_mode(argv) -> str:
 
 if _async_mode(sys.argv[1:]) == "eventlet":
     import warnings
-    warnings.filterwarnings("ignore", message="\nEventlet is deprecated", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # chosen knowingly: see README
     import eventlet
     eventlet.monkey_patch()
 
