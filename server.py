@@ -13,12 +13,13 @@ import sys
 
 def _async_mode(argv) -> str:
     """Read ASYNC_MODE before anything else is imported: eventlet must patch the standard library first."""
-    from dotenv import load_dotenv
-    load_dotenv(override=False)
+    from dotenv import dotenv_values
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--async-mode")
     known, _ = early.parse_known_args(argv)
-    return known.async_mode or os.environ.get("ASYNC_MODE") or "eventlet"
+    env_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".env")
+    from_file = dotenv_values(env_file).get("ASYNC_MODE") if os.path.isfile(env_file) else None
+    return known.async_mode or os.environ.get("ASYNC_MODE") or from_file or "eventlet"
 
 
 if _async_mode(sys.argv[1:]) == "eventlet":

@@ -7,13 +7,17 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
-from dotenv import load_dotenv
+from dotenv import dotenv_values
 
 from exchanges import EXCHANGES
+from exchanges.simulator import parse_speed  # one meaning of --speed for the server and the local exchange
 
 log = logging.getLogger(__name__)
+
+ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
 
 PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
 MAX_MARKET_LENGTH = 64
@@ -47,6 +51,13 @@ def parse_markets(text: str) -> list[str]:
             if market not in markets:
                 markets.append(market)
     return markets
+
+
+def _speed_from_env(text: str) -> float:
+    try:
+        return parse_speed(text)
+    except (argparse.ArgumentTypeError, ValueError) as bad:
+        raise SystemExit(f"SPEED: {bad}")
 
 
 def env_key(exchange: str) -> str:
@@ -92,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--record", dest="record_dir", metavar="DIR", help="write every frame received to DIR (RECORD_DIR)")
     add("--replay", nargs="*", metavar="PATH", help="replay recordings through the local exchange instead of "
         "connecting to the exchanges (no PATH: the shipped recordings)")
-    add("--speed", help="replay pace: a multiple of the recorded pace, or 'max' (SPEED, default 1)")
+    add("--speed", type=parse_speed, help="replay pace: a multiple of the recorded pace, or 'max' (SPEED, default 1)")
     add("--cors-origins", help="comma-separated origins allowed besides the page's own (CORS_ORIGINS)")
     add("--log-level", help="DEBUG, INFO, WARNING ... (LOG_LEVEL, default INFO)")
     for name in EXCHANGES:
@@ -101,10 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_settings(argv=None) -> Settings:
-    load_dotenv(override=False)  # the environment wins over .env
+def environment(env_file=ENV_FILE) -> dict:
+    """The .env file's values overridden by the process environment (which is left untouched)."""
+    values = {key: value for key, value in dotenv_values(env_file).items() if value is not None} \
+        if Path(env_file).is_file() else {}
+    values.update(os.environ)
+    return values
+
+
+def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
     args = build_parser().parse_args(argv)
-    env = os.environ
+    env = environment(env_file)
 
     def pick(cli, key, default, convert=str):
         if cli is not None:
@@ -113,7 +131,6 @@ def load_settings(argv=None) -> Settings:
             return convert(env[key])
         return default
 
-    from exchanges.simulator import parse_speed  # one meaning of --speed for the server and the simulator
     settings = Settings(
         host=pick(args.host, "HOST", "127.0.0.1"),
         port=pick(args.port, "PORT", 5000, int),
@@ -126,7 +143,7 @@ def load_settings(argv=None) -> Settings:
         emit_interval_ms=pick(args.emit_interval_ms, "EMIT_INTERVAL_MS", 100, int),
         record_dir=pick(args.record_dir, "RECORD_DIR", None),
         replay=args.replay,
-        speed=parse_speed(pick(args.speed, "SPEED", "1")),
+        speed=pick(args.speed, "SPEED", 1.0, _speed_from_env),
         log_level=pick(args.log_level, "LOG_LEVEL", "INFO").upper(),
     )
     if settings.async_mode not in ASYNC_MODES:

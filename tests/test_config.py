@@ -1,0 +1,72 @@
+"""Configuration precedence (command line > environment > .env > defaults) and market validation."""
+import pytest
+
+from dashboard.config import load_settings, parse_market, parse_markets
+
+
+@pytest.fixture
+def env_file(tmp_path, monkeypatch):
+    for key in ("MARKETS", "PORT", "STALE_AFTER_S", "SECRET_KEY", "SECRET", "COINBASE_WS_URL", "EXCHANGES",
+                "ASYNC_MODE", "SPEED"):
+        monkeypatch.delenv(key, raising=False)
+    path = tmp_path / ".env"
+    path.write_text("PORT=6000\nSTALE_AFTER_S=7\nMARKETS=coinbase:ETH-USD\nSECRET=from-seed\n"
+                    "COINBASE_WS_URL=ws://127.0.0.1:9/\n")
+    return path
+
+
+def test_defaults(tmp_path, monkeypatch):
+    for key in ("MARKETS", "PORT", "SECRET_KEY", "SECRET", "EXCHANGES", "ASYNC_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    settings = load_settings([], env_file=tmp_path / "missing.env")
+    assert (settings.host, settings.port, settings.async_mode) == ("127.0.0.1", 5000, "eventlet")
+    assert settings.markets == ["coinbase:BTC-USD", "binance:BTC-USDT", "binanceus:BTC-USD"]
+    assert settings.ws_urls["binance"] == "wss://data-stream.binance.vision/stream"
+    assert len(settings.secret_key) == 64  # generated
+
+
+def test_dotenv_then_environment_then_command_line(env_file, monkeypatch):
+    settings = load_settings([], env_file=env_file)
+    assert (settings.port, settings.stale_after_s, settings.markets) == (6000, 7.0, ["coinbase:ETH-USD"])
+    assert settings.secret_key == "from-seed" and settings.ws_urls["coinbase"] == "ws://127.0.0.1:9/"
+    monkeypatch.setenv("PORT", "6001")
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    settings = load_settings([], env_file=env_file)
+    assert (settings.port, settings.secret_key) == (6001, "from-env")
+    settings = load_settings(["--port", "6002", "--markets", "binance:eth-btc", "--coinbase-ws-url", "ws://x/"],
+                             env_file=env_file)
+    assert (settings.port, settings.markets, settings.ws_urls["coinbase"]) == (6002, ["binance:ETH-BTC"], "ws://x/")
+
+
+def test_an_exchange_can_be_turned_off(env_file):
+    settings = load_settings(["--no-binanceus", "--markets", "coinbase:BTC-USD,binanceus:BTC-USD"],
+                             env_file=env_file)
+    assert settings.exchanges == ["binance", "coinbase"] and settings.markets == ["coinbase:BTC-USD"]
+
+
+def test_bad_configuration_stops_with_a_reason(env_file):
+    with pytest.raises(SystemExit, match="unknown exchange"):
+        load_settings(["--markets", "kraken:BTC-USD"], env_file=env_file)
+    with pytest.raises(SystemExit):
+        load_settings(["--speed", "-1"], env_file=env_file)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("coinbase:BTC-USD", ("coinbase", "BTC-USD")),
+    (" binance:btc-usdt", ("binance", "BTC-USDT")),
+    ("binanceus:1INCH-USD", ("binanceus", "1INCH-USD")),
+])
+def test_markets_are_normalized(text, expected):
+    assert parse_market(text) == expected
+
+
+@pytest.mark.parametrize("text", ["coinbase", "coinbase:BTCUSD", "coinbase:BTC-", "x:BTC-USD", "coinbase:BTC-USD-X",
+                                  "coinbase:" + "A" * 16 + "-USD", None, 7])
+def test_bad_markets_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_market(text)
+
+
+def test_market_lists_drop_duplicates_and_blanks():
+    assert parse_markets("coinbase:BTC-USD,,coinbase:btc-usd, binance:ETH-BTC") == ["coinbase:BTC-USD",
+                                                                                  "binance:ETH-BTC"]
