@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Optional
 
 import websocket  # websocket-client
 
-from .tick import BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, TickBook, Update
+from .tick import BadFrame, ExchangeError, Gap, Rejected, Subscribed, TickBook, Update
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,29 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def bad_reason(failure: Exception) -> str:
+    """A short, stable reason for a bad frame: the counters group by it, so no frame content in it."""
+    if isinstance(failure, BadFrame):
+        return str(failure.args[0]).split(":", 1)[0]
+    if isinstance(failure, KeyError):
+        return f"missing field {str(failure.args[0])[:40]!r}" if failure.args else "missing field"
+    return type(failure).__name__  # JSONDecodeError, TypeError ...
+
+
+class MarketStats:
+    """Counters of one market on this feed."""
+    __slots__ = ("ticks", "gaps", "last_data_at", "gap_from", "gap_reason")
+
+    def __init__(self):
+        self.ticks = self.gaps = 0
+        self.last_data_at: Optional[int] = None
+        self.gap_from: Optional[int] = None  # an open gap: since when data is missing ...
+        self.gap_reason = ""                 # ... and why
+
+    def as_dict(self) -> dict:
+        return {"ticks": self.ticks, "gaps": self.gaps, "last_data_at": self.last_data_at}
+
+
 class _Reconnect(Exception):
     """Leave the read loop and reconnect, for the reason given."""
 
@@ -42,9 +65,10 @@ class ExchangeListener:
     url_hosts: tuple = ()     # host names whose recordings belong to this exchange
     max_messages_per_s = 10.0  # what the exchange lets a client send
     venue = None              # its server side (a venue.Venue subclass), for the local exchange
-    # An exchange without an application heartbeat (Binance) is kept honest by websocket pings: we ping every
-    # `liveness_ping_s`, and its pongs and its own pings count as "the exchange still answers" for the watchdog.
-    liveness_ping_s = 0.0
+    # Every feed is pinged (a dead TCP path shows as a missing pong). Where the exchange has no application
+    # heartbeat (Binance), its pongs and pings are also what tells the watchdog it still answers.
+    pong_is_liveness = False
+    geo_alternative = ""      # the venue to suggest when this one answers HTTP 451/403
     no_data_hint = "subscribed; no update yet (a quiet market sends nothing until its quote or a trade changes)"
 
     def connect_url(self, symbols: list[str]) -> str:
@@ -80,11 +104,14 @@ class ExchangeListener:
                  on_market: Callable[[str, str, str], None] = lambda market, state, reason: None,
                  on_state: Callable[[dict], None] = lambda status: None,
                  on_frame: Optional[Callable[[str, str, float, str], None]] = None,
+                 on_gap: Callable[[dict], None] = lambda gap: None,
                  stale_after_s: float = 10.0, quiet_after_s: float = 15.0, no_data_hint_s: float = 15.0,
                  backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0, healthy_after_s: float = 30.0,
                  connect_timeout_s: float = 10.0, poll_s: float = 0.2):
         self.ws_url = ws_url or self.url
         self.on_tick, self.on_market, self.on_state, self.on_frame = on_tick, on_market, on_state, on_frame
+        self.on_gap = on_gap
+        self.ping_every_s = max(0.5, stale_after_s / 3)
         self.stale_after_s, self.quiet_after_s, self.no_data_hint_s = stale_after_s, quiet_after_s, no_data_hint_s
         self.backoff_base_s, self.backoff_cap_s, self.healthy_after_s = backoff_base_s, backoff_cap_s, healthy_after_s
         self.connect_timeout_s, self.poll_s = connect_timeout_s, poll_s
@@ -102,8 +129,13 @@ class ExchangeListener:
         self._next_send_at = 0.0
         self.state, self.reason, self.state_since = IDLE, "", _now_ms()
         self.next_attempt_at: Optional[int] = None
-        self.frames = self.ticks = self.bad_frames = self.reconnects = 0
+        self.frames = self.ticks = self.bad_frames = self.reconnects = self.gaps = 0
+        self.bad_by_reason: dict[str, int] = {}
         self.last_bad_reason, self.last_bad_frame = "", ""
+        self.markets: dict[str, MarketStats] = {}
+        self.message_rate = 0.0  # frames per second, over the last second or so
+        self._rate_sample = (time.monotonic(), 0)
+        self.geo_blocked = False
         self.last_frame_at: Optional[int] = None
         self.last_data_at: Optional[int] = None
         self.connected_url = ""
@@ -148,8 +180,12 @@ class ExchangeListener:
             "exchange": self.name, "label": self.label, "state": self.state, "reason": self.reason,
             "since": self.state_since, "next_attempt_at": self.next_attempt_at, "url": self.connected_url or self.ws_url,
             "symbols": self.symbols(), "frames": self.frames, "ticks": self.ticks, "bad_frames": self.bad_frames,
-            "last_bad_reason": self.last_bad_reason, "last_bad_frame": self.last_bad_frame,
-            "reconnects": self.reconnects, "last_frame_at": self.last_frame_at, "last_data_at": self.last_data_at,
+            "bad_by_reason": dict(self.bad_by_reason), "last_bad_reason": self.last_bad_reason,
+            "last_bad_frame": self.last_bad_frame, "reconnects": self.reconnects, "gaps": self.gaps,
+            "last_frame_at": self.last_frame_at, "last_data_at": self.last_data_at,
+            "message_rate": round(self.message_rate, 1), "stale_after_s": self.stale_after_s,
+            "geo_blocked": self.geo_blocked, "alternative": self.geo_alternative if self.geo_blocked else "",
+            "markets": {symbol: stats.as_dict() for symbol, stats in list(self.markets.items())},
         }
 
     # The thread ----------------------------------------------------------------------------------------------
@@ -164,13 +200,17 @@ class ExchangeListener:
             try:
                 self._session()
             except _Reconnect as why:
+                self._open_gaps(str(why))
                 self._retry_later(RECONNECTING, str(why))
             except websocket.WebSocketBadStatusException as refused:
+                self._open_gaps(f"HTTP {refused.status_code}")
                 self._refused(refused)
             except Exception as failure:  # any socket or protocol failure: recover, never die
                 if self._stopping.is_set():
                     break
-                self._retry_later(RECONNECTING, f"{type(failure).__name__}: {failure}")
+                reason = f"{type(failure).__name__}: {failure}".rstrip(": ")
+                self._open_gaps(reason)
+                self._retry_later(RECONNECTING, reason)
             finally:
                 self._close()
         self._set_state(STOPPED, "")
@@ -184,6 +224,7 @@ class ExchangeListener:
         self._ws = websocket.create_connection(url, timeout=self.connect_timeout_s, enable_multithread=True,
                                                skip_utf8_validation=True)
         self.connected_url = url
+        self.geo_blocked = False
         connected_at = time.monotonic()
         self.on_connected()
         self._streaming.clear()
@@ -195,7 +236,7 @@ class ExchangeListener:
             self.on_market(self._market(symbol), "subscribing", "")
         self._set_state(LIVE, "")
         self._ws.settimeout(self.poll_s)
-        last_frame = last_data = last_ping = connected_at
+        last_frame = last_data = last_ping = last_pong = connected_at
         while not self._stopping.is_set():
             self._apply_ops()
             try:
@@ -211,19 +252,29 @@ class ExchangeListener:
                     time.sleep(0)  # a green yield under eventlet (monkey-patched), a GIL release otherwise
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 raise _Reconnect(f"closed by the exchange{self._close_detail(data)}")
-            elif opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG) and self.liveness_ping_s:
-                last_frame = now
-            if self.liveness_ping_s and now - last_ping >= self.liveness_ping_s:
+            elif opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                if opcode == websocket.ABNF.OPCODE_PONG:
+                    last_pong = now
+                if self.pong_is_liveness:
+                    last_frame = now
+            if now - last_ping >= self.ping_every_s:
                 self._ws.ping()
                 last_ping = now
             if self._attempt and now - connected_at > self.healthy_after_s:
                 self._attempt = 0  # a healthy period: the next drop starts the backoff afresh
-            self._watch(now, last_frame, last_data)
+            self._watch(now, last_frame, last_data, last_pong)
 
-    def _watch(self, now: float, last_frame: float, last_data: float) -> None:
+    def _watch(self, now: float, last_frame: float, last_data: float, last_pong: float) -> None:
         if now - last_frame > self.stale_after_s:
             self._set_state(STALE, f"no frame for {now - last_frame:.1f} s")
             raise _Reconnect(f"stale: no frame for {now - last_frame:.1f} s")
+        if now - last_pong > self.stale_after_s:  # pings go out, nothing comes back: a dead TCP path
+            self._set_state(STALE, f"no pong for {now - last_pong:.1f} s")
+            raise _Reconnect(f"stale: no pong for {now - last_pong:.1f} s")
+        elapsed = now - self._rate_sample[0]
+        if elapsed >= 1.0:
+            self.message_rate = (self.frames - self._rate_sample[1]) / elapsed
+            self._rate_sample = (now, self.frames)
         if now - last_data > self.quiet_after_s:
             self._set_state(QUIET, f"heartbeats only, no market data for {now - last_data:.0f} s")
         elif self.state != LIVE:
@@ -248,8 +299,7 @@ class ExchangeListener:
         try:
             items = self.parse(text, received)
         except Exception as failure:  # a bad frame is counted, logged and skipped, never fatal
-            self._bad(failure.args[0] if isinstance(failure, BadFrame) else f"{type(failure).__name__}: {failure}",
-                      text)
+            self._bad(bad_reason(failure), text)
             return False
         got_data = False
         for item in items:
@@ -261,6 +311,11 @@ class ExchangeListener:
                 self.ticks += 1
                 self.last_data_at = received
                 got_data = True
+                stats = self._stats(item.symbol)
+                if stats.gap_from is not None:
+                    self._close_gap(item.symbol, stats, received)
+                stats.ticks += 1
+                stats.last_data_at = received
                 if item.symbol not in self._streaming:
                     self._streaming.add(item.symbol)
                     self.on_market(self._market(item.symbol), "streaming", "")
@@ -275,7 +330,35 @@ class ExchangeListener:
                 self.reason = item.reason
                 log.warning("%s: exchange error: %s", self.name, item.reason)
                 self.on_state(self.status())
+            elif kind is Gap:
+                if item.symbol in self._subscribed_at:
+                    stats = self._stats(item.symbol)
+                    if stats.gap_from is None:
+                        stats.gap_from, stats.gap_reason = stats.last_data_at or received, item.reason
         return got_data
+
+    def _stats(self, symbol: str) -> MarketStats:
+        stats = self.markets.get(symbol)
+        if stats is None:
+            stats = self.markets[symbol] = MarketStats()
+        return stats
+
+    def _open_gaps(self, reason: str) -> None:
+        """The connection is lost: every market that had data has a gap from its last tick."""
+        for symbol in self.symbols():
+            stats = self.markets.get(symbol)
+            if stats is not None and stats.last_data_at is not None and stats.gap_from is None:
+                stats.gap_from, stats.gap_reason = stats.last_data_at, reason
+
+    def _close_gap(self, symbol: str, stats: MarketStats, until: int) -> None:
+        """Data is back: the gap is known from its first missing moment to now."""
+        stats.gaps += 1
+        self.gaps += 1
+        gap = {"exchange": self.name, "symbol": symbol, "from": stats.gap_from, "to": until,
+               "reason": stats.gap_reason}
+        stats.gap_from, stats.gap_reason = None, ""
+        log.info("%s:%s gap %d ms (%s)", self.name, symbol, gap["to"] - gap["from"], gap["reason"])
+        self.on_gap(gap)
 
     def _rejected(self, item: Rejected) -> None:
         log.warning("%s: %s rejected: %s", self.name, item.symbol or "request", item.reason)
@@ -290,6 +373,7 @@ class ExchangeListener:
 
     def _bad(self, reason: str, frame) -> None:
         self.bad_frames += 1
+        self.bad_by_reason[reason] = self.bad_by_reason.get(reason, 0) + 1
         self.last_bad_reason = str(reason)[:200]
         snippet = frame if isinstance(frame, str) else repr(frame[:BAD_FRAME_SNIPPET])
         self.last_bad_frame = snippet[:BAD_FRAME_SNIPPET]
@@ -329,12 +413,14 @@ class ExchangeListener:
         """The exchange answered the upgrade with an HTTP error."""
         code = refused.status_code
         if code in (451, 403):
-            alternative = getattr(self, "geo_alternative", "")
+            self.geo_blocked = True
+            alternative = self.geo_alternative
             hint = f"; try '{alternative}' instead" if alternative else ""
             self._retry_later(ERROR, f"HTTP {code}: this venue blocks connections from this region{hint}",
                               at_least_s=300)
         elif code == 429:
-            retry_after = (refused.resp_headers or {}).get("retry-after", "")
+            headers = {key.lower(): value for key, value in (refused.resp_headers or {}).items()}
+            retry_after = str(headers.get("retry-after", ""))
             wait = float(retry_after) if retry_after.isdigit() else 60.0
             self._retry_later(ERROR, f"HTTP 429: rate limited, retry after {wait:.0f} s", at_least_s=wait)
         else:
@@ -344,7 +430,7 @@ class ExchangeListener:
         """Exponential backoff with full jitter, capped; never gives up."""
         if self._stopping.is_set():
             return
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2 ** self._attempt))
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2 ** min(self._attempt, 30)))
         delay = max(at_least_s, random.uniform(0, ceiling))
         self._attempt += 1
         self.reconnects += 1

@@ -6,7 +6,8 @@ Protocol: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-s
   `{"code": ..., "msg": ...}` (with the id where there is one). Binance accepts a subscribe to a pair it does not
   list and then sends nothing, so such a panel says so after a while (`no_data_hint`).
 - No application heartbeat: the server pings every 20 s (Binance.US: 3 min) and we answer; we also ping every
-  5 s, and the pongs tell the watchdog the exchange still answers while a thin market sends no data.
+  STALE_AFTER_S / 3 (pings count in the 5 messages a second), and the pongs tell the watchdog the exchange still
+  answers while a thin market sends no data (state `quiet`, not `stale`).
 - At most 5 client messages per second, 1024 streams per connection, and a disconnect every 24 hours.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Binance(ExchangeListener):
     url = "wss://data-stream.binance.vision/stream"  # market data only
     url_hosts = ("binance.com", "binance.vision")
     max_messages_per_s = 4.0  # Binance closes a connection that sends more than 5 messages a second
-    liveness_ping_s = 5.0  # no application heartbeat: ping/pong is the liveness signal (counts in the 5 msg/s)
+    pong_is_liveness = True  # no application heartbeat: ping/pong is the liveness signal
     geo_alternative = "binanceus"
     no_data_hint = ("subscribed; no data yet. Binance accepts a subscription to a pair it does not list and then "
                     "sends nothing: check the pair is listed on this venue")

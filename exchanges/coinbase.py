@@ -5,12 +5,13 @@ Protocol: https://docs.cdp.coinbase.com/exchange/websocket-feed/overview (ticker
 from __future__ import annotations
 
 import re
+from collections import deque
 from datetime import datetime, timezone
 
 import orjson
 
 from .base import ExchangeListener
-from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, decimal_str, iso_to_ms,
+from .tick import (BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, decimal_str, iso_to_ms,
                    side_str)
 from .venue import BROADCAST, Venue
 
@@ -26,8 +27,21 @@ class Coinbase(ExchangeListener):
     max_messages_per_s = 50.0
     no_data_hint = "subscribed; no ticker yet (Coinbase sends one when a trade happens)"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pending: deque[str] = deque()       # products subscribed, not yet acknowledged, in order sent
+        self._last_trade_id: dict[str, int] = {}  # product -> trade id of the last ticker
+        self._behind: dict[str, int] = {}         # product -> a heartbeat's last_trade_id we had not seen
+
+    def on_connected(self):
+        self._pending.clear()
+        self._last_trade_id.clear()
+        self._behind.clear()
+
     def subscribe_messages(self, symbols):
-        # One message per product: Coinbase refuses a whole subscribe for one invalid product.
+        # One message per product: Coinbase refuses a whole subscribe for one invalid product, and errors carry
+        # no request id, so one product per message tells which one was refused.
+        self._pending.extend(symbols)
         return [_request("subscribe", [symbol]) for symbol in symbols]
 
     def unsubscribe_messages(self, symbols):
@@ -46,6 +60,9 @@ class Coinbase(ExchangeListener):
         kind = message.get("type")
         if kind == "ticker":
             side = message.get("side")
+            trade_id = message.get("trade_id")
+            if type(trade_id) is int:
+                self._last_trade_id[_product(message)] = trade_id
             return [Update(
                 symbol=_product(message), time=iso_to_ms(message["time"]),
                 bid=decimal_str(message["best_bid"]), bid_size=_optional_decimal(message.get("best_bid_size")),
@@ -53,22 +70,45 @@ class Coinbase(ExchangeListener):
                 last=decimal_str(message["price"]), last_size=_optional_decimal(message.get("last_size")),
                 last_side=side_str(side) if side is not None else None)]
         if kind == "heartbeat":
-            return [Heartbeat(_product(message))]
+            product = _product(message)
+            return [Heartbeat(product), *self._missed_trades(product, message.get("last_trade_id"))]
         if kind == "subscriptions":
             products = set()
             for channel in message.get("channels") or ():
                 if type(channel) is dict and channel.get("name") == "ticker":
                     products.update(p for p in channel.get("product_ids") or () if type(p) is str)
+            self._pending = deque(p for p in self._pending if p not in products)
             return [Subscribed(tuple(sorted(products)))]
         if kind == "error":
-            reason = str(message.get("reason") or message.get("message") or "error")
+            text = str(message.get("message") or "error")
+            reason = str(message.get("reason") or "")
             invalid = _INVALID_PRODUCT.match(reason)
             if invalid:
+                if invalid.group(1) in self._pending:
+                    self._pending.remove(invalid.group(1))
                 return [Rejected(invalid.group(1), reason)]
-            return [ExchangeError(f"{message.get('message', 'error')}: {reason}")]
+            full = f"{text}: {reason}" if reason else text
+            if text == "Failed to subscribe" and self._pending:
+                return [Rejected(self._pending.popleft(), full)]  # the oldest unanswered subscribe
+            return [ExchangeError(full)]
         if kind is None:
             raise BadFrame("no 'type'")
         return []  # other channels (l2update, match, snapshot ...) carry no tick here
+
+
+    def _missed_trades(self, product, last_trade_id):
+        """A heartbeat names the last trade; if no ticker of it came by the next heartbeat, trades were missed."""
+        seen = self._last_trade_id.get(product)
+        if type(last_trade_id) is not int or seen is None or last_trade_id <= seen:
+            self._behind.pop(product, None)
+            return []
+        noted = self._behind.get(product)
+        if noted is None or seen >= noted:
+            self._behind[product] = last_trade_id  # may be a ticker in flight: judge on the next heartbeat
+            return []
+        self._behind.pop(product)
+        self._last_trade_id[product] = last_trade_id
+        return [Gap(product, f"missed trades {seen + 1}..{last_trade_id} (heartbeat is ahead of the ticker)")]
 
 
 def _request(kind, symbols):
@@ -144,7 +184,8 @@ class CoinbaseVenue(Venue):
             {"name": name, "product_ids": products} for name, products in channels.items()]}).decode()]
 
     def observe(self, frame):
-        if frame.startswith('{"type":"ticker"') or '"match"' in frame[:30]:
+        # Only tickers move last_trade_id: a ticker subscriber then misses nothing unless a fault withholds it.
+        if frame.startswith('{"type":"ticker"'):
             message = orjson.loads(frame)
             product = message.get("product_id")
             self._last_trade_id[product] = message.get("trade_id", 0)

@@ -52,6 +52,12 @@ class Heartbeat(NamedTuple):
     symbol: Optional[str] = None
 
 
+class Gap(NamedTuple):
+    """The exchange says data of this symbol was missed (Coinbase: a heartbeat's last_trade_id ahead of us)."""
+    symbol: str
+    reason: str
+
+
 TICK_FIELDS = ("bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side")
 
 
