@@ -47,7 +47,7 @@ CHILDREN: list = []  # processes to end with the server
 def start_local_exchange(settings) -> dict:
     """Start the local exchange in its own process (asyncio there, eventlet here) and wait until it listens."""
     command = [sys.executable, "-m", "exchanges.simulator", "--exit-with-parent", "--speed", str(settings.speed or "max"),
-               *settings.replay]
+               *(arg for spec in settings.faults for arg in ("--fault", spec)), *settings.replay]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                cwd=os.path.dirname(os.path.abspath(__file__)))
     CHILDREN.append(process)

@@ -13,6 +13,7 @@ from typing import Optional
 from dotenv import dotenv_values
 
 from exchanges import EXCHANGES
+from exchanges.faults import Fault
 from exchanges.simulator import parse_speed  # one meaning of --speed for the server and the local exchange
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Settings:
     record_dir: Optional[str] = None
     replay: Optional[list] = None  # None: live; []: the shipped recordings; else these paths
     speed: float = 1.0
+    faults: list = field(default_factory=list)  # fault specs for the local exchange (replay only)
     cors_origins: Optional[list] = None  # None: same origin only
     log_level: str = "INFO"
 
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--record", dest="record_dir", metavar="DIR", help="write every frame received to DIR (RECORD_DIR)")
     add("--replay", nargs="*", metavar="PATH", help="replay recordings through the local exchange instead of "
         "connecting to the exchanges (no PATH: the shipped recordings)")
+    add("--fault", action="append", metavar="SPEC", help="replay only: make the local exchange misbehave, "
+        "EXCHANGE:KIND[=ARG][@AT][+FOR], e.g. binance:stall@10s (repeatable; FAULTS, space-separated)")
     add("--speed", type=parse_speed, help="replay pace: a multiple of the recorded pace, or 'max' (SPEED, default 1)")
     add("--cors-origins", help="comma-separated origins allowed besides the page's own (CORS_ORIGINS)")
     add("--log-level", help="DEBUG, INFO, WARNING ... (LOG_LEVEL, default INFO)")
@@ -146,6 +150,14 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         speed=pick(args.speed, "SPEED", 1.0, _speed_from_env),
         log_level=pick(args.log_level, "LOG_LEVEL", "INFO").upper(),
     )
+    settings.faults = args.fault if args.fault is not None else env.get("FAULTS", "").split()
+    for spec in settings.faults:
+        try:
+            Fault.parse(spec)
+        except ValueError as bad:
+            raise SystemExit(f"--fault: {bad}")
+    if settings.faults and settings.replay is None:
+        raise SystemExit("--fault needs --replay: faults are injected by the local exchange")
     if settings.async_mode not in ASYNC_MODES:
         raise SystemExit(f"ASYNC_MODE must be one of {', '.join(ASYNC_MODES)}")
     if not settings.secret_key:

@@ -133,6 +133,7 @@ class ExchangeListener:
         self.bad_by_reason: dict[str, int] = {}
         self.last_bad_reason, self.last_bad_frame = "", ""
         self.markets: dict[str, MarketStats] = {}
+        self.last_error, self.last_error_at = "", None  # the exchange's last error message, and when
         self.message_rate = 0.0  # frames per second, over the last second or so
         self._rate_sample = (time.monotonic(), 0)
         self.geo_blocked = False
@@ -184,7 +185,7 @@ class ExchangeListener:
             "last_bad_frame": self.last_bad_frame, "reconnects": self.reconnects, "gaps": self.gaps,
             "last_frame_at": self.last_frame_at, "last_data_at": self.last_data_at,
             "message_rate": round(self.message_rate, 1), "stale_after_s": self.stale_after_s,
-            "geo_blocked": self.geo_blocked, "alternative": self.geo_alternative if self.geo_blocked else "",
+            "last_error": self.last_error, "last_error_at": self.last_error_at, "geo_blocked": self.geo_blocked, "alternative": self.geo_alternative if self.geo_blocked else "",
             "markets": {symbol: stats.as_dict() for symbol, stats in list(self.markets.items())},
         }
 
@@ -201,6 +202,8 @@ class ExchangeListener:
                 self._session()
             except _Reconnect as why:
                 self._open_gaps(str(why))
+                if self.state == STALE:
+                    self._close(graceful=False)  # the path is dead: no close handshake to wait for
                 self._retry_later(RECONNECTING, str(why))
             except websocket.WebSocketBadStatusException as refused:
                 self._open_gaps(f"HTTP {refused.status_code}")
@@ -327,9 +330,7 @@ class ExchangeListener:
             elif kind is Rejected:
                 self._rejected(item)
             elif kind is ExchangeError:
-                self.reason = item.reason
-                log.warning("%s: exchange error: %s", self.name, item.reason)
-                self.on_state(self.status())
+                self._exchange_error(item.reason)
             elif kind is Gap:
                 if item.symbol in self._subscribed_at:
                     stats = self._stats(item.symbol)
@@ -360,11 +361,15 @@ class ExchangeListener:
         log.info("%s:%s gap %d ms (%s)", self.name, symbol, gap["to"] - gap["from"], gap["reason"])
         self.on_gap(gap)
 
+    def _exchange_error(self, reason: str) -> None:
+        self.last_error, self.last_error_at = reason, _now_ms()
+        log.warning("%s: exchange error: %s", self.name, reason)
+        self.on_state(self.status())
+
     def _rejected(self, item: Rejected) -> None:
         log.warning("%s: %s rejected: %s", self.name, item.symbol or "request", item.reason)
         if item.symbol is None:
-            self.reason = item.reason
-            self.on_state(self.status())
+            self._exchange_error(item.reason)
             return
         with self._lock:
             self._desired.discard(item.symbol)  # never re-subscribe what the exchange refused
@@ -440,11 +445,11 @@ class ExchangeListener:
         self._stopping.wait(delay)
         self.next_attempt_at = None
 
-    def _close(self) -> None:
+    def _close(self, graceful: bool = True) -> None:
         ws, self._ws = self._ws, None
         if ws is not None:
             try:
-                ws.close(timeout=1)
+                ws.close(timeout=1) if graceful else ws.shutdown()
             except Exception:  # already broken: nothing more to release
                 pass
 

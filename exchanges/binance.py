@@ -177,6 +177,18 @@ class BinanceVenue(Venue):
             return [_reply({"result": sorted(session["keys"]), "id": message.get("id")})]
         return [_reply({"result": None, "id": message.get("id")})]
 
+    def error_frame(self, text):
+        return _reply({"code": 0, "msg": text or "Unknown property"})
+
+    def refusal(self, session, text):
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        if type(message) is not dict or message.get("method") != "SUBSCRIBE":
+            return None
+        return [_reply({"error": {"code": 2, "msg": "Invalid request: too many streams"}, "id": message.get("id")})]
+
     def wants(self, session, key):
         keys = session["keys"]
         return key in keys or (key.endswith("@aggTrade") and key[:-len("aggTrade")] + "trade" in keys)

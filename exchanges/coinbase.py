@@ -183,6 +183,14 @@ class CoinbaseVenue(Venue):
         return [orjson.dumps({"type": "subscriptions", "channels": [
             {"name": name, "product_ids": products} for name, products in channels.items()]}).decode()]
 
+    def error_frame(self, text):
+        return _error(text or "Internal error", "")
+
+    def refusal(self, session, text):
+        if '"subscribe"' not in text:
+            return None
+        return [_error("Failed to subscribe", "Subscription refused: too many requests")]
+
     def observe(self, frame):
         # Only tickers move last_trade_id: a ticker subscriber then misses nothing unless a fault withholds it.
         if frame.startswith('{"type":"ticker"'):
@@ -201,7 +209,8 @@ class CoinbaseVenue(Venue):
 
 
 def _error(message, reason):
-    return orjson.dumps({"type": "error", "message": message, "reason": reason}).decode()
+    error = {"type": "error", "message": message, "reason": reason} if reason else {"type": "error", "message": message}
+    return orjson.dumps(error).decode()
 
 
 Coinbase.venue = CoinbaseVenue

@@ -24,10 +24,12 @@ from typing import Optional
 import orjson
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from . import EXCHANGES
 from .recording import exchange_for_url, read_frames, read_rest, recording_files
 from .tick import Update
+from .faults import Fault, garbage_frames
 from .venue import BROADCAST
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,14 @@ class _Client:
         self.connection = connection
         self.session: dict = {"keys": set()}
         self.messages: deque = deque(maxlen=200)  # what the client sent, for tests to inspect
+        self.stalled = False  # fault: nothing is sent, nothing read (pings unanswered)
+        self.muted = False    # fault: heartbeats only, no market data
+
+    def open(self) -> bool:
+        return self.connection.state is State.OPEN  # a closing connection would hold up the sender
+
+    def gets_data(self) -> bool:
+        return not (self.stalled or self.muted) and self.open()
 
 
 class _Replay:
@@ -54,6 +64,11 @@ class _Replay:
         self.name = name
         self.venue = listener.venue(listed)
         self.clients: set[_Client] = set()
+        self.connections = 0                 # connection attempts that reached the handshake
+        self.opened_at: Optional[float] = None  # loop time of the first client: when the market opened
+        self.gate: Optional[tuple] = None     # (until, fault) refusing connection attempts
+        self.refuse_next_subscribe = False
+        self.faults_fired: list = []
         self.timeline: list[tuple[float, str, str]] = []  # (recorded second, subscription key, frame)
         ticks: Counter = Counter()
         parser = listener()
@@ -104,6 +119,7 @@ class LocalExchange:
         self._thread: Optional[threading.Thread] = None
         self._stopped: Optional[asyncio.Event] = None
         self._open: Optional[asyncio.Event] = None
+        self._pending_faults: list = []
 
     # Thread-safe API -----------------------------------------------------------------------------------------
     def markets(self) -> dict[str, list[str]]:
@@ -139,6 +155,16 @@ class LocalExchange:
     def clients(self, name: str) -> list[_Client]:
         return list(self.replays[name].clients)
 
+    def inject(self, fault) -> None:
+        """Inject a fault (a `Fault` or its spec string), `at_s` after now (and after the market opened)."""
+        fault = Fault.parse(fault) if isinstance(fault, str) else fault
+        if fault.exchange not in self.replays:
+            raise ValueError(f"no recording of {fault.exchange!r} in this local exchange")
+        if self._loop is None:
+            self._pending_faults.append(fault)
+        else:
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._schedule(fault)))
+
     # The event loop --------------------------------------------------------------------------------------------
     def _run_thread(self, ready: threading.Event, failure: list) -> None:
         self._loop = asyncio.new_event_loop()
@@ -159,12 +185,14 @@ class LocalExchange:
         for offset, (name, replay) in enumerate(self.replays.items()):
             port = self.base_port + offset if self.base_port else 0
             server = await serve(lambda connection, replay=replay: self._serve(replay, connection), self.host, port,
-                                 max_size=2 ** 20)
+                                 max_size=2 ** 20, process_request=lambda c, r, replay=replay: self._gate(replay, c))
             servers.append(server)
             bound = server.sockets[0].getsockname()[1]
             self.urls[name] = f"ws://{self.host}:{bound}{replay.venue.path}"
             tasks.append(asyncio.create_task(self._play(replay)))
             tasks.append(asyncio.create_task(self._heartbeats(replay)))
+        for fault in self._pending_faults:
+            tasks.append(asyncio.create_task(self._schedule(fault)))
         ready.set()
         await self._stopped.wait()
         for task in tasks:
@@ -177,13 +205,18 @@ class LocalExchange:
     async def _serve(self, replay: _Replay, connection) -> None:
         client = _Client(connection)
         replay.clients.add(client)
+        if replay.opened_at is None:
+            replay.opened_at = self._loop.time()
         try:
             for reply in replay.venue.on_open(client.session, connection.request.path):
                 await connection.send(reply)
             async for message in connection:
                 client.messages.append(message)
                 if isinstance(message, str):
-                    for reply in replay.venue.on_message(client.session, message):
+                    refusal = replay.venue.refusal(client.session, message) if replay.refuse_next_subscribe else None
+                    if refusal is not None:
+                        replay.refuse_next_subscribe = False
+                    for reply in refusal or replay.venue.on_message(client.session, message):
                         await connection.send(reply)
         except ConnectionClosed:
             pass
@@ -213,7 +246,7 @@ class LocalExchange:
                 except Exception:  # garbage is replayed as is; it just tells the venue nothing
                     pass
                 for client in list(replay.clients):
-                    if key == BROADCAST or replay.venue.wants(client.session, key):
+                    if client.gets_data() and (key == BROADCAST or replay.venue.wants(client.session, key)):
                         try:
                             await client.connection.send(frame)
                         except ConnectionClosed:
@@ -226,11 +259,83 @@ class LocalExchange:
         while True:
             await asyncio.sleep(1)
             for client in list(replay.clients):
+                if client.stalled or not client.open():
+                    continue
                 for frame in replay.venue.heartbeats(client.session, time.time()):
                     try:
                         await client.connection.send(frame)
                     except ConnectionClosed:
                         pass
+
+
+    # Faults ------------------------------------------------------------------------------------------------------
+    def _gate(self, replay: _Replay, connection):
+        """Before the handshake: refuse or answer with an HTTP error while such a fault's window is open."""
+        replay.connections += 1
+        if replay.gate is None or self._loop.time() >= replay.gate[0]:
+            return None
+        fault = replay.gate[1]
+        if fault.kind == "refuse":
+            connection.transport.abort()
+            return connection.respond(503, "refused\n")  # never sent: the TCP connection is already cut
+        status, _, retry_after = (fault.arg or "451").partition("/")
+        response = connection.respond(int(status), f"HTTP {status} from the local exchange (fault {fault})\n")
+        if retry_after:
+            response.headers["Retry-After"] = retry_after
+        return response
+
+    async def _schedule(self, fault: Fault) -> None:
+        replay = self.replays[fault.exchange]
+        given = self._loop.time()
+        while replay.opened_at is None:  # at start, AT counts from the market's opening
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(max(given, replay.opened_at) + fault.at_s - self._loop.time())
+        log.info("fault %s", fault)
+        replay.faults_fired.append(fault)
+        await self._fire(replay, fault)
+
+    async def _fire(self, replay: _Replay, fault: Fault) -> None:
+        clients = list(replay.clients)
+        if fault.kind in ("refuse", "http"):
+            replay.gate = (self._loop.time() + fault.for_s, fault)
+        elif fault.kind == "refuse-subscribe":
+            replay.refuse_next_subscribe = True
+        elif fault.kind == "drop":
+            for client in clients:
+                client.connection.transport.abort()
+        elif fault.kind == "close":
+            await asyncio.gather(*(client.connection.close(int(fault.arg or 1001), "closed by the local exchange")
+                                   for client in clients), return_exceptions=True)
+        elif fault.kind in ("stall", "heartbeats-only"):
+            for client in clients:
+                self._withhold(client, fault.kind == "stall", True)
+            if fault.for_s is not None:
+                self._loop.call_later(fault.for_s, lambda: [self._withhold(client, fault.kind == "stall", False)
+                                                            for client in clients])
+        elif fault.kind == "error":
+            await self._send_all(clients, [replay.venue.error_frame(fault.arg)])
+        elif fault.kind == "garbage":
+            sample = replay.timeline[0][2] if replay.timeline else "{}"
+            await self._send_all(clients, garbage_frames(fault.arg, sample))
+
+    @staticmethod
+    def _withhold(client: _Client, stall: bool, on: bool) -> None:
+        if stall:
+            client.stalled = on
+            transport = client.connection.transport
+            if not transport.is_closing():
+                (transport.pause_reading if on else transport.resume_reading)()
+        else:
+            client.muted = on
+
+    @staticmethod
+    async def _send_all(clients: list, frames: list) -> None:
+        for client in clients:
+            for frame in frames if client.open() else ():
+                try:
+                    await client.connection.send(frame)
+                except ConnectionClosed:
+                    break
 
 
 def parse_speed(text: str) -> float:
@@ -243,6 +348,13 @@ def parse_speed(text: str) -> float:
     return speed
 
 
+def _fault(spec: str) -> Fault:
+    try:
+        return Fault.parse(spec)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(str(bad))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m exchanges.simulator", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="recordings (files or directories); default: the shipped ones")
@@ -250,9 +362,14 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="first port (one per exchange); 0 = any free ones")
     parser.add_argument("--exit-with-parent", action="store_true", help="stop when standard input closes")
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC", type=_fault,
+                        help="inject a fault, EXCHANGE:KIND[=ARG][@AT][+FOR] (see exchanges/faults.py); repeatable")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s simulator %(levelname)s %(message)s")
-    exchange = LocalExchange(args.paths or None, speed=args.speed, host=args.host, port=args.port).start()
+    exchange = LocalExchange(args.paths or None, speed=args.speed, host=args.host, port=args.port)
+    for fault in args.fault:
+        exchange.inject(fault)
+    exchange.start()
     print(orjson.dumps({"urls": exchange.urls, "markets": exchange.markets()}).decode(), flush=True)
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -40,6 +40,14 @@ class Venue:
         """A client sent `text`: update its subscriptions, return the replies the exchange would send."""
         raise NotImplementedError
 
+    def error_frame(self, text: str) -> str:
+        """The exchange's own error message carrying `text` (fault injection)."""
+        raise NotImplementedError
+
+    def refusal(self, session: dict, text: str) -> Optional[list]:
+        """If `text` is a subscribe request: the exchange's refusal of it (fault injection); else None."""
+        raise NotImplementedError
+
     def wants(self, session: dict, key: str) -> bool:
         return key in session["keys"]
 

@@ -63,7 +63,8 @@ def test_coinbase_bad_frames_are_counted_and_skipped(tmp_path):
     assert status["bad_frames"] == 3
     assert status["state"] in ("live", "quiet") and status["reconnects"] == 0
     assert "not a decimal string" in status["last_bad_reason"]
-    assert status["reason"] == "Failed to subscribe: slow down"
+    assert status["last_error"] == "Failed to subscribe: slow down"
+    assert status["bad_by_reason"] == {"JSONDecodeError": 1, "missing field 'best_ask'": 1, "not a decimal string": 1}
 
 
 def test_binance_unknown_symbol_and_garbage_are_counted(tmp_path):
