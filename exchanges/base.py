@@ -432,18 +432,22 @@ class ExchangeListener:
             self._retry_later(ERROR, f"HTTP {code} on connect")
 
     def _retry_later(self, state: str, reason: str, at_least_s: float = 0.0) -> None:
-        """Exponential backoff with full jitter, capped; never gives up."""
+        """Wait before the next attempt; the feed shows `state`, `reason` and when it will try again."""
         if self._stopping.is_set():
             return
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2 ** min(self._attempt, 30)))
-        delay = max(at_least_s, random.uniform(0, ceiling))
-        self._attempt += 1
+        delay = max(at_least_s, self.next_backoff_s())
         self.reconnects += 1
         self.next_attempt_at = _now_ms() + int(delay * 1000)
         log.info("%s: %s (%s); next attempt in %.1f s", self.name, state, reason, delay)
         self._set_state(state, reason)
         self._stopping.wait(delay)
         self.next_attempt_at = None
+
+    def next_backoff_s(self) -> float:
+        """Exponential backoff with full jitter, capped; never gives up. Reset after a healthy period."""
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2 ** min(self._attempt, 30)))
+        self._attempt += 1
+        return random.uniform(0, ceiling)
 
     def _close(self, graceful: bool = True) -> None:
         ws, self._ws = self._ws, None

@@ -155,15 +155,16 @@ class LocalExchange:
     def clients(self, name: str) -> list[_Client]:
         return list(self.replays[name].clients)
 
-    def inject(self, fault) -> None:
-        """Inject a fault (a `Fault` or its spec string), `at_s` after now (and after the market opened)."""
+    def inject(self, fault):
+        """Inject a fault (a `Fault` or its spec string), `at_s` after now (and after the market opened).
+        Returns a future that is done once the fault has fired (None before `start`)."""
         fault = Fault.parse(fault) if isinstance(fault, str) else fault
         if fault.exchange not in self.replays:
             raise ValueError(f"no recording of {fault.exchange!r} in this local exchange")
         if self._loop is None:
             self._pending_faults.append(fault)
-        else:
-            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._schedule(fault)))
+            return None
+        return asyncio.run_coroutine_threadsafe(self._schedule(fault), self._loop)
 
     # The event loop --------------------------------------------------------------------------------------------
     def _run_thread(self, ready: threading.Event, failure: list) -> None:
