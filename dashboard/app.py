@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, abort, jsonify, render_template, request, send_from_directory
+from flask import Flask, Response, abort, jsonify, render_template, request, send_from_directory
 from flask_socketio import SocketIO, emit, join_room, leave_room
 
 from exchanges import EXCHANGES
@@ -13,6 +13,8 @@ from exchanges import EXCHANGES
 from .config import Settings, parse_market
 from .feeds import Feeds
 from .hub import Hub
+from .limits import EventRateLimit
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
 # Only these folders of node_modules are served, under /vendor/.
 VENDOR_FOLDERS = ("bootstrap/dist/", "socket.io-client/dist/")
-MAX_EVENT_BYTES = 16 * 1024  # subscribe/unsubscribe events are tiny
-MAX_MARKETS_PER_CLIENT = 50
+MAX_EVENT_BYTES = 16 * 1024  # subscribe/unsubscribe events are tiny: a bigger packet closes that client
+HEALTHY_STATES = ("live", "quiet")
 
 
 @dataclass
@@ -52,6 +54,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     feeds = Feeds(hub, settings.exchanges, settings.ws_urls, settings.markets, stale_after_s=settings.stale_after_s,
                   backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame)
     hub.feeds = feeds.status
+    metrics = Metrics(feeds, hub)
+    event_limit = EventRateLimit(settings.subscribe_rate, settings.subscribe_burst)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     markets_offer = {
         "watchlist": settings.markets,
@@ -75,11 +79,21 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
 
     @app.get("/healthz")
     def healthz():
-        return jsonify({"feeds": [{"exchange": s["exchange"], "state": s["state"], "reason": s["reason"]}
-                                  for s in feeds.status()]})
+        """200 when every feed with markets to stream is live or quiet; 503 naming the failing ones."""
+        summary = [{"exchange": s["exchange"], "state": s["state"], "reason": s["reason"],
+                    "last_data_at": s["last_data_at"]} for s in feeds.status()]
+        failing = [s for s, full in zip(summary, feeds.status()) if full["symbols"] and
+                   s["state"] not in HEALTHY_STATES]
+        return jsonify({"ok": not failing, "feeds": summary, "failing": failing}), 503 if failing else 200
+
+    @app.get("/metrics")
+    def prometheus():
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
 
     @socketio.on("connect")
     def connected(auth=None):
+        hub.clients += 1
         emit("markets", markets_offer)
         emit("feeds", feeds.status())
 
@@ -90,8 +104,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
             return error
         sid = request.sid
         watched = hub.watched_by(sid)
-        if market not in watched and len(watched) >= MAX_MARKETS_PER_CLIENT:
-            return _reject("subscribe", f"at most {MAX_MARKETS_PER_CLIENT} markets per client", market)
+        if market not in watched and len(watched) >= settings.max_markets_per_client:
+            return _reject("subscribe", f"at most {settings.max_markets_per_client} markets per client", market)
         join_room(market)
         hub.watch(sid, market)
         feeds.ensure(market)
@@ -110,6 +124,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
 
     @socketio.on("disconnect")
     def disconnected(reason=None):
+        hub.clients -= 1
+        event_limit.forget(request.sid)
         for market in hub.forget_client(request.sid):
             feeds.release(market)
 
@@ -119,6 +135,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
         emit("error", {"message": "internal error"})
 
     def _market_from(data, event):
+        if not event_limit.allow(request.sid):
+            return None, _reject(event, f"too many {event} events: at most {settings.subscribe_rate:g} a second")
         if not isinstance(data, dict):
             return None, _reject(event, 'payload must be an object like {"market": "coinbase:BTC-USD"}')
         try:

@@ -85,6 +85,9 @@ class Settings:
     speed: float = 1.0
     faults: list = field(default_factory=list)  # fault specs for the local exchange (replay only)
     cors_origins: Optional[list] = None  # None: same origin only
+    max_markets_per_client: int = 50
+    subscribe_rate: float = 10.0  # subscribe/unsubscribe events a second per client ...
+    subscribe_burst: int = 20     # ... in bursts of at most this many
     log_level: str = "INFO"
 
 
@@ -109,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "EXCHANGE:KIND[=ARG][@AT][+FOR], e.g. binance:stall@10s (repeatable; FAULTS, space-separated)")
     add("--speed", type=parse_speed, help="replay pace: a multiple of the recorded pace, or 'max' (SPEED, default 1)")
     add("--cors-origins", help="comma-separated origins allowed besides the page's own (CORS_ORIGINS)")
+    add("--max-markets-per-client", type=int, help="markets one browser may watch (MAX_MARKETS_PER_CLIENT, 50)")
+    add("--subscribe-rate", type=float, help="subscribe/unsubscribe events a second per client, bursts of twice "
+        "that (SUBSCRIBE_RATE, default 10)")
     add("--log-level", help="DEBUG, INFO, WARNING ... (LOG_LEVEL, default INFO)")
     for name in EXCHANGES:
         add(f"--{name}-ws-url", dest=f"url_{name}", metavar="URL", help=f"{name} websocket URL ({env_key(name)})")
@@ -149,7 +155,10 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         replay=args.replay,
         speed=pick(args.speed, "SPEED", 1.0, _speed_from_env),
         log_level=pick(args.log_level, "LOG_LEVEL", "INFO").upper(),
+        max_markets_per_client=pick(args.max_markets_per_client, "MAX_MARKETS_PER_CLIENT", 50, int),
+        subscribe_rate=pick(args.subscribe_rate, "SUBSCRIBE_RATE", 10.0, float),
     )
+    settings.subscribe_burst = max(1, int(settings.subscribe_rate * 2))
     settings.faults = args.fault if args.fault is not None else env.get("FAULTS", "").split()
     for spec in settings.faults:
         try:

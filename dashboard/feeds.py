@@ -21,7 +21,7 @@ class Feeds:
             symbols = [market.partition(":")[2] for market in markets if market.partition(":")[0] == name]
             self.listeners[name] = EXCHANGES[name](
                 urls.get(name), symbols, on_tick=hub.publish, on_market=hub.set_market_state,
-                on_state=hub.feeds_changed, on_frame=on_frame, stale_after_s=stale_after_s,
+                on_state=hub.feeds_changed, on_frame=on_frame, on_gap=hub.publish_gap, stale_after_s=stale_after_s,
                 backoff_cap_s=backoff_cap_s)
 
     def start(self, spawn: Callable) -> None:

@@ -1,8 +1,9 @@
 """The hub: recent ticks per market (ring buffers), who watches which market (Socket.IO rooms), market and feed
 states, and batched emits. It is the only thing that calls emit; it knows nothing of exchanges' protocols.
 
-Listener threads call `publish`, `set_market_state` and `feeds_changed`; one background task (`run`) emits, once
-per room per interval, so one busy feed cannot flood the clients.
+Listener threads call `publish`, `publish_gap`, `set_market_state` and `feeds_changed`; one background task
+(`run`) emits, once per room per interval, so one busy feed cannot flood the clients. A gap travels in the same
+stream as the ticks, as `{"kind": "gap", "from": ms, "to": ms, "reason": ...}`, so it lands between the right rows.
 """
 from __future__ import annotations
 
@@ -36,19 +37,29 @@ class Hub:
         self._feeds_dirty = True
         self._stopping = threading.Event()
         self.emits = self.ticks_emitted = self.ticks_dropped = 0
+        self.clients = 0  # Socket.IO clients connected
+        self.on_batch: Callable[[int, int], None] = lambda size, oldest_received: None  # metrics
 
     # From the listeners (any thread) ---------------------------------------------------------------------------
     def publish(self, tick: dict) -> None:
         market = market_of(tick)
         with self._lock:
-            seq = self._seq[market] = self._seq.get(market, 0) + 1
-            tick["seq"] = seq  # lets a client drop what it already has from the backfill
-            ring = self._rings.get(market)
-            if ring is None:
-                ring = self._rings[market] = deque(maxlen=self.ring_size)
-            ring.append(tick)
-            if market in self._watchers:
-                self._pending.setdefault(market, []).append(tick)
+            self._append(market, tick)
+
+    def publish_gap(self, gap: dict) -> None:
+        with self._lock:
+            self._append(market_of(gap), {"kind": "gap", **gap})
+
+    def _append(self, market: str, tick: dict) -> None:
+        """Number, keep and queue one entry of a market's stream; the caller holds the lock."""
+        seq = self._seq[market] = self._seq.get(market, 0) + 1
+        tick["seq"] = seq  # lets a client drop what it already has from the backfill
+        ring = self._rings.get(market)
+        if ring is None:
+            ring = self._rings[market] = deque(maxlen=self.ring_size)
+        ring.append(tick)
+        if market in self._watchers:
+            self._pending.setdefault(market, []).append(tick)
 
     def set_market_state(self, market: str, state: str, reason: str = "") -> None:
         entry = {"market": market, "state": state, "reason": reason, "since": time.time_ns() // 1_000_000}
@@ -128,6 +139,7 @@ class Hub:
             self.socketio.emit("ticks", {"market": market, "ticks": ticks}, to=market)
             self.emits += 1
             self.ticks_emitted += len(ticks)
+            self.on_batch(len(ticks), ticks[0].get("received") or ticks[0].get("to"))
 
     def stop(self) -> None:
         self._stopping.set()

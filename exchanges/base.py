@@ -187,6 +187,7 @@ class ExchangeListener:
             "message_rate": round(self.message_rate, 1), "stale_after_s": self.stale_after_s,
             "last_error": self.last_error, "last_error_at": self.last_error_at, "geo_blocked": self.geo_blocked, "alternative": self.geo_alternative if self.geo_blocked else "",
             "markets": {symbol: stats.as_dict() for symbol, stats in list(self.markets.items())},
+            "now": _now_ms(),  # the server's clock, so a browser computes ages without trusting its own
         }
 
     # The thread ----------------------------------------------------------------------------------------------

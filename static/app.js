@@ -23,10 +23,15 @@ const pairList = document.getElementById("pairs");
 const formMessage = document.getElementById("form-message");
 const feedsEl = document.getElementById("feeds");
 const banner = document.getElementById("connection-banner");
+const geoBanner = document.getElementById("geo-banner");
+const details = document.getElementById("feed-details");
 
 const panels = new Map(); // market -> panel state
 let available = {};
 let feedStates = {};
+let feedList = [];
+let clockOffset = 0; // server clock - browser clock, from the feeds' "now"
+let detailsFor = null; // the exchange whose feed details are open
 
 document.getElementById("mode").textContent = config.mode.toUpperCase();
 for (const [name, label] of Object.entries(config.exchanges)) {
@@ -80,6 +85,24 @@ function tickRow(tick) {
   return tr;
 }
 
+function hms(ms) {
+  return utc(ms).time;
+}
+function gapRow(gap) {
+  const tr = document.createElement("tr");
+  tr.className = "gap-row";
+  const td = document.createElement("td");
+  td.colSpan = 4;
+  td.textContent = `no data ${hms(gap.from)}–${hms(gap.to)} UTC: ${gap.reason}`;
+  tr.append(td);
+  return tr;
+}
+function entryRow(entry) {
+  const row = entry.kind === "gap" ? gapRow(entry) : tickRow(entry);
+  row.dataset.seq = entry.seq;
+  return row;
+}
+
 // --- panels --------------------------------------------------------------------------------------------------
 function addPanel(market) {
   if (panels.has(market)) return panels.get(market);
@@ -119,9 +142,11 @@ function setMarketState(panel, { state, reason }) {
 }
 function applyFeedState(panel) {
   const feed = feedStates[panel.exchange];
-  const down = feed && !HEALTHY.has(feed.state);
-  panel.el.classList.toggle("feed-down", Boolean(down));
-  panel.el.title = down ? `${feed.label} feed is ${feed.state}${feed.reason ? ": " + feed.reason : ""}` : "";
+  const down = Boolean(feed && !HEALTHY.has(feed.state) && feed.state !== "idle");
+  panel.el.classList.toggle("feed-down", down);
+  const line = panel.el.querySelector(".feed-reason");
+  line.textContent = down ? `${feed.label} feed ${feed.state}${feed.reason ? ": " + feed.reason : ""}` : "";
+  line.classList.toggle("d-none", !down);
 }
 // Render one batch in one DOM update: newest on top, at most maxRows rows.
 function render(panel, ticks) {
@@ -130,33 +155,92 @@ function render(panel, ticks) {
   panel.lastSeq = fresh[fresh.length - 1].seq;
   const fragment = document.createDocumentFragment();
   const start = Math.max(0, fresh.length - config.maxRows);
-  for (let i = fresh.length - 1; i >= start; i--) fragment.append(tickRow(fresh[i]));
+  for (let i = fresh.length - 1; i >= start; i--) fragment.append(entryRow(fresh[i]));
   panel.tbody.prepend(fragment);
   let excess = panel.tbody.rows.length - config.maxRows;
   while (excess-- > 0) panel.tbody.lastElementChild.remove();
 }
 
-// --- feeds strip -----------------------------------------------------------------------------------------------
-function renderFeeds(list) {
+// --- feeds strip ---------------------------------------------------------------------------------------------
+const serverNow = () => Date.now() + clockOffset;
+const seconds = (ms) => `${Math.max(0, ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
+
+function receiveFeeds(list) {
+  if (list.length) clockOffset = list[0].now - Date.now();
+  feedList = list;
   feedStates = Object.fromEntries(list.map((f) => [f.exchange, f]));
-  const now = Date.now();
-  const badges = list.map((feed) => {
+  renderFeeds();
+  renderGeoBanner();
+  for (const panel of panels.values()) applyFeedState(panel);
+}
+// Redrawn on every feeds event and every second, so ages keep moving while nothing arrives.
+function renderFeeds() {
+  const now = serverNow();
+  const badges = feedList.map((feed) => {
     const badge = document.createElement("span");
     badge.className = `badge ${FEED_COLOURS[feed.state] ?? "text-bg-secondary"}`;
     badge.dataset.exchange = feed.exchange;
     badge.dataset.state = feed.state;
-    const age = feed.last_data_at ? `, data ${((now - feed.last_data_at) / 1000).toFixed(0)} s ago` : "";
-    badge.textContent = `${feed.label}: ${feed.state}`;
-    badge.title = [
-      feed.reason && `reason: ${feed.reason}`,
-      `frames ${feed.frames}, ticks ${feed.ticks}, bad frames ${feed.bad_frames}, reconnects ${feed.reconnects}${age}`,
-      feed.last_bad_reason && `last bad frame: ${feed.last_bad_reason}`,
-      feed.next_attempt_at && `next attempt in ${Math.max(0, (feed.next_attempt_at - now) / 1000).toFixed(1)} s`,
-    ].filter(Boolean).join("\n");
+    badge.setAttribute("role", "button");
+    const age = feed.last_data_at ? ` · ${seconds(now - feed.last_data_at)}` : "";
+    badge.textContent = `${feed.label}: ${feed.state}${age}`;
+    badge.title = feed.reason || "click for details";
+    badge.addEventListener("click", () => {
+      detailsFor = detailsFor === feed.exchange ? null : feed.exchange;
+      renderDetails();
+    });
     return badge;
   });
   feedsEl.replaceChildren(...badges);
-  for (const panel of panels.values()) applyFeedState(panel);
+  renderDetails();
+}
+function renderDetails() {
+  const feed = detailsFor && feedStates[detailsFor];
+  details.classList.toggle("d-none", !feed);
+  if (!feed) return;
+  const now = serverNow();
+  details.querySelector(".feed-title").textContent = `${feed.label} feed: ${feed.state}`;
+  const bad = Object.entries(feed.bad_by_reason || {}).map(([reason, n]) => `${reason} ×${n}`).join(", ");
+  const facts = [
+    ["reason", feed.reason || "–"],
+    ["url", feed.url],
+    ["last data", feed.last_data_at ? `${seconds(now - feed.last_data_at)} ago` : "none yet"],
+    ["messages", `${feed.message_rate}/s, ${feed.frames} frames, ${feed.ticks} ticks`],
+    ["reconnects / gaps", `${feed.reconnects} / ${feed.gaps}`],
+    ["next attempt", feed.next_attempt_at ? `in ${seconds(feed.next_attempt_at - now)}` : "–"],
+    ["bad frames", feed.bad_frames ? `${feed.bad_frames}: ${bad}` : "0"],
+    ["last bad frame", feed.last_bad_frame || "–"],
+    ["last exchange error", feed.last_error || "–"],
+  ];
+  details.querySelector(".feed-facts").replaceChildren(...facts.flatMap(([name, value]) => {
+    const dt = document.createElement("dt");
+    dt.className = "col-sm-2";
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.className = "col-sm-10";
+    dd.textContent = value;
+    return [dt, dd];
+  }));
+}
+details.querySelector(".close-details").addEventListener("click", () => { detailsFor = null; renderDetails(); });
+setInterval(renderFeeds, 1000);
+
+// A venue that blocks this region gets a banner with its alternative, not just a red badge.
+function renderGeoBanner() {
+  const blocked = feedList.find((f) => f.geo_blocked);
+  geoBanner.classList.toggle("d-none", !blocked);
+  if (!blocked) return;
+  const alternative = blocked.alternative && config.exchanges[blocked.alternative];
+  geoBanner.querySelector(".message").textContent = `${blocked.label} refuses connections from this region ` +
+    `(${blocked.reason}).` + (alternative ? ` ${alternative} lists many of the same pairs.` : "");
+  const button = geoBanner.querySelector(".use-alternative");
+  button.classList.toggle("d-none", !alternative);
+  button.textContent = alternative ? `Add the same pairs on ${alternative}` : "";
+  button.onclick = () => {
+    for (const panel of [...panels.values()]) {
+      if (panel.exchange === blocked.exchange) addPanel(`${blocked.alternative}:${panel.market.split(":")[1]}`);
+    }
+  };
 }
 
 // --- the connection --------------------------------------------------------------------------------------------
@@ -175,7 +259,7 @@ socket.on("markets", (offer) => {
   available = offer.available || {};
   fillPairList();
 });
-socket.on("feeds", renderFeeds);
+socket.on("feeds", receiveFeeds);
 socket.on("backfill", ({ market, ticks, state }) => {
   const panel = panels.get(market);
   if (!panel) return;

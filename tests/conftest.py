@@ -85,8 +85,8 @@ def free_port() -> int:
 class ServerProcess:
     """`python server.py ...` in its own process, ready once it logs that it serves."""
 
-    def __init__(self, *args, env=None):
-        self.port = free_port()
+    def __init__(self, *args, env=None, port=None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines = Collector()
         self.process = subprocess.Popen(

@@ -23,7 +23,6 @@ import pytest
 import websocket  # websocket-client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
@@ -36,9 +35,7 @@ from exchanges.tick import _DECIMAL  # noqa: E402
 
 TEXT, BINARY = websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                # failing examples are replayed from here; .pytest_cache is git-ignored, .hypothesis/ is not
-                database=DirectoryBasedExampleDatabase(str(ROOT / ".pytest_cache" / "hypothesis")))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = sorted(EXCHANGES)
 
 TICK_KEYS = {"exchange", "symbol", "time", "received", "bid", "bid_size", "ask", "ask_size", "last", "last_size",
@@ -311,14 +308,17 @@ def _edit_string(draw, message):
     return _set(message, path, value)
 
 
+NEAR_NUMBERS = ["", "-1", "1e999", "NaN", "Infinity", "0x10", "1,5", "1 000", " 1", "1.", ".5", "+1", "1e-9999",
+                "\u0661\u0662\u0663"]  # the last: Arabic-Indic digits
+
+
 def _number_to_text(draw, message):
     paths = [path for path in _paths(message) if (isinstance(_get(message, path), str) and
              NUMBER.fullmatch(_get(message, path))) or type(_get(message, path)) in (int, float)]
     if not paths:
         return _replace_value(draw, message)
     path = draw(st.sampled_from(paths))
-    return _set(message, path, draw(st.text(max_size=20) | st.sampled_from(
-        ["", "-1", "1e999", "NaN", "Infinity", "0x10", "1,5", "1 000", " 1", "1.", ".5", "+1", "\u0661\u0662\u0663", "1e-9999"])))
+    return _set(message, path, draw(st.text(max_size=20) | st.sampled_from(NEAR_NUMBERS)))
 
 
 def _nest_wrong(draw, message):
