@@ -1,6 +1,6 @@
 """Fuzz every exchange parser at length: the hypothesis tests of tests/test_fuzz.py with many more examples.
 
-    python bench/fuzz.py [--examples 100000] [--exchanges coinbase,binance] [--any-symbol]
+    python bench/fuzz.py [--examples 100000] [--exchanges coinbase,binance]
 
 Sets FUZZ_EXAMPLES before importing tests/test_fuzz.py, so every `test_fuzz_*` test (random bytes, random JSON,
 mutated real frames, binary frames) runs with that many examples for each exchange. Prints, per exchange, the frames
@@ -14,7 +14,6 @@ import argparse
 import logging
 import os
 import platform
-import re
 import sys
 import time
 import traceback
@@ -28,9 +27,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=10_000, help="examples per test and exchange")
     parser.add_argument("--exchanges", default="", help="comma-separated registry names (default: all)")
-    parser.add_argument("--any-symbol", action="store_true",
-                        help="accept any non-empty tick symbol, not only BASE-QUOTE: while a parser still publishes "
-                             "malformed symbols, this lets the run go on to look for other faults")
     args = parser.parse_args()
 
     os.environ["FUZZ_EXAMPLES"] = str(args.examples)  # read by test_fuzz at import
@@ -39,8 +35,6 @@ def main() -> int:
     logging.disable(logging.CRITICAL)  # bad frames are logged by the listener: expected here, by the thousand
     import test_fuzz
 
-    if args.any_symbol:
-        test_fuzz.SYMBOL = re.compile(r".+", re.S)
     names = [name for name in args.exchanges.split(",") if name] or test_fuzz.NAMES
     unknown = sorted(set(names) - set(test_fuzz.NAMES))
     if unknown:

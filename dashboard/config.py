@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +13,14 @@ from dotenv import dotenv_values
 
 from exchanges import EXCHANGES
 from exchanges.faults import Fault
+from exchanges.tick import SYMBOL
 from exchanges.simulator import parse_speed  # one meaning of --speed for the server and the local exchange
 
 log = logging.getLogger(__name__)
 
 ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
 
-PAIR = re.compile(r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$")
+PAIR = SYMBOL  # one pattern for every market name, from the parsers to the page
 MAX_MARKET_LENGTH = 64
 ASYNC_MODES = ("eventlet", "threading")
 DEFAULT_MARKETS = "coinbase:BTC-USD,binance:BTC-USDT,binanceus:BTC-USD"
@@ -38,7 +38,7 @@ def parse_market(text) -> tuple[str, str]:
     if exchange not in EXCHANGES:
         raise ValueError(f"unknown exchange {exchange[:20]!r}; known: {', '.join(EXCHANGES)}")
     symbol = symbol.upper()
-    if not PAIR.match(symbol):
+    if not PAIR.fullmatch(symbol):
         raise ValueError(f"pair {symbol[:40]!r} is not BASE-QUOTE (letters and digits, like BTC-USD)")
     return exchange, symbol
 

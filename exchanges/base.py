@@ -32,8 +32,8 @@ def _now_ms() -> int:
 
 def bad_reason(failure: Exception) -> str:
     """A short, stable reason for a bad frame: the counters group by it, so no frame content in it."""
-    if isinstance(failure, BadFrame):
-        return str(failure.args[0]).split(":", 1)[0]
+    if isinstance(failure, BadFrame) and failure.args:
+        return str(failure.args[0]).split(":", 1)[0] or "bad frame"
     if isinstance(failure, KeyError):
         return f"missing field {str(failure.args[0])[:40]!r}" if failure.args else "missing field"
     return type(failure).__name__  # JSONDecodeError, TypeError ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 import orjson
 
 from .base import ExchangeListener
-from .tick import BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms
+from .tick import BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms, symbol_str
 from .venue import BROADCAST, Venue
 
 STREAMS = ("bookTicker", "trade")
@@ -68,7 +68,7 @@ class Binance(ExchangeListener):
             return unified
         for quote in QUOTES:
             if native.endswith(quote) and len(native) > len(quote):
-                return f"{native[:-len(quote)]}-{quote}"
+                return symbol_str(f"{native[:-len(quote)]}-{quote}")
         raise BadFrame(f"unknown symbol {native[:30]!r}")
 
     def parse(self, frame, received):

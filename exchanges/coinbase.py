@@ -12,7 +12,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, decimal_str, iso_to_ms,
-                   side_str)
+                   side_str, symbol_str)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ["ticker", "heartbeat"]
@@ -60,15 +60,16 @@ class Coinbase(ExchangeListener):
         kind = message.get("type")
         if kind == "ticker":
             side = message.get("side")
-            trade_id = message.get("trade_id")
-            if type(trade_id) is int:
-                self._last_trade_id[_product(message)] = trade_id
-            return [Update(
+            update = Update(
                 symbol=_product(message), time=iso_to_ms(message["time"]),
                 bid=decimal_str(message["best_bid"]), bid_size=_optional_decimal(message.get("best_bid_size")),
                 ask=decimal_str(message["best_ask"]), ask_size=_optional_decimal(message.get("best_ask_size")),
                 last=decimal_str(message["price"]), last_size=_optional_decimal(message.get("last_size")),
-                last_side=side_str(side) if side is not None else None)]
+                last_side=side_str(side) if side is not None else None)
+            trade_id = message.get("trade_id")
+            if type(trade_id) is int:  # only once the ticker proved good
+                self._last_trade_id[update.symbol] = trade_id
+            return [update]
         if kind == "heartbeat":
             product = _product(message)
             return [Heartbeat(product), *self._missed_trades(product, message.get("last_trade_id"))]
@@ -117,9 +118,9 @@ def _request(kind, symbols):
 
 def _product(message) -> str:
     product = message.get("product_id")
-    if type(product) is not str or not product:
+    if product is None:
         raise BadFrame("no product_id")
-    return product
+    return symbol_str(product)  # Coinbase product ids are already BASE-QUOTE
 
 
 def _optional_decimal(value):

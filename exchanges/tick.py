@@ -10,7 +10,8 @@ import re
 from datetime import datetime, timezone
 from typing import NamedTuple, Optional
 
-_DECIMAL = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # ASCII digits only: \d takes "١٢٣"
+SYMBOL = re.compile(r"[A-Z0-9]{1,15}-[A-Z0-9]{1,15}")  # the unified BASE-QUOTE every market uses
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -65,6 +66,13 @@ def decimal_str(value) -> str:
     """The exchange's decimal string, checked but unchanged (never through float)."""
     if type(value) is not str or not _DECIMAL.fullmatch(value):
         raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
+    return value
+
+
+def symbol_str(value) -> str:
+    """A unified BASE-QUOTE symbol, or BadFrame: nothing else may name a market."""
+    if type(value) is not str or not SYMBOL.fullmatch(value):
+        raise BadFrame(f"bad symbol: {str(value)[:40]!r}")
     return value
 
 

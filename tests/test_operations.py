@@ -1,0 +1,110 @@
+"""/healthz, /metrics, and hostile Socket.IO clients against a real server process."""
+import time
+import urllib.error
+import urllib.request
+
+import orjson
+import pytest
+import socketio
+
+from conftest import Collector, ServerProcess
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def connect(server):
+    sio = socketio.Client(reconnection=False)
+    events = {name: Collector() for name in ("ticks", "error", "backfill", "feeds")}
+    for name, collector in events.items():
+        sio.on(name, collector)
+    sio.connect(server.url, transports=["websocket"], wait_timeout=10)
+    return sio, events
+
+
+def test_healthz_is_200_when_every_feed_is_live(replay_server):
+    sio, events = connect(replay_server)
+    events["feeds"].wait_for(lambda items: all(f["state"] in ("live", "quiet") for f in items[-1]))
+    sio.disconnect()
+    status, body = get(replay_server.url + "/healthz")
+    assert status == 200 and orjson.loads(body)["ok"] is True
+
+
+def test_healthz_is_503_naming_a_blocked_feed_and_metrics_show_it():
+    server = ServerProcess("--replay", "--fault", "binance:http=451+600s", "--fault", "binance:drop")
+    try:
+        sio, events = connect(server)
+        events["feeds"].wait_for(lambda items: any(f["exchange"] == "binance" and f["state"] == "error"
+                                                   for f in items[-1]), timeout=20)
+        sio.disconnect()
+        status, body = get(server.url + "/healthz")
+        report = orjson.loads(body)
+        assert status == 503 and [f["exchange"] for f in report["failing"]] == ["binance"]
+        assert "HTTP 451" in report["failing"][0]["reason"]
+        status, metrics = get(server.url + "/metrics")
+        assert status == 200
+        assert 'dashboard_feed_state{exchange="binance",state="error"} 1.0' in metrics
+        assert 'dashboard_feed_state{exchange="coinbase",state="live"} 1.0' in metrics
+        for name in ("dashboard_frames_total", "dashboard_ticks_total", "dashboard_reconnects_total",
+                     "dashboard_gaps_total", "dashboard_connected_clients", "dashboard_emit_batch_size_bucket",
+                     "dashboard_tick_age_at_emit_seconds_bucket", "dashboard_message_rate"):
+            assert name in metrics
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_flood_of_subscribes_is_limited_and_other_clients_keep_their_ticks(replay_server):
+    calm, calm_events = connect(replay_server)
+    calm.call("subscribe", {"market": "coinbase:SKL-USD"}, timeout=5)
+    flood, flood_events = connect(replay_server)
+    replies = [flood.call("subscribe", {"market": f"coinbase:X{n}-USD"}, timeout=5) for n in range(60)]
+    refused = [reply for reply in replies if not reply["ok"]]
+    assert refused and all("too many" in r["message"] or "at most" in r["message"] for r in refused)
+    count = len(calm_events["ticks"].items)
+    calm_events["ticks"].wait_for(lambda batches: len(batches) > count, timeout=30)
+    flood.disconnect()
+    calm.disconnect()
+
+
+def test_a_client_may_watch_at_most_the_configured_number_of_markets():
+    server = ServerProcess("--replay", "--max-markets-per-client", "2", "--subscribe-rate", "100")
+    try:
+        sio, events = connect(server)
+        assert sio.call("subscribe", {"market": "coinbase:SKL-USD"}, timeout=5)["ok"]
+        assert sio.call("subscribe", {"market": "coinbase:DASH-BTC"}, timeout=5)["ok"]
+        reply = sio.call("subscribe", {"market": "coinbase:NMR-EUR"}, timeout=5)
+        assert reply == {**reply, "ok": False, "message": "at most 2 markets per client"}
+        sio.disconnect()
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("payload", [[1, 2, 3], 12, "x" * 1000, {"market": ["coinbase:BTC-USD"]},
+                                     {"market": {"$gt": ""}}, {"market": None}, True])
+def test_wrong_types_get_an_error_reply(replay_server, payload):
+    sio, events = connect(replay_server)
+    for event in ("subscribe", "unsubscribe"):
+        reply = sio.call(event, payload, timeout=5)
+        assert reply["ok"] is False and reply["event"] == event
+    sio.disconnect()
+
+
+def test_a_huge_payload_closes_only_that_client(replay_server):
+    calm, calm_events = connect(replay_server)
+    calm.call("subscribe", {"market": "binanceus:OMG-BUSD"}, timeout=5)
+    rude = socketio.Client(reconnection=False)
+    gone = Collector()
+    rude.on("disconnect", lambda *args: gone("disconnect"))
+    rude.connect(replay_server.url, transports=["websocket"], wait_timeout=10)
+    rude.emit("subscribe", {"market": "coinbase:BTC-USD", "pad": "x" * 200_000})
+    gone.wait_for(lambda items: items, timeout=10)
+    count = len(calm_events["ticks"].items)
+    calm_events["ticks"].wait_for(lambda batches: len(batches) > count, timeout=30)
+    calm.disconnect()
+    status, _ = get(replay_server.url + "/healthz")
+    assert status in (200, 503)  # the server still answers
