@@ -6,6 +6,7 @@ import urllib.request
 import orjson
 import pytest
 import socketio
+import websocket
 
 from conftest import Collector, ServerProcess
 
@@ -108,3 +109,26 @@ def test_a_huge_payload_closes_only_that_client(replay_server):
     calm.disconnect()
     status, _ = get(replay_server.url + "/healthz")
     assert status in (200, 503)  # the server still answers
+
+
+def test_sigterm_closes_the_recording_and_exits_zero(tmp_path):
+    server = ServerProcess("--replay", "--speed", "5", "--record", str(tmp_path))
+    sio, events = connect(server)
+    events["feeds"].wait_for(lambda items: sum(f["frames"] for f in items[-1]) >= 20, timeout=30)
+    sio.disconnect()
+    assert server.stop() == 0
+    files = sorted(tmp_path.iterdir())
+    assert {path.name.split("-")[0] for path in files} == {"coinbase", "binance", "binanceus"}
+    for path in files:
+        lines = path.read_bytes().splitlines()
+        assert lines and all(orjson.loads(line)["frame"] for line in lines)  # every line complete
+    assert any("stopping (signal 15)" in line for line in server.lines.items)
+
+
+def test_socketio_from_another_origin_is_refused_by_default(replay_server):
+    endpoint = replay_server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        websocket.create_connection(endpoint, origin="http://evil.example", timeout=5)
+    same = websocket.create_connection(endpoint, origin=replay_server.url, timeout=5)
+    assert same.recv().startswith("0{")  # the Engine.IO open packet
+    same.close()
