@@ -10,8 +10,10 @@ from flask_socketio import SocketIO, emit, join_room, leave_room
 
 from exchanges import EXCHANGES
 
+from .api import make_api
 from .config import Settings, parse_market
 from .feeds import Feeds
+from .history import open_history
 from .hub import Hub
 from .limits import EventRateLimit
 from .metrics import Metrics
@@ -34,13 +36,17 @@ class Dashboard:
     feeds: Feeds
 
     def start(self) -> None:
-        """Start the emitting task and one listener task per exchange."""
+        """Start the emitting task, the history writer and one listener task per exchange."""
         self.socketio.start_background_task(self.hub.run)
+        if self.hub.history is not None:
+            self.socketio.start_background_task(self.hub.history.run, self.socketio.sleep)
         self.feeds.start(self.socketio.start_background_task)
 
     def stop(self) -> None:
         self.feeds.stop()
         self.hub.stop()
+        if self.hub.history is not None:
+            self.hub.history.close()
 
 
 def create_app(settings: Settings, available: dict = None, on_frame=None, mode: str = "live") -> Dashboard:
@@ -49,8 +55,9 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     app.config["SECRET_KEY"] = settings.secret_key
     socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
                         max_http_buffer_size=MAX_EVENT_BYTES)
+    history = open_history(settings.history_url, settings.history_retention_days, base=ROOT)
     hub = Hub(socketio, ring_size=settings.ring_size, emit_interval_ms=settings.emit_interval_ms,
-              max_batch=settings.max_rows)
+              max_batch=settings.max_rows, history=history)
     feeds = Feeds(hub, settings.exchanges, settings.ws_urls, settings.markets, stale_after_s=settings.stale_after_s,
                   backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame)
     hub.feeds = feeds.status
@@ -66,6 +73,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     }
     page_config = {"maxRows": settings.max_rows, "watchlist": settings.markets, "exchanges": exchanges,
                    "mode": mode}
+
+    app.register_blueprint(make_api(hub, history, markets_offer))
 
     @app.get("/")
     def index():

@@ -84,6 +84,8 @@ class Settings:
     replay: Optional[list] = None  # None: live; []: the shipped recordings; else these paths
     speed: float = 1.0
     faults: list = field(default_factory=list)  # fault specs for the local exchange (replay only)
+    history_url: Optional[str] = "sqlite:///data/history.sqlite3"  # None: no history
+    history_retention_days: float = 7.0
     cors_origins: Optional[list] = None  # None: same origin only
     max_markets_per_client: int = 50
     subscribe_rate: float = 10.0  # subscribe/unsubscribe events a second per client ...
@@ -115,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-markets-per-client", type=int, help="markets one browser may watch (MAX_MARKETS_PER_CLIENT, 50)")
     add("--subscribe-rate", type=float, help="subscribe/unsubscribe events a second per client, bursts of twice "
         "that (SUBSCRIBE_RATE, default 10)")
+    add("--history-url", help="where every tick is kept (HISTORY_URL, default sqlite:///data/history.sqlite3, "
+        "relative to the project)")
+    add("--no-history", action="store_true", help="keep no history (ticks live in memory only)")
+    add("--history-retention-days", type=float, help="days of history kept (HISTORY_RETENTION_DAYS, default 7)")
     add("--log-level", help="DEBUG, INFO, WARNING ... (LOG_LEVEL, default INFO)")
     for name in EXCHANGES:
         add(f"--{name}-ws-url", dest=f"url_{name}", metavar="URL", help=f"{name} websocket URL ({env_key(name)})")
@@ -159,6 +165,9 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         subscribe_rate=pick(args.subscribe_rate, "SUBSCRIBE_RATE", 10.0, float),
     )
     settings.subscribe_burst = max(1, int(settings.subscribe_rate * 2))
+    settings.history_url = None if args.no_history else pick(args.history_url, "HISTORY_URL",
+                                                              "sqlite:///data/history.sqlite3")
+    settings.history_retention_days = pick(args.history_retention_days, "HISTORY_RETENTION_DAYS", 7.0, float)
     settings.faults = args.fault if args.fault is not None else env.get("FAULTS", "").split()
     for spec in settings.faults:
         try:

@@ -22,11 +22,12 @@ def market_of(tick: dict) -> str:
 
 class Hub:
     def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 100, max_batch: int = 500,
-                 feeds: Callable[[], list] = list, feeds_every_s: float = 1.0):
+                 feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None):
         self.socketio = socketio
         self.ring_size, self.max_batch = ring_size, max_batch
         self.interval_s = emit_interval_ms / 1000
         self.feeds, self.feeds_every_s = feeds, feeds_every_s
+        self.history = history  # a HistoryStore, or None: every entry is kept there too
         self._lock = threading.Lock()
         self._rings: dict[str, deque] = {}
         self._seq: dict[str, int] = {}
@@ -52,14 +53,27 @@ class Hub:
 
     def _append(self, market: str, tick: dict) -> None:
         """Number, keep and queue one entry of a market's stream; the caller holds the lock."""
+        ring = self._ring(market)
         seq = self._seq[market] = self._seq.get(market, 0) + 1
         tick["seq"] = seq  # lets a client drop what it already has from the backfill
-        ring = self._rings.get(market)
-        if ring is None:
-            ring = self._rings[market] = deque(maxlen=self.ring_size)
         ring.append(tick)
         if market in self._watchers:
             self._pending.setdefault(market, []).append(tick)
+        if self.history is not None:
+            self.history.append(market, tick)
+
+    def _ring(self, market: str) -> deque:
+        """A market's recent entries; a new one starts from the history, so a restart never opens blank."""
+        ring = self._rings.get(market)
+        if ring is None:
+            ring = self._rings[market] = deque(maxlen=self.ring_size)
+            for entry in self.history.recent(market, self.ring_size) if self.history is not None else ():
+                del entry["id"]
+                seq = self._seq[market] = self._seq.get(market, 0) + 1
+                entry["seq"] = seq
+                entry["stored"] = True  # from before this server started
+                ring.append(entry)
+        return ring
 
     def set_market_state(self, market: str, state: str, reason: str = "") -> None:
         entry = {"market": market, "state": state, "reason": reason, "since": time.time_ns() // 1_000_000}
@@ -104,8 +118,7 @@ class Hub:
 
     def backfill(self, market: str) -> dict:
         with self._lock:
-            return {"market": market, "ticks": list(self._rings.get(market, ())),
-                    "state": self._states.get(market)}
+            return {"market": market, "ticks": list(self._ring(market)), "state": self._states.get(market)}
 
     def markets(self) -> list[str]:
         with self._lock:

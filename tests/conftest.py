@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -87,6 +88,8 @@ class ServerProcess:
 
     def __init__(self, *args, env=None, port=None):
         self.port = port or free_port()
+        if "--history-url" not in args and "--no-history" not in args:  # never the project's own data/
+            args = (*args, "--history-url", f"sqlite:///{tempfile.mkdtemp(prefix='history-')}/history.sqlite3")
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines = Collector()
         self.process = subprocess.Popen(

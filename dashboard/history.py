@@ -1,0 +1,150 @@
+"""History: every tick and gap, kept so a restarted server (and the API) can show the last hours.
+
+The store sits behind a small interface (`HistoryStore`) so a server database can follow; `SQLiteHistory` is the
+one built now: one file in WAL mode, written in batches by one writer task, so listeners never wait on disk.
+A kill -9 loses at most the batch not yet written (`FLUSH_EVERY_S`), and WAL keeps the file intact.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Optional, Protocol
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 0.5
+PRUNE_EVERY_S = 3600
+TICK_COLUMNS = ("time", "received", "bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
+    market TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- 'tick' or 'gap'
+    time INTEGER, received INTEGER NOT NULL,
+    bid TEXT, bid_size TEXT, ask TEXT, ask_size TEXT, last TEXT, last_size TEXT, last_side TEXT,
+    gap_from INTEGER, gap_to INTEGER, reason TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_by_market ON entries (market, received);
+"""
+
+
+class HistoryStore(Protocol):
+    def append(self, market: str, entry: dict) -> None: ...
+    def flush(self) -> int: ...
+    def recent(self, market: str, limit: int) -> list[dict]: ...
+    def query(self, market: str, since: int, until: int, limit: int, after: int = 0) -> list[dict]: ...
+    def markets(self) -> list[str]: ...
+    def prune(self, before: int) -> int: ...
+    def close(self) -> None: ...
+
+
+def sqlite_path(url: str) -> Path:
+    """'sqlite:///data/history.sqlite3' (relative) or 'sqlite:////abs/path' -> a path."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"HISTORY_URL {url!r}: only sqlite:///PATH is supported for now")
+    return Path(url[len("sqlite:///"):])
+
+
+class SQLiteHistory:
+    def __init__(self, path, retention_days: float = 7.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.retention_ms = int(retention_days * 86_400_000)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses at most the last commit, never the file
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()  # one statement at a time on the shared connection
+        self._pending: deque = deque()
+        self._stopping = threading.Event()
+        self.written = 0
+
+    def append(self, market: str, entry: dict) -> None:
+        self._pending.append((market, entry))  # deque.append is thread-safe; the writer drains it
+
+    def flush(self) -> int:
+        """Write everything pending in one transaction; returns how many entries."""
+        rows = []
+        while self._pending:
+            market, entry = self._pending.popleft()
+            if entry.get("kind") == "gap":
+                rows.append((market, "gap", None, entry["to"], *([None] * 7), entry["from"], entry["to"],
+                             entry["reason"]))
+            else:
+                rows.append((market, "tick", *(entry.get(name) for name in TICK_COLUMNS), None, None, None))
+        if rows:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT INTO entries (market, kind, time, received, bid, bid_size, ask, ask_size,"
+                                     " last, last_size, last_side, gap_from, gap_to, reason)"
+                                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            self.written += len(rows)
+        return len(rows)
+
+    def recent(self, market: str, limit: int) -> list[dict]:
+        rows = self._select("WHERE market = ? ORDER BY id DESC LIMIT ?", (market, limit))
+        return rows[::-1]
+
+    def query(self, market: str, since: int, until: int, limit: int, after: int = 0) -> list[dict]:
+        return self._select("WHERE market = ? AND received >= ? AND received <= ? AND id > ? ORDER BY id LIMIT ?",
+                            (market, since, until, after, limit))
+
+    def markets(self) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT DISTINCT market FROM entries ORDER BY market")]
+
+    def prune(self, before: int) -> int:
+        with self._lock:
+            return self._db.execute("DELETE FROM entries WHERE received < ?", (before,)).rowcount
+
+    def run(self, sleep=time.sleep) -> None:
+        """The writer: flush every FLUSH_EVERY_S, prune past the retention every hour, until closed."""
+        next_prune = 0.0
+        while not self._stopping.is_set():
+            sleep(FLUSH_EVERY_S)
+            try:
+                self.flush()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
+                    pruned = self.prune(time.time_ns() // 1_000_000 - self.retention_ms)
+                    if pruned:
+                        log.info("history: pruned %d entries older than the retention", pruned)
+            except sqlite3.Error:  # a full disk must not end the writer: keep the batch for the next try
+                log.exception("history: write failed")
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.flush()
+        with self._lock:
+            self._db.close()
+
+    def _select(self, where: str, parameters: tuple) -> list[dict]:
+        with self._lock:
+            cursor = self._db.execute(f"SELECT id, market, kind, {', '.join(TICK_COLUMNS)}, gap_from, gap_to, reason"
+                                      f" FROM entries {where}", parameters)
+            return [_entry(row) for row in cursor.fetchall()]
+
+
+def _entry(row) -> dict:
+    """A stored row in the shape the hub streams: a tick, or a gap."""
+    entry_id, market, kind = row[0], row[1], row[2]
+    exchange, _, symbol = market.partition(":")
+    if kind == "gap":
+        return {"kind": "gap", "id": entry_id, "exchange": exchange, "symbol": symbol, "from": row[12],
+                "to": row[13], "reason": row[14]}
+    tick = {"id": entry_id, "exchange": exchange, "symbol": symbol}
+    tick.update(zip(TICK_COLUMNS, row[3:12]))
+    return tick
+
+
+def open_history(url: Optional[str], retention_days: float, base: Path = Path(".")) -> Optional[SQLiteHistory]:
+    """The store HISTORY_URL names (a relative path is relative to `base`), or None when history is off."""
+    if not url:
+        return None
+    path = sqlite_path(url)
+    return SQLiteHistory(path if path.is_absolute() else base / path, retention_days)
