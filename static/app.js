@@ -113,6 +113,11 @@ function addPanel(market) {
   el.querySelector(".exchange").textContent = config.exchanges[exchange] ?? exchange;
   el.querySelector(".pair").textContent = pair;
   el.querySelector(".close-panel").addEventListener("click", () => removePanel(market));
+  const download = el.querySelector(".download");
+  download.addEventListener("click", () => { // the last 24 hours, as of the click
+    const since = Date.now() + clockOffset - 86_400_000;
+    download.href = `/api/ticks.csv?${new URLSearchParams({ market, from: Math.max(0, Math.floor(since)), limit: 100000 })}`;
+  });
   panelsEl.append(el);
   const panel = { market, exchange, el, tbody: el.querySelector("tbody"), lastSeq: 0, ready: false, early: [] };
   panels.set(market, panel);
