@@ -14,7 +14,7 @@ from .api import make_api
 from .config import Settings, parse_market
 from .feeds import Feeds
 from .history import open_history
-from .hub import Hub
+from .hub import Hub, pair_room
 from .limits import EventRateLimit
 from .metrics import Metrics
 
@@ -116,9 +116,11 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
         if market not in watched and len(watched) >= settings.max_markets_per_client:
             return _reject("subscribe", f"at most {settings.max_markets_per_client} markets per client", market)
         join_room(market)
+        join_room(pair_room(market.partition(":")[2]))
         hub.watch(sid, market)
         feeds.ensure(market)
         emit("backfill", hub.backfill(market))
+        emit("spread", hub.spread_of(market.partition(":")[2]))
         return {"ok": True, "market": market}
 
     @socketio.on("unsubscribe")
@@ -129,6 +131,9 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
         leave_room(market)
         if hub.unwatch(request.sid, market):
             feeds.release(market)
+        pair = market.partition(":")[2]
+        if not any(other.partition(":")[2] == pair for other in hub.watched_by(request.sid)):
+            leave_room(pair_room(pair))
         return {"ok": True, "market": market}
 
     @socketio.on("disconnect")

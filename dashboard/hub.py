@@ -13,11 +13,18 @@ import time
 from collections import deque
 from typing import Callable
 
+from .spread import spread
+
 log = logging.getLogger(__name__)
 
 
 def market_of(tick: dict) -> str:
     return f"{tick['exchange']}:{tick['symbol']}"
+
+
+def pair_room(pair: str) -> str:
+    """The Socket.IO room of everyone watching a pair on any exchange (for its spread row)."""
+    return f"pair:{pair}"
 
 
 class Hub:
@@ -35,6 +42,8 @@ class Hub:
         self._states: dict[str, dict] = {}
         self._pending_states: dict[str, dict] = {}
         self._watchers: dict[str, set] = {}
+        self._latest: dict[str, dict] = {}   # market -> its latest tick (for the cross-exchange spread)
+        self._dirty_pairs: set[str] = set()
         self._feeds_dirty = True
         self._stopping = threading.Event()
         self.emits = self.ticks_emitted = self.ticks_dropped = 0
@@ -59,6 +68,9 @@ class Hub:
         ring.append(tick)
         if market in self._watchers:
             self._pending.setdefault(market, []).append(tick)
+        if tick.get("kind") != "gap":
+            self._latest[market] = tick
+            self._dirty_pairs.add(tick["symbol"])
         if self.history is not None:
             self.history.append(market, tick)
 
@@ -125,6 +137,23 @@ class Hub:
             return sorted(self._rings)
 
     # The emitting task -------------------------------------------------------------------------------------------
+    def spread_of(self, pair: str, statuses: list = None) -> dict:
+        """The pair's spread across every exchange streaming it now; stale feeds listed but excluded."""
+        now = time.time_ns() // 1_000_000
+        quotes = []
+        for status in statuses if statuses is not None else self.feeds():
+            latest = self._latest.get(f"{status['exchange']}:{pair}")
+            if latest is not None and pair in status["symbols"]:
+                quotes.append({**latest, "healthy": status["state"] in ("live", "quiet")})
+        return spread(pair, quotes, now)
+
+    def _emit_spreads(self, statuses: list, every_pair: bool) -> None:
+        with self._lock:
+            watched = {market.partition(":")[2] for market in self._watchers}
+            dirty, self._dirty_pairs = self._dirty_pairs, set()
+        for pair in sorted(watched if every_pair else watched & dirty):
+            self.socketio.emit("spread", self.spread_of(pair, statuses), to=pair_room(pair))
+
     def run(self) -> None:
         next_feeds = 0.0
         while not self._stopping.is_set():
@@ -132,10 +161,13 @@ class Hub:
             try:
                 self.flush()
                 now = time.monotonic()
-                if self._feeds_dirty or now >= next_feeds:
+                every_second = now >= next_feeds
+                statuses = self.feeds()
+                self._emit_spreads(statuses, every_pair=every_second or self._feeds_dirty)
+                if self._feeds_dirty or every_second:
                     self._feeds_dirty = False
                     next_feeds = now + self.feeds_every_s
-                    self.socketio.emit("feeds", self.feeds())
+                    self.socketio.emit("feeds", statuses)
             except Exception:  # an emit failure must not end the only emitting task
                 log.exception("emit failed")
 

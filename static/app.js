@@ -32,6 +32,7 @@ let feedStates = {};
 let feedList = [];
 let clockOffset = 0; // server clock - browser clock, from the feeds' "now"
 let detailsFor = null; // the exchange whose feed details are open
+const spreads = new Map(); // pair -> its latest spread row from the server
 
 document.getElementById("mode").textContent = config.mode.toUpperCase();
 for (const [name, label] of Object.entries(config.exchanges)) {
@@ -124,6 +125,7 @@ function addPanel(market) {
   setMarketState(panel, { state: "subscribing", reason: "" });
   applyFeedState(panel);
   saveWatchlist();
+  renderSpreads();
   if (socket.connected) socket.emit("subscribe", { market });
   return panel;
 }
@@ -133,6 +135,7 @@ function removePanel(market) {
   panel.el.remove();
   panels.delete(market);
   saveWatchlist();
+  renderSpreads();
   if (socket.connected) socket.emit("unsubscribe", { market });
 }
 function setMarketState(panel, { state, reason }) {
@@ -248,6 +251,42 @@ function renderGeoBanner() {
   };
 }
 
+// --- cross-exchange spread: one row per pair on the page; computed on the server in Decimal --------------------
+const spreadsEl = document.getElementById("spreads");
+function priceAt(side) {
+  const td = document.createElement("td");
+  td.className = "text-end";
+  if (!side) { td.textContent = "–"; return td; }
+  td.textContent = side.price;
+  const venue = document.createElement("span");
+  venue.className = "venue d-block";
+  venue.textContent = `${config.exchanges[side.exchange] ?? side.exchange}, ${seconds(side.age_ms)} old`;
+  td.append(venue);
+  return td;
+}
+function renderSpreads() {
+  const pairs = new Set([...panels.values()].map((p) => p.market.split(":")[1]));
+  const rows = [...pairs].sort().map((pair) => {
+    const row = spreads.get(pair);
+    const tr = document.createElement("tr");
+    tr.dataset.pair = pair;
+    const name = document.createElement("td");
+    name.textContent = pair;
+    tr.append(name);
+    if (!row) { tr.append(...[1, 2, 3, 4, 5].map(() => document.createElement("td"))); return tr; }
+    tr.classList.toggle("crossed", row.crossed);
+    const cell = (text) => { const td = document.createElement("td"); td.className = "text-end"; td.textContent = text ?? "–"; return td; };
+    const venues = document.createElement("td");
+    venues.className = "venue";
+    venues.textContent = row.venues.map((v) => `${config.exchanges[v.exchange] ?? v.exchange}` +
+      (v.excluded ? ` (excluded: ${v.excluded})` : "")).join(", ") + (row.crossed ? " · crossed" : "");
+    tr.append(priceAt(row.best_bid), priceAt(row.best_ask), cell(row.spread), cell(row.spread_bps), venues);
+    return tr;
+  });
+  spreadsEl.querySelector("tbody").replaceChildren(...rows);
+  spreadsEl.classList.toggle("d-none", rows.length === 0);
+}
+
 // --- the connection --------------------------------------------------------------------------------------------
 const socket = io({ transports: ["websocket", "polling"] });
 
@@ -265,6 +304,7 @@ socket.on("markets", (offer) => {
   fillPairList();
 });
 socket.on("feeds", receiveFeeds);
+socket.on("spread", (row) => { spreads.set(row.pair, row); renderSpreads(); });
 socket.on("backfill", ({ market, ticks, state }) => {
   const panel = panels.get(market);
   if (!panel) return;

@@ -61,6 +61,11 @@ def test_rows_stream_into_coinbase_and_binance_panels_with_utc_times(page):
     binance = panel(page, "binance:NKN-USDT")
     assert binance.locator('td[data-time-source="received"]').count() >= 1
     assert panel(page, "coinbase:SKL-USD").locator('td[data-time-source="exchange"]').count() >= 1
+    # the spread row of each pair on the page, from the server (one venue each in these recordings)
+    spread_row = page.locator('#spreads tr[data-pair="SKL-USD"]')
+    spread_row.wait_for()
+    page.wait_for_function("document.querySelector('#spreads tr[data-pair=\"SKL-USD\"]')"
+                           ".children[1].textContent.includes('Coinbase')")
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "replay.png"))
 

@@ -103,3 +103,40 @@ def test_threading_mode_serves_the_same(client):
         sio.disconnect()
     finally:
         assert server.stop() == 0
+
+
+def test_the_spread_row_compares_one_pair_across_exchanges(client, tmp_path):
+    """A recording derived from the real ones (Binance.US OMG-BUSD frames renamed SKL-USD), so two venues quote
+    one pair; the spread is computed on the server in Decimal."""
+    from decimal import Decimal
+    from conftest import UPSTREAM
+    from exchanges.recording import Recorder, read_frames
+    recorder = Recorder(tmp_path)
+    for frame in read_frames(UPSTREAM / "COINBASE.ws.28.0"):
+        if '"product_id":"SKL-USD"' in frame.frame and '"type":"ticker"' in frame.frame:
+            recorder("coinbase", frame.url, frame.received, frame.frame)
+    for frame in read_frames(UPSTREAM / "BINANCE_US.ws.1.0"):
+        if "omgbusd@bookTicker" in frame.frame:
+            renamed = frame.frame.replace("omgbusd", "sklusd").replace("OMGBUSD", "SKLUSD")
+            recorder("binanceus", frame.url, frame.received, renamed)
+    recorder.close()
+    server = ServerProcess("--replay", str(tmp_path), "--speed", "5", "--markets",
+                           "coinbase:SKL-USD,binanceus:SKL-USD")
+    try:
+        sio, events = client(server)
+        events["spread"] = Collector()
+        sio.on("spread", events["spread"])
+        sio.call("subscribe", {"market": "coinbase:SKL-USD"}, timeout=5)
+        rows = events["spread"].wait_for(
+            lambda rows: any(len(r["venues"]) == 2 and r["best_bid"] and r["best_ask"] for r in rows), timeout=30)
+        row = next(r for r in rows if len(r["venues"]) == 2 and r["best_bid"] and r["best_ask"])
+        assert row["pair"] == "SKL-USD" and row["quote"] == "USD"
+        assert {v["exchange"] for v in row["venues"]} == {"coinbase", "binanceus"}
+        bids = [Decimal(v["bid"]) for v in row["venues"] if v["bid"]]
+        asks = [Decimal(v["ask"]) for v in row["venues"] if v["ask"]]
+        assert Decimal(row["best_bid"]["price"]) == max(bids) and Decimal(row["best_ask"]["price"]) == min(asks)
+        assert Decimal(row["spread"]) == Decimal(row["best_ask"]["price"]) - Decimal(row["best_bid"]["price"])
+        assert row["crossed"] == (Decimal(row["spread"]) < 0)
+        sio.disconnect()
+    finally:
+        assert server.stop() == 0
