@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, jsonify, request
 
-from .config import parse_market
+from .config import PAIR, parse_market
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_JSON_ROWS, MAX_CSV_ROWS = 5_000, 100_000
@@ -48,6 +48,19 @@ def _selection(max_rows):
     return f"{exchange}:{symbol}", since, until, limit, after
 
 
+def _chart_selection():
+    pair = request.args.get("pair", "").upper()
+    if not PAIR.fullmatch(pair):
+        raise BadRequest("pair must be BASE-QUOTE, like BTC-USD")
+    now = time.time_ns() // 1_000_000
+    since = _integer("from", now - 3_600_000, 0, 2 ** 53)
+    until = _integer("to", now, 0, 2 ** 53)
+    if since > until:
+        raise BadRequest("from must not be after to")
+    points = _integer("points", 1500, 10, 10_000)
+    return pair, since, until, max(1000, -(-(until - since) // points))
+
+
 def make_api(hub, history, markets_offer) -> Blueprint:
     api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -82,6 +95,29 @@ def make_api(hub, history, markets_offer) -> Blueprint:
         rows, next_after = entries(market, since, until, limit, after)
         return jsonify({"market": market, "from": since, "to": until, "count": len(rows), "next": next_after,
                         "ticks": [with_times(row) for row in rows]})
+
+    @api.get("/chart")
+    def chart():
+        """A pair on every exchange that has it, downsampled to about `points` buckets of at least 1 s."""
+        pair, since, until, step = _chart_selection()
+        exchanges = list(markets_offer["exchanges"])
+        series = {}
+        for exchange in exchanges:
+            market = f"{exchange}:{pair}"
+            if history is not None:
+                points, gaps = history.chart(market, since, until, step)
+            else:  # no history: what memory holds, bucketed the same way
+                held = hub.backfill(market)["ticks"]
+                last_of_bucket = {}
+                for entry in held:
+                    if entry.get("kind") != "gap" and since <= entry["received"] <= until:
+                        last_of_bucket[entry["received"] // step] = [entry["received"], entry["bid"], entry["ask"],
+                                                                     entry["last"]]
+                points = list(last_of_bucket.values())
+                gaps = [[e["from"], e["to"], e["reason"]] for e in held if e.get("kind") == "gap"]
+            if points or gaps:
+                series[exchange] = {"points": points, "gaps": gaps}
+        return jsonify({"pair": pair, "from": since, "to": until, "step_ms": step, "series": series})
 
     @api.get("/ticks.csv")
     def ticks_csv():

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
 # Only these folders of node_modules are served, under /vendor/.
-VENDOR_FOLDERS = ("bootstrap/dist/", "socket.io-client/dist/")
+VENDOR_FOLDERS = ("bootstrap/dist/", "socket.io-client/dist/", "lightweight-charts/dist/")
 MAX_EVENT_BYTES = 16 * 1024  # subscribe/unsubscribe events are tiny: a bigger packet closes that client
 HEALTHY_STATES = ("live", "quiet")
 

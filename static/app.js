@@ -1,6 +1,7 @@
 // The dashboard page: a watchlist of market panels, each a running list of ticks, plus a badge per feed.
 // Text from outside (exchange frames, server messages) reaches the DOM only through textContent.
 import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
+import { PairCharts } from "./charts.js";
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
 const PAIR = /^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$/;
@@ -27,6 +28,8 @@ const geoBanner = document.getElementById("geo-banner");
 const details = document.getElementById("feed-details");
 
 const panels = new Map(); // market -> panel state
+const charts = new PairCharts(document.getElementById("charts"), document.getElementById("chart-template"),
+  config.exchanges);
 let available = {};
 let feedStates = {};
 let feedList = [];
@@ -126,6 +129,7 @@ function addPanel(market) {
   applyFeedState(panel);
   saveWatchlist();
   renderSpreads();
+  charts.ensure(pair, Date.now() + clockOffset);
   if (socket.connected) socket.emit("subscribe", { market });
   return panel;
 }
@@ -136,6 +140,8 @@ function removePanel(market) {
   panels.delete(market);
   saveWatchlist();
   renderSpreads();
+  const pair = market.split(":")[1];
+  if (![...panels.keys()].some((m) => m.split(":")[1] === pair)) charts.remove(pair);
   if (socket.connected) socket.emit("unsubscribe", { market });
 }
 function setMarketState(panel, { state, reason }) {
@@ -319,6 +325,7 @@ socket.on("backfill", ({ market, ticks, state }) => {
 socket.on("ticks", ({ market, ticks }) => {
   const panel = panels.get(market);
   if (!panel) return;
+  charts.add(market, ticks);
   if (panel.ready) render(panel, ticks);
   else panel.early.push(...ticks);
 });

@@ -174,3 +174,37 @@ def test_the_page_shows_when_the_server_is_gone_and_comes_back_without_duplicate
     finally:
         context.close()
         server.stop()
+
+
+def test_a_chart_draws_each_exchange_of_a_pair_and_breaks_its_line_at_a_gap(browser, tmp_path):
+    """Two venues quote SKL-USD (Binance.US frames renamed, as in the spread test); a stall leaves a gap."""
+    from conftest import UPSTREAM
+    from exchanges.recording import Recorder, read_frames
+    recorder = Recorder(tmp_path)
+    for frame in read_frames(UPSTREAM / "COINBASE.ws.28.0"):
+        if '"product_id":"SKL-USD"' in frame.frame and '"type":"ticker"' in frame.frame:
+            recorder("coinbase", frame.url, frame.received, frame.frame)
+    for frame in read_frames(UPSTREAM / "BINANCE_US.ws.1.0"):
+        if "omgbusd@" in frame.frame:
+            recorder("binanceus", frame.url, frame.received,
+                     frame.frame.replace("omgbusd", "sklusd").replace("OMGBUSD", "SKLUSD"))
+    recorder.close()
+    server = ServerProcess("--replay", str(tmp_path), "--speed", "5", "--stale-after", "2",
+                           "--markets", "coinbase:SKL-USD,binanceus:SKL-USD", "--fault", "coinbase:stall@4s")
+    try:
+        context, page = open_page(browser, server)
+        page.locator('.pair-chart[data-pair="SKL-USD"] canvas').first.wait_for()
+        page.wait_for_function("(() => { const c = window.__charts.get('SKL-USD');"
+                               " return c && ['coinbase', 'binanceus'].every(x => c.series[x] &&"
+                               " c.series[x].bid.data().length > 1) })()", timeout=30_000)
+        page.wait_for_function("window.__charts.get('SKL-USD').blanks.some(b => b.exchange === 'coinbase')",
+                               timeout=30_000)
+        decimals = page.evaluate("window.__charts.get('SKL-USD').series.coinbase.bid.options().priceFormat.precision")
+        assert decimals == 4  # as many as Coinbase sends ("0.7910")
+        spread_row = page.locator('#spreads tr[data-pair="SKL-USD"]')
+        assert "Coinbase" in spread_row.inner_text() and "Binance.US" in spread_row.inner_text()
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "chart.png"))
+        context.close()
+    finally:
+        assert server.stop() == 0

@@ -1,0 +1,141 @@
+// One chart per pair on the page: bid, ask and last of every exchange showing it, one colour per exchange,
+// history from the server (downsampled there) plus live ticks, UTC time axis, zoom and pan.
+// A gap in the data is a gap in the line (whitespace points), never a straight line across it.
+import { createChart, LineSeries, LineStyle } from "/vendor/lightweight-charts/dist/lightweight-charts.standalone.production.mjs";
+
+const COLOURS = { coinbase: "#1652f0", binance: "#c99400", binanceus: "#2e7d32" };
+const SPARE_COLOURS = ["#8e24aa", "#d84315", "#00838f", "#6d4c41", "#c2185b"];
+const SIDES = { bid: LineStyle.Dashed, ask: LineStyle.Dotted, last: LineStyle.Solid };
+const HISTORY_MS = 3_600_000;
+
+const toSeconds = (ms) => Math.floor(ms / 1000);
+
+export class PairCharts {
+  constructor(container, template, labels) {
+    this.container = container;
+    this.template = template;
+    this.labels = labels;
+    this.charts = new Map(); // pair -> { el, chart, series: {exchange: {bid, ask, last}}, last: Map, ready, early }
+    window.__charts = this.charts; // for the browser tests
+  }
+
+  colour(exchange) {
+    if (!COLOURS[exchange]) {
+      const used = Object.keys(COLOURS).length - 3;
+      COLOURS[exchange] = SPARE_COLOURS[used % SPARE_COLOURS.length];
+    }
+    return COLOURS[exchange];
+  }
+
+  ensure(pair, serverNow) {
+    if (this.charts.has(pair)) return;
+    const el = this.template.content.firstElementChild.cloneNode(true);
+    el.dataset.pair = pair;
+    el.querySelector(".chart-title").textContent = `${pair} · bid (dashed), ask (dotted), last (solid)`;
+    this.container.append(el);
+    const chart = createChart(el.querySelector(".chart-area"), {
+      height: 260, autoSize: true,
+      timeScale: { timeVisible: true, secondsVisible: true },
+      localization: { timeFormatter: (t) => new Date(t * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC" },
+    });
+    // blanks: the whitespace points put for gaps (the chart does not list them back), for the tests
+    const entry = { el, chart, series: {}, last: new Map(), precision: new Map(), blanks: [], ready: false, early: [] };
+    this.charts.set(pair, entry);
+    const params = new URLSearchParams({ pair, from: Math.max(0, Math.floor(serverNow - HISTORY_MS)) });
+    fetch(`/api/chart?${params}`).then((r) => r.json()).then((data) => {
+      for (const [exchange, { points, gaps }] of Object.entries(data.series || {})) this.load(entry, exchange, points, gaps);
+    }).catch(() => { /* no history: live ticks still draw */ }).finally(() => {
+      entry.ready = true;
+      this.apply(entry, entry.early);
+      entry.early = [];
+    });
+  }
+
+  remove(pair) {
+    const entry = this.charts.get(pair);
+    if (!entry) return;
+    entry.chart.remove();
+    entry.el.remove();
+    this.charts.delete(pair);
+  }
+
+  seriesOf(entry, exchange) {
+    if (!entry.series[exchange]) {
+      const colour = this.colour(exchange);
+      const label = this.labels[exchange] ?? exchange;
+      entry.series[exchange] = Object.fromEntries(Object.entries(SIDES).map(([side, lineStyle]) => [side,
+        entry.chart.addSeries(LineSeries, { color: colour, lineStyle, lineWidth: side === "last" ? 2 : 1,
+          title: `${label} ${side}`, lastValueVisible: side === "last", priceLineVisible: false })]));
+    }
+    return entry.series[exchange];
+  }
+
+  // History: points [received, bid, ask, last] (strings), gaps [from, to, reason] -> one setData per series.
+  load(entry, exchange, points, gaps) {
+    const series = this.seriesOf(entry, exchange);
+    for (const side of Object.keys(SIDES)) {
+      const column = { bid: 1, ask: 2, last: 3 }[side];
+      const data = new Map();
+      for (const point of points) {
+        if (point[column] == null) continue;
+        this.precise(entry, series[side], point[column]);
+        data.set(toSeconds(point[0]), { time: toSeconds(point[0]), value: Number(point[column]) });
+      }
+      for (const [from, to] of gaps) {
+        const blank = toSeconds(from) + 1;
+        if (blank < toSeconds(to) && !data.has(blank)) {
+          data.set(blank, { time: blank });
+          entry.blanks.push({ exchange, time: blank });
+        }
+      }
+      const sorted = [...data.values()].sort((a, b) => a.time - b.time);
+      series[side].setData(sorted);
+      if (sorted.length) entry.last.set(series[side], sorted[sorted.length - 1].time);
+    }
+  }
+
+  // Live entries of one market (ticks and gaps, in order); the newest tick of each second is what is drawn.
+  add(market, entries) {
+    const [exchange, pair] = market.split(":");
+    const entry = this.charts.get(pair);
+    if (!entry) return;
+    const tagged = entries.map((e) => ({ ...e, exchange }));
+    if (entry.ready) this.apply(entry, tagged);
+    else entry.early.push(...tagged);
+  }
+
+  apply(entry, entries) {
+    for (const e of entries) {
+      const series = this.seriesOf(entry, e.exchange);
+      if (e.kind === "gap") {
+        const blank = toSeconds(e.from) + 1;
+        if (blank < toSeconds(e.to)) {
+          for (const s of Object.values(series)) this.put(entry, s, { time: blank });
+          entry.blanks.push({ exchange: e.exchange, time: blank });
+        }
+        continue;
+      }
+      const time = toSeconds(e.received);
+      for (const side of Object.keys(SIDES)) {
+        if (e[side] == null) continue;
+        this.precise(entry, series[side], e[side]);
+        this.put(entry, series[side], { time, value: Number(e[side]) });
+      }
+    }
+  }
+
+  // The axis shows as many decimals as the exchange sends (the plot itself is a number, the list keeps strings).
+  precise(entry, series, text) {
+    const decimals = Math.min(10, (String(text).split(".")[1] || "").length);
+    if ((entry.precision.get(series) ?? -1) >= decimals) return;
+    entry.precision.set(series, decimals);
+    series.applyOptions({ priceFormat: { type: "price", precision: decimals, minMove: 10 ** -decimals } });
+  }
+
+  put(entry, series, point) {
+    const last = entry.last.get(series);
+    if (last !== undefined && point.time < last) return; // older than what is drawn: the history had it
+    series.update(point);
+    entry.last.set(series, point.time);
+  }
+}
