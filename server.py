@@ -78,6 +78,7 @@ def main(argv=None) -> int:
         mode = "replay"
         local = start_local_exchange(settings)
         settings.ws_urls.update(local["urls"])
+        settings.rest_urls.update(local["rest_urls"])
         available = local["markets"]
         if not settings.markets_from_cli:  # the recordings hold other pairs than a live watchlist
             settings.markets = [f"{name}:{symbols[0]}" for name, symbols in available.items()

@@ -86,7 +86,7 @@ def make_api(hub, history, markets_offer) -> Blueprint:
 
     @api.get("/markets")
     def markets():
-        return jsonify({**markets_offer, "streaming": hub.markets(),
+        return jsonify({**markets_offer(), "streaming": hub.markets(),
                         "stored": history.markets() if history is not None else []})
 
     @api.get("/ticks")
@@ -100,7 +100,7 @@ def make_api(hub, history, markets_offer) -> Blueprint:
     def chart():
         """A pair on every exchange that has it, downsampled to about `points` buckets of at least 1 s."""
         pair, since, until, step = _chart_selection()
-        exchanges = list(markets_offer["exchanges"])
+        exchanges = list(markets_offer()["exchanges"])
         series = {}
         for exchange in exchanges:
             market = f"{exchange}:{pair}"

@@ -14,6 +14,8 @@ from .api import make_api
 from .config import Settings, parse_market
 from .feeds import Feeds
 from .history import open_history
+from .listings import Listings
+from .rest import RestClient, backfill
 from .hub import Hub, pair_room
 from .limits import EventRateLimit
 from .metrics import Metrics
@@ -34,13 +36,33 @@ class Dashboard:
     socketio: SocketIO
     hub: Hub
     feeds: Feeds
+    listings: Listings = None
+    rest: RestClient = None
 
     def start(self) -> None:
-        """Start the emitting task, the history writer and one listener task per exchange."""
+        """Start the emitting task, the history writer, the listings, one listener task per exchange, and a
+        REST backfill of each configured market."""
         self.socketio.start_background_task(self.hub.run)
         if self.hub.history is not None:
             self.socketio.start_background_task(self.hub.history.run, self.socketio.sleep)
+        if self.listings is not None:
+            self.socketio.start_background_task(self.listings.run, self.socketio.sleep)
         self.feeds.start(self.socketio.start_background_task)
+        for market in self.feeds.configured:
+            self.backfill_later(market)
+
+    def backfill_later(self, market: str) -> None:
+        """Fill a new market's panel from the exchange's REST API, unless live ticks beat it to it."""
+        if self.rest is None:
+            return
+        exchange, _, symbol = market.partition(":")
+
+        def fill():
+            ticks = backfill(self.rest, self.feeds.listeners[exchange], symbol)
+            if ticks and not self.hub.has_live(market):
+                for tick in ticks:
+                    self.hub.publish(tick)
+        self.socketio.start_background_task(fill)
 
     def stop(self) -> None:
         self.feeds.stop()
@@ -64,13 +86,23 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     metrics = Metrics(feeds, hub)
     event_limit = EventRateLimit(settings.subscribe_rate, settings.subscribe_burst)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
-    markets_offer = {
-        "watchlist": settings.markets,
-        "available": {name: sorted(set((available or {}).get(name, [])) |
-                                   {m.partition(":")[2] for m in settings.markets if m.startswith(name + ":")})
-                      for name in settings.exchanges},
-        "exchanges": exchanges,
-    }
+    rest = RestClient(settings.rest_urls) if settings.rest else None
+    listings = None
+    if rest is not None:
+        listings = Listings(feeds.listeners, rest, ROOT / settings.listings_dir,
+                            on_change=lambda: socketio.emit("markets", markets_offer()))
+
+    def markets_offer() -> dict:
+        """What the server can serve: the exchanges' listings, the recordings' markets, the watchlist."""
+        listed = listings.symbols if listings is not None else {}
+        return {
+            "watchlist": settings.markets,
+            "available": {name: sorted(set((available or {}).get(name, [])) | set(listed.get(name, [])) |
+                                       {m.partition(":")[2] for m in settings.markets if m.startswith(name + ":")})
+                          for name in settings.exchanges},
+            "listing_source": dict(listings.source) if listings is not None else {},
+            "exchanges": exchanges,
+        }
     page_config = {"maxRows": settings.max_rows, "watchlist": settings.markets, "exchanges": exchanges,
                    "mode": mode}
 
@@ -103,7 +135,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     @socketio.on("connect")
     def connected(auth=None):
         hub.clients += 1
-        emit("markets", markets_offer)
+        emit("markets", markets_offer())
         emit("feeds", feeds.status())
 
     @socketio.on("subscribe")
@@ -118,7 +150,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
         join_room(market)
         join_room(pair_room(market.partition(":")[2]))
         hub.watch(sid, market)
-        feeds.ensure(market)
+        if feeds.ensure(market):
+            dashboard.backfill_later(market)
         emit("backfill", hub.backfill(market))
         emit("spread", hub.spread_of(market.partition(":")[2]))
         return {"ok": True, "market": market}
@@ -161,7 +194,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
             return None, _reject(event, f"exchange {exchange!r} is not enabled on this server", data.get("market"))
         return f"{exchange}:{symbol}", None
 
-    return Dashboard(app, socketio, hub, feeds)
+    dashboard = Dashboard(app, socketio, hub, feeds, listings, rest)
+    return dashboard
 
 
 def _reject(event: str, message: str, market=None) -> dict:

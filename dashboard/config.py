@@ -65,6 +65,10 @@ def env_key(exchange: str) -> str:
     return f"{exchange.upper()}_WS_URL"
 
 
+def rest_key(exchange: str) -> str:
+    return f"{exchange.upper()}_REST_URL"
+
+
 @dataclass
 class Settings:
     host: str = "127.0.0.1"
@@ -75,6 +79,9 @@ class Settings:
     markets_from_cli: bool = False
     exchanges: list = field(default_factory=lambda: list(EXCHANGES))
     ws_urls: dict = field(default_factory=dict)
+    rest_urls: dict = field(default_factory=dict)
+    rest: bool = True  # listings and REST backfill
+    listings_dir: str = "data/listings"
     stale_after_s: float = 10.0
     backoff_cap_s: float = 30.0
     max_rows: int = 500
@@ -121,9 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "relative to the project)")
     add("--no-history", action="store_true", help="keep no history (ticks live in memory only)")
     add("--history-retention-days", type=float, help="days of history kept (HISTORY_RETENTION_DAYS, default 7)")
+    add("--no-rest", action="store_true", help="ask the exchanges' REST APIs nothing (no listings, no REST "
+        "backfill)")
+    add("--listings-dir", help="where the exchanges' listings are cached (LISTINGS_DIR, default data/listings)")
     add("--log-level", help="DEBUG, INFO, WARNING ... (LOG_LEVEL, default INFO)")
     for name in EXCHANGES:
         add(f"--{name}-ws-url", dest=f"url_{name}", metavar="URL", help=f"{name} websocket URL ({env_key(name)})")
+        add(f"--{name}-rest-url", dest=f"rest_{name}", metavar="URL", help=f"{name} REST API ({rest_key(name)})")
         add(f"--no-{name}", dest=f"no_{name}", action="store_true", help=f"do not start the {name} listener")
     return parser
 
@@ -190,6 +201,10 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
     settings.exchanges = [name for name in enabled if not getattr(args, f"no_{name}")]
     settings.ws_urls = {name: pick(getattr(args, f"url_{name}"), env_key(name), EXCHANGES[name].url)
                         for name in EXCHANGES}
+    settings.rest_urls = {name: pick(getattr(args, f"rest_{name}"), rest_key(name), EXCHANGES[name].rest_url)
+                          for name in EXCHANGES}
+    settings.rest = not args.no_rest
+    settings.listings_dir = pick(args.listings_dir, "LISTINGS_DIR", "data/listings")
     try:
         settings.markets_from_cli = args.markets is not None
         settings.markets = [market for market in parse_markets(pick(args.markets, "MARKETS", DEFAULT_MARKETS))

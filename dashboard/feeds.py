@@ -38,10 +38,11 @@ class Feeds:
     def enabled(self, exchange: str) -> bool:
         return exchange in self.listeners
 
-    def ensure(self, market: str) -> None:
-        """Someone watches `market`: its listener streams it (subscribing on the open connection if new)."""
+    def ensure(self, market: str) -> bool:
+        """Someone watches `market`: its listener streams it (subscribing on the open connection if new).
+        True when it was not streamed before."""
         exchange, _, symbol = market.partition(":")
-        self.listeners[exchange].add(symbol)
+        return self.listeners[exchange].add(symbol)
 
     def release(self, market: str) -> None:
         """Nobody watches `market` any more: stop streaming it unless it is configured."""

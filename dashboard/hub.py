@@ -132,6 +132,12 @@ class Hub:
         with self._lock:
             return {"market": market, "ticks": list(self._ring(market)), "state": self._states.get(market)}
 
+    def has_live(self, market: str) -> bool:
+        """Whether this server has streamed the market already (not only history or a REST backfill)."""
+        with self._lock:
+            return any(not entry.get("stored") and entry.get("source") != "rest"
+                       for entry in self._rings.get(market, ()))
+
     def markets(self) -> list[str]:
         with self._lock:
             return sorted(self._rings)

@@ -69,6 +69,8 @@ class ExchangeListener:
     # heartbeat (Binance), its pongs and pings are also what tells the watchdog it still answers.
     pong_is_liveness = False
     geo_alternative = ""      # the venue to suggest when this one answers HTTP 451/403
+    rest_url = ""             # the public REST API (overridable: <NAME>_REST_URL)
+    listing_path = ""         # where it lists its pairs
     no_data_hint = "subscribed; no update yet (a quiet market sends nothing until its quote or a trade changes)"
 
     def connect_url(self, symbols: list[str]) -> str:
@@ -97,6 +99,19 @@ class ExchangeListener:
 
     def on_connected(self) -> None:
         """Reset per-connection protocol state (pending request ids and the like)."""
+
+    # REST, also sans-I/O: what to ask, and what the answers mean (dashboard/rest.py does the asking).
+    def parse_listing(self, body: str) -> list[str]:
+        """The unified symbols the exchange lists (trading now), from its listing endpoint's body."""
+        raise NotImplementedError
+
+    def backfill_requests(self, symbol: str) -> list[tuple[str, dict]]:
+        """(path, query) pairs whose answers show a new panel the market's recent state."""
+        return []
+
+    def parse_backfill(self, symbol: str, path: str, body: str) -> list[Update]:
+        """Updates, oldest first, from the answer to one of `backfill_requests`."""
+        return []
 
     # --- I/O, owned by the base class ---------------------------------------------------------------------
     def __init__(self, ws_url: Optional[str] = None, symbols: Iterable[str] = (), *,

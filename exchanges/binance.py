@@ -12,13 +12,17 @@ Protocol: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-s
 """
 from __future__ import annotations
 
+from collections import deque
+from decimal import Decimal
+
 import orjson
 
 from .base import ExchangeListener
-from .tick import BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms, symbol_str
+from .tick import SYMBOL, BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms, symbol_str
 from .venue import BROADCAST, Venue
 
 STREAMS = ("bookTicker", "trade")
+EIGHT_PLACES = Decimal("0.00000001")  # how Binance writes quoteQty
 # Quote assets, longest first, to split a native symbol nobody subscribed to (normalizing a recording).
 QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "GBP", "TRY", "BRL", "JPY", "AUD", "BTC", "ETH",
           "BNB", "DAI", "XRP", "DOGE")
@@ -32,6 +36,8 @@ class Binance(ExchangeListener):
     max_messages_per_s = 4.0  # Binance closes a connection that sends more than 5 messages a second
     pong_is_liveness = True  # no application heartbeat: ping/pong is the liveness signal
     geo_alternative = "binanceus"
+    rest_url = "https://data-api.binance.vision"  # market data only, like the websocket endpoint
+    listing_path = "/api/v3/exchangeInfo"
     no_data_hint = ("subscribed; no data yet. Binance accepts a subscription to a pair it does not list and then "
                     "sends nothing: check the pair is listed on this venue")
 
@@ -104,6 +110,32 @@ class Binance(ExchangeListener):
             return [ExchangeError(reason)]
         raise BadFrame("neither stream data nor a reply")
 
+    def parse_listing(self, body):
+        listed = []
+        for entry in orjson.loads(body).get("symbols", ()):
+            if type(entry) is dict and entry.get("status") == "TRADING":
+                symbol = f"{entry.get('baseAsset')}-{entry.get('quoteAsset')}"
+                if SYMBOL.fullmatch(symbol):
+                    self._unified[entry.get("symbol")] = symbol  # the listing is the exact symbol map
+                    listed.append(symbol)
+        return sorted(listed)
+
+    def backfill_requests(self, symbol):
+        native = self.to_native(symbol).upper()
+        return [("/api/v3/trades", {"symbol": native, "limit": "100"}),
+                ("/api/v3/ticker/bookTicker", {"symbol": native})]
+
+    def parse_backfill(self, symbol, path, body):
+        answer = orjson.loads(body)
+        if path.endswith("/bookTicker"):  # {"symbol", "bidPrice", "bidQty", "askPrice", "askQty"}: no time
+            return [Update(symbol=symbol, time=None, bid=decimal_str(answer["bidPrice"]),
+                           bid_size=decimal_str(answer["bidQty"]), ask=decimal_str(answer["askPrice"]),
+                           ask_size=decimal_str(answer["askQty"]))]
+        # /trades, oldest first: [{"id", "price", "qty", "quoteQty", "time", "isBuyerMaker", "isBestMatch"}]
+        return [Update(symbol=symbol, time=epoch_ms(trade["time"]), last=decimal_str(trade["price"]),
+                       last_size=decimal_str(trade["qty"]), last_side="sell" if trade["isBuyerMaker"] else "buy")
+                for trade in answer]
+
     def _symbol(self, data) -> str:
         native = data.get("s")
         if type(native) is not str:
@@ -124,6 +156,7 @@ class BinanceUS(Binance):
     name = "binanceus"
     label = "Binance.US"
     url = "wss://stream.binance.us:9443/stream"
+    rest_url = "https://api.binance.us"
     url_hosts = ("binance.us",)
     geo_alternative = ""
 
@@ -132,7 +165,46 @@ class BinanceVenue(Venue):
     """Binance's side, for the local exchange: streams named in the URL, SUBSCRIBE/UNSUBSCRIBE answered
     `{"result": null, "id": ...}` (for any well-formed stream name, listed or not, as Binance does).
     The recordings hold `aggTrade`, not `trade`: a `@trade` subscriber is sent the recorded `@aggTrade` frames."""
+
     path = "/stream"
+
+    def __init__(self, listed=None, listing_body=None):
+        super().__init__(listed, listing_body)
+        self._books: dict[str, dict] = {}   # native symbol -> its latest bookTicker played
+        self._trades: dict[str, deque] = {}  # native symbol -> its recent trades played
+
+    def observe(self, frame):
+        head = frame[:60]
+        if "@bookTicker" in head:
+            data = orjson.loads(frame)["data"]
+            self._books[data["s"]] = data
+        elif "@aggTrade" in head or "@trade" in head:
+            data = orjson.loads(frame)["data"]
+            price, qty = data["p"], data["q"]
+            self._trades.setdefault(data["s"], deque(maxlen=100)).append({
+                "id": data.get("t", data.get("a")), "price": price, "qty": qty,
+                "quoteQty": format((Decimal(price) * Decimal(qty)).quantize(EIGHT_PLACES), "f"), "time": data["T"],
+                "isBuyerMaker": data["m"], "isBestMatch": data.get("M", True)})
+
+    def rest(self, path, query):
+        """`/api/v3/exchangeInfo` (the recorded listing), `/api/v3/ticker/bookTicker` and `/api/v3/trades` in the
+        shapes Binance documents, built from the frames played so far."""
+        if path == "/api/v3/exchangeInfo":
+            return (200, self.listing_body) if self.listing_body else None
+        if path not in ("/api/v3/ticker/bookTicker", "/api/v3/trades"):
+            return None
+        symbol = query.get("symbol", "")
+        if symbol not in self._books and symbol not in self._trades:
+            return 400, '{"code":-1121,"msg":"Invalid symbol."}'
+        if path.endswith("bookTicker"):
+            book = self._books.get(symbol)
+            if book is None:
+                return 400, '{"code":-1121,"msg":"Invalid symbol."}'
+            return 200, _reply({"symbol": symbol, "bidPrice": book["b"], "bidQty": book["B"], "askPrice": book["a"],
+                                "askQty": book["A"]})
+        limit = int(query.get("limit", "500")) if query.get("limit", "500").isdigit() else 500
+        return 200, _reply(list(self._trades.get(symbol, ()))[-limit:])
+
 
     def route(self, frame):
         message = orjson.loads(frame)

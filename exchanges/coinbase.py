@@ -12,10 +12,11 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, decimal_str, iso_to_ms,
-                   side_str, symbol_str)
+                   side_str, symbol_str, SYMBOL)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ["ticker", "heartbeat"]
+_TAKER_SIDE = {"buy": "sell", "sell": "buy"}  # Coinbase REST trades name the maker's side
 _INVALID_PRODUCT = re.compile(r"^(\S+) is not a valid product")
 
 
@@ -25,6 +26,8 @@ class Coinbase(ExchangeListener):
     url = "wss://ws-feed.exchange.coinbase.com"
     url_hosts = ("coinbase.com",)
     max_messages_per_s = 50.0
+    rest_url = "https://api.exchange.coinbase.com"
+    listing_path = "/products"
     no_data_hint = "subscribed; no ticker yet (Coinbase sends one when a trade happens)"
 
     def __init__(self, *args, **kwargs):
@@ -97,6 +100,25 @@ class Coinbase(ExchangeListener):
         return []  # other channels (l2update, match, snapshot ...) carry no tick here
 
 
+    def parse_listing(self, body):
+        products = orjson.loads(body)
+        return sorted(p["id"] for p in products if type(p) is dict and p.get("status", "online") == "online"
+                      and not p.get("trading_disabled") and type(p.get("id")) is str and SYMBOL.fullmatch(p["id"]))
+
+    def backfill_requests(self, symbol):
+        return [(f"/products/{symbol}/trades", {"limit": "100"}), (f"/products/{symbol}/ticker", {})]
+
+    def parse_backfill(self, symbol, path, body):
+        answer = orjson.loads(body)
+        if path.endswith("/ticker"):  # {"ask", "bid", "volume", "trade_id", "price", "size", "time"}
+            return [Update(symbol=symbol, time=iso_to_ms(answer["time"]), bid=decimal_str(answer["bid"]),
+                           ask=decimal_str(answer["ask"]), last=decimal_str(answer["price"]),
+                           last_size=decimal_str(answer["size"]))]
+        # /trades, newest first: [{"time", "trade_id", "price", "size", "side"}]; the side is the maker's
+        return [Update(symbol=symbol, time=iso_to_ms(trade["time"]), last=decimal_str(trade["price"]),
+                       last_size=decimal_str(trade["size"]), last_side=_TAKER_SIDE[side_str(trade["side"])])
+                for trade in reversed(answer)]
+
     def _missed_trades(self, product, last_trade_id):
         """A heartbeat names the last trade; if no ticker of it came by the next heartbeat, trades were missed."""
         seen = self._last_trade_id.get(product)
@@ -133,10 +155,12 @@ class CoinbaseVenue(Venue):
     _CHANNEL_OF = {"ticker": "ticker", "l2update": "level2", "snapshot": "level2", "match": "matches",
                    "last_match": "matches"}
 
-    def __init__(self, listed=None):
-        super().__init__(listed)
+    def __init__(self, listed=None, listing_body=None):
+        super().__init__(listed, listing_body)
         self._last_trade_id: dict[str, int] = {}
         self._sequence: dict[str, int] = {}
+        self._tickers: dict[str, dict] = {}   # product -> its latest ticker played
+        self._trades: dict[str, deque] = {}   # product -> its recent trades, from the tickers played
 
     def route(self, frame):
         message = orjson.loads(frame)
@@ -199,6 +223,28 @@ class CoinbaseVenue(Venue):
             product = message.get("product_id")
             self._last_trade_id[product] = message.get("trade_id", 0)
             self._sequence[product] = message.get("sequence", 0)
+            self._tickers[product] = message
+            self._trades.setdefault(product, deque(maxlen=100)).append(message)
+
+    def rest(self, path, query):
+        """`/products` (the recorded listing), `/products/{id}/ticker` and `/products/{id}/trades` in the shapes
+        Coinbase documents, built from the tickers played so far."""
+        if path == "/products":
+            return (200, self.listing_body) if self.listing_body else None
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "products" or parts[1] not in self._tickers:
+            return (404, '{"message":"NotFound"}') if len(parts) == 3 else None
+        product, kind = parts[1], parts[2]
+        if kind == "ticker":
+            t = self._tickers[product]
+            return 200, orjson.dumps({"ask": t.get("best_ask"), "bid": t.get("best_bid"), "volume": t.get("volume_24h"),
+                                      "trade_id": t.get("trade_id"), "price": t.get("price"),
+                                      "size": t.get("last_size"), "time": t.get("time")}).decode()
+        if kind == "trades":
+            return 200, orjson.dumps([{"time": t.get("time"), "trade_id": t.get("trade_id"), "price": t.get("price"),
+                                       "size": t.get("last_size"), "side": _TAKER_SIDE.get(t.get("side"), "buy")}
+                                      for t in reversed(self._trades[product])]).decode()
+        return None
 
     def heartbeats(self, session, now):
         time = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -20,6 +20,7 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 from typing import Optional
+from urllib.parse import parse_qsl
 
 import orjson
 from websockets.asyncio.server import serve
@@ -59,10 +60,10 @@ class _Client:
 class _Replay:
     """One exchange's recording, its venue, and its connected clients."""
 
-    def __init__(self, name: str, frames: list, listed: set):
+    def __init__(self, name: str, frames: list, listed: set, listing_body: Optional[str] = None):
         listener = EXCHANGES[name]
         self.name = name
-        self.venue = listener.venue(listed)
+        self.venue = listener.venue(listed, listing_body)
         self.clients: set[_Client] = set()
         self.connections = 0                 # connection attempts that reached the handshake
         self.opened_at: Optional[float] = None  # loop time of the first client: when the market opened
@@ -102,19 +103,22 @@ class LocalExchange:
         self._paused = paused
         frames: dict[str, list] = {}
         listed: dict[str, set] = {}
+        listings: dict[str, str] = {}  # exchange -> its recorded REST listing body
         for path in recording_files(paths or DEFAULT_RECORDINGS):
             rest = read_rest(path)
             if rest is not None:
                 name = exchange_for_url(rest[0])
                 if name:
                     listed.setdefault(name, set()).update(EXCHANGES[name].venue.listing(rest[2]))
+                    listings[name] = rest[2]
                 continue
             for frame in read_frames(path):
                 if frame.exchange in EXCHANGES and (exchanges is None or frame.exchange in exchanges):
                     frames.setdefault(frame.exchange, []).append(frame)
-        self.replays = {name: _Replay(name, recorded, listed.get(name, set()))
+        self.replays = {name: _Replay(name, recorded, listed.get(name, set()), listings.get(name))
                         for name, recorded in sorted(frames.items())}
         self.urls: dict[str, str] = {}
+        self.rest_urls: dict[str, str] = {}  # the same servers answer the exchanges' REST GETs
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._stopped: Optional[asyncio.Event] = None
@@ -186,10 +190,11 @@ class LocalExchange:
         for offset, (name, replay) in enumerate(self.replays.items()):
             port = self.base_port + offset if self.base_port else 0
             server = await serve(lambda connection, replay=replay: self._serve(replay, connection), self.host, port,
-                                 max_size=2 ** 20, process_request=lambda c, r, replay=replay: self._gate(replay, c))
+                                 max_size=2 ** 20, process_request=lambda c, r, replay=replay: self._gate(replay, c, r))
             servers.append(server)
             bound = server.sockets[0].getsockname()[1]
             self.urls[name] = f"ws://{self.host}:{bound}{replay.venue.path}"
+            self.rest_urls[name] = f"http://{self.host}:{bound}"
             tasks.append(asyncio.create_task(self._play(replay)))
             tasks.append(asyncio.create_task(self._heartbeats(replay)))
         for fault in self._pending_faults:
@@ -270,11 +275,12 @@ class LocalExchange:
 
 
     # Faults ------------------------------------------------------------------------------------------------------
-    def _gate(self, replay: _Replay, connection):
-        """Before the handshake: refuse or answer with an HTTP error while such a fault's window is open."""
+    def _gate(self, replay: _Replay, connection, request):
+        """Before the handshake: refuse or answer with an HTTP error while such a fault's window is open; a
+        plain GET (no websocket upgrade) is the exchange's REST API."""
         replay.connections += 1
         if replay.gate is None or self._loop.time() >= replay.gate[0]:
-            return None
+            return self._rest(replay, connection, request) if "upgrade" not in request.headers else None
         fault = replay.gate[1]
         if fault.kind == "refuse":
             connection.transport.abort()
@@ -283,6 +289,16 @@ class LocalExchange:
         response = connection.respond(int(status), f"HTTP {status} from the local exchange (fault {fault})\n")
         if retry_after:
             response.headers["Retry-After"] = retry_after
+        return response
+
+    @staticmethod
+    def _rest(replay: _Replay, connection, request):
+        path, _, query = request.path.partition("?")
+        answer = replay.venue.rest(path, dict(parse_qsl(query)))
+        status, body = answer if answer is not None else (404, '{"message":"NotFound"}')
+        response = connection.respond(status, body)
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
         return response
 
     async def _schedule(self, fault: Fault) -> None:
@@ -371,7 +387,8 @@ def main(argv=None) -> int:
     for fault in args.fault:
         exchange.inject(fault)
     exchange.start()
-    print(orjson.dumps({"urls": exchange.urls, "markets": exchange.markets()}).decode(), flush=True)
+    print(orjson.dumps({"urls": exchange.urls, "rest_urls": exchange.rest_urls, "markets": exchange.markets()})
+          .decode(), flush=True)
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())

@@ -13,8 +13,9 @@ BROADCAST = "*"  # the key of recorded frames every client gets: errors, and fra
 class Venue:
     path = "/"  # the websocket path the exchange serves
 
-    def __init__(self, listed: Optional[set] = None):
+    def __init__(self, listed: Optional[set] = None, listing_body: Optional[str] = None):
         self.listed = set(listed or ())  # native symbols the exchange lists (recorded ones, plus a REST listing)
+        self.listing_body = listing_body  # the recorded REST listing, served as it was recorded
 
     def route(self, frame: str) -> Optional[str]:
         """The subscription key a recorded frame belongs to; None for replies to the recording client's own
@@ -53,6 +54,10 @@ class Venue:
 
     def observe(self, frame: str) -> None:
         """Every frame played, so heartbeats can say what the exchange has sent (last trade id ...)."""
+
+    def rest(self, path: str, query: dict) -> Optional[tuple[int, str]]:
+        """A REST GET: (status, JSON body) as the exchange answers it, from what has been played; None: 404."""
+        return None
 
     def heartbeats(self, session: dict, now: float) -> list[str]:
         """Called once a second per client: the exchange's own heartbeat frames, if it has any."""

@@ -41,6 +41,8 @@ document.getElementById("mode").textContent = config.mode.toUpperCase();
 for (const [name, label] of Object.entries(config.exchanges)) {
   exchangeSelect.append(new Option(label, name));
 }
+const EVERY = "*"; // "every exchange that lists the pair"
+exchangeSelect.append(new Option("Every exchange listing it", EVERY));
 
 // --- watchlist persistence ---------------------------------------------------------------------------------
 function loadWatchlist() {
@@ -84,6 +86,10 @@ function tickRow(tick) {
     ? `${when.date} ${when.time} UTC, exchange time`
     : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
   if (!exchangeTime) timeCell.className = "time-received";
+  if (tick.source === "rest") {
+    timeCell.classList.add("from-rest");
+    timeCell.title += "; filled from the exchange's REST API when the panel opened";
+  }
   tr.append(timeCell, cell(tick.bid, tick.bid_size, "bid"), cell(tick.ask, tick.ask_size, "ask"),
     cell(tick.last, tick.last_size, tick.last_side ? `last side-${tick.last_side}` : "last"));
   return tr;
@@ -340,11 +346,21 @@ socket.on("error", (reply) => {
 });
 
 // --- the add-market form -----------------------------------------------------------------------------------------
+const listedOn = (pair) => Object.keys(config.exchanges).filter((name) => (available[name] || []).includes(pair));
 function fillPairList() {
-  const symbols = available[exchangeSelect.value] || [];
+  const symbols = exchangeSelect.value === EVERY
+    ? [...new Set(Object.values(available).flat())].sort() : available[exchangeSelect.value] || [];
   pairList.replaceChildren(...symbols.map((s) => new Option(s, s)));
+  showListedOn();
+}
+// Which exchanges list the pair being typed, from their listings.
+function showListedOn() {
+  const pair = pairInput.value.trim().toUpperCase().replace("/", "-");
+  const names = PAIR.test(pair) ? listedOn(pair).map((name) => config.exchanges[name]) : [];
+  document.getElementById("listed-on").textContent = names.length ? `listed on: ${names.join(", ")}` : "";
 }
 exchangeSelect.addEventListener("change", fillPairList);
+pairInput.addEventListener("input", showListedOn);
 document.getElementById("add-market").addEventListener("submit", (event) => {
   event.preventDefault();
   const pair = pairInput.value.trim().toUpperCase().replace("/", "-");
@@ -353,15 +369,23 @@ document.getElementById("add-market").addEventListener("submit", (event) => {
     return;
   }
   formMessage.textContent = "";
-  const market = `${exchangeSelect.value}:${pair}`;
-  const existing = panels.get(market);
-  if (existing) {
-    existing.el.classList.add("flash");
-    setTimeout(() => existing.el.classList.remove("flash"), 800);
-  } else {
-    addPanel(market);
+  const exchanges = exchangeSelect.value === EVERY ? listedOn(pair) : [exchangeSelect.value];
+  if (!exchanges.length) {
+    formMessage.textContent = `No exchange here lists ${pair}.`;
+    return;
+  }
+  for (const exchange of exchanges) {
+    const market = `${exchange}:${pair}`;
+    const existing = panels.get(market);
+    if (existing) {
+      existing.el.classList.add("flash");
+      setTimeout(() => existing.el.classList.remove("flash"), 800);
+    } else {
+      addPanel(market);
+    }
   }
   pairInput.value = "";
+  showListedOn();
 });
 
 for (const market of loadWatchlist()) {

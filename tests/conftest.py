@@ -88,8 +88,11 @@ class ServerProcess:
 
     def __init__(self, *args, env=None, port=None):
         self.port = port or free_port()
-        if "--history-url" not in args and "--no-history" not in args:  # never the project's own data/
-            args = (*args, "--history-url", f"sqlite:///{tempfile.mkdtemp(prefix='history-')}/history.sqlite3")
+        data = tempfile.mkdtemp(prefix="dashboard-data-")  # never the project's own data/
+        if "--history-url" not in args and "--no-history" not in args:
+            args = (*args, "--history-url", f"sqlite:///{data}/history.sqlite3")
+        if "--listings-dir" not in args:
+            args = (*args, "--listings-dir", f"{data}/listings")
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines = Collector()
         self.process = subprocess.Popen(

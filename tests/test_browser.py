@@ -208,3 +208,14 @@ def test_a_chart_draws_each_exchange_of_a_pair_and_breaks_its_line_at_a_gap(brow
         context.close()
     finally:
         assert server.stop() == 0
+
+
+def test_a_pair_is_added_on_every_exchange_that_lists_it(page):
+    page.select_option("#exchange", "*")
+    page.fill("#pair", "BTC-USD")
+    page.wait_for_function("document.querySelector('#listed-on').textContent.includes('Binance.US')")
+    assert page.locator("#listed-on").inner_text() == "listed on: Binance.US, Coinbase"
+    page.click("#add-market button[type=submit]")
+    for market in ("coinbase:BTC-USD", "binanceus:BTC-USD"):
+        panel(page, market).wait_for()
+    assert panel(page, "binance:BTC-USD").count() == 0  # no recorded listing says Binance has it

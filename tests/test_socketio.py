@@ -140,3 +140,14 @@ def test_the_spread_row_compares_one_pair_across_exchanges(client, tmp_path):
         sio.disconnect()
     finally:
         assert server.stop() == 0
+
+
+def test_a_new_panel_fills_at_once_from_the_rest_api(client):
+    sio, events = client()
+    sio.call("subscribe", {"market": "coinbase:SKL-USD"}, timeout=5)
+    events["ticks"].wait_for(lambda batches: batches, timeout=30)  # the local exchange's market is open
+    sio.call("subscribe", {"market": "coinbase:YFI-BTC"}, timeout=5)  # one trade in the whole recording
+    batches = events["ticks"].wait_for(lambda batches: any(
+        t.get("source") == "rest" for b in batches if b["market"] == "coinbase:YFI-BTC" for t in b["ticks"]))
+    rest = [t for b in batches if b["market"] == "coinbase:YFI-BTC" for t in b["ticks"] if t.get("source") == "rest"]
+    assert rest[-1]["bid"] and rest[-1]["ask"] and rest[-1]["last"] and rest[-1]["time"]
