@@ -149,6 +149,7 @@ class ExchangeListener:
         self.last_bad_reason, self.last_bad_frame = "", ""
         self.markets: dict[str, MarketStats] = {}
         self.last_error, self.last_error_at = "", None  # the exchange's last error message, and when
+        self.last_incident: Optional[dict] = None  # the last time it was not healthy, so a quick recovery shows
         self.message_rate = 0.0  # frames per second, over the last second or so
         self._rate_sample = (time.monotonic(), 0)
         self.geo_blocked = False
@@ -200,7 +201,7 @@ class ExchangeListener:
             "last_bad_frame": self.last_bad_frame, "reconnects": self.reconnects, "gaps": self.gaps,
             "last_frame_at": self.last_frame_at, "last_data_at": self.last_data_at,
             "message_rate": round(self.message_rate, 1), "stale_after_s": self.stale_after_s,
-            "last_error": self.last_error, "last_error_at": self.last_error_at, "geo_blocked": self.geo_blocked, "alternative": self.geo_alternative if self.geo_blocked else "",
+            "last_error": self.last_error, "last_error_at": self.last_error_at, "last_incident": self.last_incident, "geo_blocked": self.geo_blocked, "alternative": self.geo_alternative if self.geo_blocked else "",
             "markets": {symbol: stats.as_dict() for symbol, stats in list(self.markets.items())},
             "now": _now_ms(),  # the server's clock, so a browser computes ages without trusting its own
         }
@@ -487,6 +488,8 @@ class ExchangeListener:
         if state != self.state:
             log.info("%s: %s%s", self.name, state, f" ({reason})" if reason else "")
             self.state_since = _now_ms()
+            if state in (STALE, ERROR) or (state == RECONNECTING and self.state != STALE):  # keep the cause
+                self.last_incident = {"state": state, "reason": reason, "at": self.state_since}
         self.state, self.reason = state, reason
         self.on_state(self.status())
 

@@ -203,8 +203,13 @@ function renderFeeds() {
     badge.dataset.state = feed.state;
     badge.setAttribute("role", "button");
     const age = feed.last_data_at ? ` · ${seconds(now - feed.last_data_at)}` : "";
-    badge.textContent = `${feed.label}: ${feed.state}${age}`;
-    badge.title = feed.reason || "click for details";
+    // A feed that recovered within the last minute says so, however short the outage was.
+    const incident = feed.last_incident && HEALTHY.has(feed.state) && now - feed.last_incident.at < 60_000
+      ? feed.last_incident : null;
+    badge.dataset.incident = incident ? incident.state : "";
+    badge.textContent = `${feed.label}: ${feed.state}${incident ? " ↺" : ""}${age}`;
+    badge.title = incident ? `recovered: ${incident.state} ${seconds(now - incident.at)} ago (${incident.reason})`
+      : feed.reason || "click for details";
     badge.addEventListener("click", () => {
       detailsFor = detailsFor === feed.exchange ? null : feed.exchange;
       renderDetails();
@@ -227,6 +232,8 @@ function renderDetails() {
     ["last data", feed.last_data_at ? `${seconds(now - feed.last_data_at)} ago` : "none yet"],
     ["messages", `${feed.message_rate}/s, ${feed.frames} frames, ${feed.ticks} ticks`],
     ["reconnects / gaps", `${feed.reconnects} / ${feed.gaps}`],
+    ["last incident", feed.last_incident ? `${feed.last_incident.state} ${seconds(now - feed.last_incident.at)} ago: ` +
+      feed.last_incident.reason : "none"],
     ["next attempt", feed.next_attempt_at ? `in ${seconds(feed.next_attempt_at - now)}` : "–"],
     ["bad frames", feed.bad_frames ? `${feed.bad_frames}: ${bad}` : "0"],
     ["last bad frame", feed.last_bad_frame || "–"],
