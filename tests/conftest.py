@@ -17,7 +17,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 UPSTREAM = FIXTURES / "upstream"
 sys.path.insert(0, str(ROOT))
 
-from exchanges.recording import read_frames  # noqa: E402
+from exchanges.recording import Recorder, read_frames  # noqa: E402
 from exchanges.simulator import LocalExchange  # noqa: E402
 
 
@@ -31,6 +31,21 @@ def recorded(file: str, contains: str = "", index: int = 0) -> str:
 
 def documented(name: str) -> str:
     return json.loads((FIXTURES / "documented.json").read_text())[name]["frame"]
+
+
+def two_venue_recording(folder) -> Path:
+    """A recording in which Coinbase and Binance.US quote one pair, SKL-USD: Coinbase's real SKL-USD tickers, and
+    Binance.US's real OMG-BUSD frames renamed (no recording holds one pair on two exchanges)."""
+    recorder = Recorder(folder)
+    for frame in read_frames(UPSTREAM / "COINBASE.ws.28.0"):
+        if '"product_id":"SKL-USD"' in frame.frame and '"type":"ticker"' in frame.frame:
+            recorder("coinbase", frame.url, frame.received, frame.frame)
+    for frame in read_frames(UPSTREAM / "BINANCE_US.ws.1.0"):
+        if "omgbusd@" in frame.frame:
+            recorder("binanceus", frame.url, frame.received,
+                     frame.frame.replace("omgbusd", "sklusd").replace("OMGBUSD", "SKLUSD"))
+    recorder.close()
+    return Path(folder)
 
 
 class Collector:

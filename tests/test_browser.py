@@ -111,7 +111,7 @@ def test_a_malformed_pair_is_refused_in_the_form(page):
 
 
 # --- feed health, in its own server with faults -------------------------------------------------------------------
-from conftest import ServerProcess  # noqa: E402
+from conftest import ServerProcess, two_venue_recording  # noqa: E402
 
 FAULTY = ("--replay", "--speed", "5", "--stale-after", "2", "--fault", "coinbase:stall@5s",
           "--fault", "binanceus:garbage=html@2s")
@@ -177,19 +177,8 @@ def test_the_page_shows_when_the_server_is_gone_and_comes_back_without_duplicate
 
 
 def test_a_chart_draws_each_exchange_of_a_pair_and_breaks_its_line_at_a_gap(browser, tmp_path):
-    """Two venues quote SKL-USD (Binance.US frames renamed, as in the spread test); a stall leaves a gap."""
-    from conftest import UPSTREAM
-    from exchanges.recording import Recorder, read_frames
-    recorder = Recorder(tmp_path)
-    for frame in read_frames(UPSTREAM / "COINBASE.ws.28.0"):
-        if '"product_id":"SKL-USD"' in frame.frame and '"type":"ticker"' in frame.frame:
-            recorder("coinbase", frame.url, frame.received, frame.frame)
-    for frame in read_frames(UPSTREAM / "BINANCE_US.ws.1.0"):
-        if "omgbusd@" in frame.frame:
-            recorder("binanceus", frame.url, frame.received,
-                     frame.frame.replace("omgbusd", "sklusd").replace("OMGBUSD", "SKLUSD"))
-    recorder.close()
-    server = ServerProcess("--replay", str(tmp_path), "--speed", "5", "--stale-after", "2",
+    """Two venues quote SKL-USD (see two_venue_recording); a stall leaves a gap."""
+    server = ServerProcess("--replay", str(two_venue_recording(tmp_path)), "--speed", "5", "--stale-after", "2",
                            "--markets", "coinbase:SKL-USD,binanceus:SKL-USD", "--fault", "coinbase:stall@4s")
     try:
         context, page = open_page(browser, server)

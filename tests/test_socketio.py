@@ -2,7 +2,7 @@
 import pytest
 import socketio
 
-from conftest import Collector, ServerProcess
+from conftest import Collector, ServerProcess, two_venue_recording
 
 
 @pytest.fixture
@@ -106,21 +106,9 @@ def test_threading_mode_serves_the_same(client):
 
 
 def test_the_spread_row_compares_one_pair_across_exchanges(client, tmp_path):
-    """A recording derived from the real ones (Binance.US OMG-BUSD frames renamed SKL-USD), so two venues quote
-    one pair; the spread is computed on the server in Decimal."""
+    """Two venues quote SKL-USD (see two_venue_recording); the spread is computed on the server in Decimal."""
     from decimal import Decimal
-    from conftest import UPSTREAM
-    from exchanges.recording import Recorder, read_frames
-    recorder = Recorder(tmp_path)
-    for frame in read_frames(UPSTREAM / "COINBASE.ws.28.0"):
-        if '"product_id":"SKL-USD"' in frame.frame and '"type":"ticker"' in frame.frame:
-            recorder("coinbase", frame.url, frame.received, frame.frame)
-    for frame in read_frames(UPSTREAM / "BINANCE_US.ws.1.0"):
-        if "omgbusd@bookTicker" in frame.frame:
-            renamed = frame.frame.replace("omgbusd", "sklusd").replace("OMGBUSD", "SKLUSD")
-            recorder("binanceus", frame.url, frame.received, renamed)
-    recorder.close()
-    server = ServerProcess("--replay", str(tmp_path), "--speed", "5", "--markets",
+    server = ServerProcess("--replay", str(two_venue_recording(tmp_path)), "--speed", "5", "--markets",
                            "coinbase:SKL-USD,binanceus:SKL-USD")
     try:
         sio, events = client(server)
