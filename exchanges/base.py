@@ -313,32 +313,32 @@ class ExchangeListener:
         if opcode == websocket.ABNF.OPCODE_BINARY:
             self._bad("binary frame", data)
             return False
-        text = data.decode("utf-8", "replace")
         if self.on_frame is not None:
-            self.on_frame(self.name, self.connected_url, received_ns / 1e9, text)
+            self.on_frame(self.name, self.connected_url, received_ns / 1e9, data.decode("utf-8", "replace"))
         try:
-            items = self.parse(text, received)
+            items = self.parse(data, received)  # the parsers take bytes: no decode on the hot path
         except Exception as failure:  # a bad frame is counted, logged and skipped, never fatal
-            self._bad(bad_reason(failure), text)
+            self._bad(bad_reason(failure), data.decode("utf-8", "replace"))
             return False
         got_data = False
         for item in items:
             kind = type(item)
             if kind is Update:
-                if item.symbol not in self._subscribed_at:
+                symbol = item.symbol
+                if symbol not in self._subscribed_at:
                     continue  # in flight after an unsubscribe, or never asked for
                 tick = self.book.apply(item, received)
                 self.ticks += 1
                 self.last_data_at = received
                 got_data = True
-                stats = self._stats(item.symbol)
+                stats = self.markets.get(symbol) or self._stats(symbol)
                 if stats.gap_from is not None:
-                    self._close_gap(item.symbol, stats, received)
+                    self._close_gap(symbol, stats, received)
                 stats.ticks += 1
                 stats.last_data_at = received
-                if item.symbol not in self._streaming:
-                    self._streaming.add(item.symbol)
-                    self.on_market(self._market(item.symbol), "streaming", "")
+                if symbol not in self._streaming:
+                    self._streaming.add(symbol)
+                    self.on_market(self._market(symbol), "streaming", "")
                 self.on_tick(tick)
             elif kind is Subscribed:
                 for symbol in item.symbols or ():

@@ -138,6 +138,9 @@ class Binance(ExchangeListener):
 
     def _symbol(self, data) -> str:
         native = data.get("s")
+        unified = self._unified.get(native)  # the subscribed symbols: the fast path
+        if unified is not None:
+            return unified
         if type(native) is not str:
             raise BadFrame("no symbol 's'")
         return self.from_native(native)

@@ -117,13 +117,11 @@ class TickBook:
         state = self._state.get(update.symbol)
         if state is None:
             state = self._state[update.symbol] = dict.fromkeys(TICK_FIELDS)
-        for name in TICK_FIELDS:
-            value = getattr(update, name)
+        for name, value in zip(TICK_FIELDS, update[2:]):  # Update is a tuple: symbol, time, then these
             if value is not None:
                 state[name] = value
-        tick = {"exchange": self.exchange, "symbol": update.symbol, "time": update.time, "received": received}
-        tick.update(state)
-        return tick
+        return {"exchange": self.exchange, "symbol": update.symbol, "time": update.time, "received": received,
+                **state}
 
     def forget(self, symbol: str) -> None:
         self._state.pop(symbol, None)

@@ -1,0 +1,187 @@
+"""Parse speed on the real recorded frames: each exchange module (through the listener's own frame handler, as on
+the wire) against json.loads and orjson.loads alone (the floor of any Python parser) and against cryptofeed's own
+`message_handler` on the same frames, side by side in one run. Median of 5 passes, frames per second.
+
+    python bench/parse.py [--passes 5] [--seconds 0.3]            # ours, json, orjson
+    .venv-bench/bin/python bench/parse.py                          # + cryptofeed (pip install -r bench/requirements.txt)
+
+cryptofeed runs offline: its symbol cache is filled from the recorded REST listings (COINBASE.0, BINANCE_US.0; the
+Binance recording's four symbols are listed for it in the exchangeInfo shape), and its Binance book's REST
+snapshot is answered with an empty book whose lastUpdateId is one before the first recorded update. A fresh feed
+object per pass, built outside the timed part.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+import websocket  # noqa: E402
+
+from exchanges import EXCHANGES  # noqa: E402
+from exchanges.recording import read_frames, read_rest  # noqa: E402
+from exchanges.tick import Update  # noqa: E402
+
+RECORDINGS = ROOT / "tests" / "fixtures" / "upstream"
+FRAME_SETS = [  # (label, exchange, recording, frames kept: those containing one of these, or all)
+    ("Coinbase all", "coinbase", "COINBASE.ws.28.0", None),
+    ("Coinbase ticker + match", "coinbase", "COINBASE.ws.28.0", ('"type":"ticker"', '"type":"match"',
+                                                                 '"type":"last_match"')),
+    ("Binance all", "binance", "BINANCE.ws.1.0", None),
+    ("Binance bookTicker + aggTrade", "binance", "BINANCE.ws.1.0", ("@bookTicker", "@aggTrade")),
+    ("Binance.US bookTicker + aggTrade", "binanceus", "BINANCE_US.ws.1.0", ("@bookTicker", "@aggTrade")),
+]
+
+
+def frame_set(recording, keep):
+    frames = [f for f in read_frames(RECORDINGS / recording)]
+    if keep:
+        frames = [f for f in frames if any(k in f.frame for k in keep)]
+    return frames
+
+
+def rate(run_once, count, passes, seconds):
+    """Frames per second, median of `passes`, each pass repeating the set for at least `seconds`."""
+    rates = []
+    for _ in range(passes):
+        repeats, started = 0, time.perf_counter()
+        while True:
+            run_once()
+            repeats += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds:
+                break
+        rates.append(repeats * count / elapsed)
+    return statistics.median(rates)
+
+
+def ours(exchange, frames):
+    """The listener's own frame handler, subscribed to every symbol of the recording, as after a connect."""
+    data = [f.frame.encode() for f in frames]
+    listener = EXCHANGES[exchange](None, [], on_tick=lambda tick: None)
+    symbols = {item.symbol for f in frames for item in _safe_parse(listener, f.frame) if type(item) is Update}
+    listener.subscribe_messages(sorted(symbols))  # what a subscription sets up (Binance's symbol map ...)
+    listener._subscribed_at = dict.fromkeys(symbols, 0.0)
+    handle, text = listener._handle, websocket.ABNF.OPCODE_TEXT
+
+    def run():
+        for frame in data:
+            handle(text, frame)
+    return run
+
+
+def _safe_parse(listener, frame):
+    try:
+        return listener.parse(frame, 0)
+    except Exception:  # a bad recorded frame: the handler counts it
+        return []
+
+
+def loads(function, frames):
+    texts = [f.frame for f in frames]
+
+    def run():
+        for frame in texts:
+            function(frame)
+    return run
+
+
+# --- cryptofeed, offline --------------------------------------------------------------------------------------------
+def cryptofeed_runner(exchange, frames):
+    try:
+        from cryptofeed.defines import CANDLES, L2_BOOK, TICKER, TRADES
+        from cryptofeed.exchanges import Binance as CFBinance, BinanceUS as CFBinanceUS, Coinbase as CFCoinbase
+        from cryptofeed.symbols import Symbols
+    except ImportError:
+        return None
+    feed_class = {"coinbase": CFCoinbase, "binance": CFBinance, "binanceus": CFBinanceUS}[exchange]
+    if exchange == "coinbase":
+        listing = orjson.loads(read_rest(RECORDINGS / "COINBASE.0")[2])
+    elif exchange == "binanceus":
+        listing = orjson.loads(read_rest(RECORDINGS / "BINANCE_US.0")[2])
+    else:  # no recorded Binance listing: list the recording's symbols in the exchangeInfo shape
+        natives = {orjson.loads(f.frame)["data"]["s"] for f in frames if '"data"' in f.frame}
+        quotes = ("USDT", "BTC", "ETH", "EUR")
+        listing = {"symbols": [{"symbol": n, "status": "TRADING", "baseAsset": n[:-len(q)], "quoteAsset": q,
+                                "filters": [{"tickSize": "0.00000001"}]}
+                               for n in natives for q in quotes if n.endswith(q)][:len(natives)]}
+    symbols, info = feed_class._parse_symbol_data(listing)
+    Symbols.set(feed_class.id, symbols, info)
+    natives = {v: k for k, v in symbols.items()}
+    if exchange == "coinbase":
+        wanted = sorted({orjson.loads(f.frame).get("product_id") for f in frames} - {None})
+    else:
+        wanted = sorted({orjson.loads(f.frame)["stream"].split("@")[0].upper() for f in frames if '"stream"' in f.frame})
+    std = [natives[w] for w in wanted if w in natives]
+    first_update = {}
+    for f in frames:
+        if "depthUpdate" in f.frame:
+            data = orjson.loads(f.frame)["data"]
+            first_update.setdefault(data["s"], data["U"])
+
+    class EmptyBook:
+        async def read(self, address, **kwargs):
+            pair = address.split("symbol=")[1].split("&")[0]
+            return json.dumps({"lastUpdateId": first_update.get(pair, 1) - 1, "bids": [], "asks": []})
+
+    async def noop(*args, **kwargs):
+        pass
+
+    channels = [TICKER, TRADES, L2_BOOK] + ([CANDLES] if exchange != "coinbase" else [])
+    texts = [(f.frame, f.received) for f in frames]
+
+    def run():
+        feed = feed_class(symbols=std, channels=channels, callbacks={c: noop for c in channels})
+        feed.http_conn = EmptyBook()
+        handler = feed.message_handler
+
+        async def drive():
+            for text, received in texts:
+                await handler(text, None, received)
+        asyncio.run(drive())
+    return run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=0.3, help="minimum length of one pass")
+    args = parser.parse_args(argv)
+    import logging
+    logging.disable(logging.CRITICAL)
+    try:
+        cf_version = importlib.metadata.version("cryptofeed")
+    except importlib.metadata.PackageNotFoundError:
+        cf_version = None
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"orjson {orjson.__version__}, cryptofeed {cf_version or 'not installed'}")
+    print(f"{'frame set':<34} {'frames':>6} {'json':>10} {'orjson':>10} {'ours':>10} {'cryptofeed':>11} "
+          f"{'ours/orjson':>11} {'ours/cf':>8}")
+    for label, exchange, recording, keep in FRAME_SETS:
+        frames = frame_set(recording, keep)
+        count = len(frames)
+        results = {"json": rate(loads(json.loads, frames), count, args.passes, args.seconds),
+                   "orjson": rate(loads(orjson.loads, frames), count, args.passes, args.seconds),
+                   "ours": rate(ours(exchange, frames), count, args.passes, args.seconds)}
+        runner = cryptofeed_runner(exchange, frames) if cf_version else None
+        cf = rate(runner, count, args.passes, args.seconds) if runner else None
+        cf_rate = f"{cf:,.0f}" if cf else "n/a"
+        versus_cf = f"{results['ours'] / cf:.1f}" if cf else "n/a"
+        print(f"{label:<34} {count:>6} {results['json']:>10,.0f} {results['orjson']:>10,.0f} {results['ours']:>10,.0f} "
+              f"{cf_rate:>11} {results['ours'] / results['orjson']:>11.2f} {versus_cf:>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

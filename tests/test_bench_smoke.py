@@ -1,0 +1,31 @@
+"""Benchmarks are not tests, but each runs here on a tiny workload so it does not rot. No timing assertions."""
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run(*args):
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_parse_benchmark_prints_its_table():
+    out = run("bench/parse.py", "--passes", "1", "--seconds", "0.01")
+    assert out.startswith("machine: ") and "Binance.US bookTicker + aggTrade" in out and "ours/orjson" in out
+
+
+def test_history_benchmark_prints_its_figures():
+    out = run("bench/history.py", "--ticks", "2000", "--batch", "500")
+    assert "ticks/s written" in out and "MiB per million ticks" in out
+
+
+def test_replay_rate_benchmark_prints_its_table():
+    out = run("bench/replay_rate.py", "--speeds", "max", "--seconds", "1")
+    assert "frames/s in" in out and "ticks/s to client" in out
+
+
+def test_fuzz_benchmark_prints_its_table():
+    out = run("bench/fuzz.py", "--examples", "5", "--exchanges", "coinbase")
+    assert "frames fuzzed" in out and "coinbase" in out
