@@ -88,10 +88,13 @@ def main(argv=None) -> int:
     dashboard = create_app(settings, available=available, on_frame=recorder, mode=mode)
 
     def shut_down(signum, frame):
-        # A signal handler runs inside whichever green thread was running, so raising SystemExit here would end
-        # that thread, not the server: close everything explicitly, then leave.
+        # A signal handler runs on top of whatever was running (under eventlet, any green thread or the hub
+        # itself, perhaps in the middle of a socket call): it only starts the shutdown as a task and returns.
         log.info("stopping (signal %d)", signum)
-        dashboard.stop()
+        dashboard.socketio.start_background_task(finish)
+
+    def finish():
+        dashboard.stop()  # listeners close their sockets, the history writes its last batch
         if recorder:
             recorder.close()
         for child in CHILDREN:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable, Optional
 
 from exchanges import EXCHANGES
@@ -28,9 +29,13 @@ class Feeds:
         for listener in self.listeners.values():
             spawn(listener.run)
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = 2.0) -> None:
+        """Stop every listener and wait (a little) for each to close its socket cleanly."""
         for listener in self.listeners.values():
             listener.stop()
+        deadline = time.monotonic() + wait_s
+        for listener in self.listeners.values():
+            listener.join(max(0.0, deadline - time.monotonic()))
 
     def status(self) -> list[dict]:
         return [listener.status() for listener in self.listeners.values()]

@@ -134,6 +134,7 @@ class ExchangeListener:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._ended = threading.Event()
         self._desired: set[str] = set(symbols)
         self._ops: deque = deque()          # ("subscribe" | "unsubscribe", symbol) for the open connection
         self._subscribed_at: dict[str, float] = {}  # symbol -> when its subscribe was sent on this connection
@@ -183,14 +184,14 @@ class ExchangeListener:
         return True
 
     def stop(self) -> None:
+        """Ask the thread to end: it closes its own socket within `poll_s` (nothing here touches the socket,
+        which may be in use by the thread this is called from, as in a signal handler)."""
         self._stopping.set()
         self._wake.set()
-        ws = self._ws
-        if ws is not None:
-            try:
-                ws.close(timeout=1)
-            except Exception:  # closing a socket that is already gone
-                pass
+
+    def join(self, timeout: float) -> bool:
+        """Wait until the thread has ended and closed its socket."""
+        return self._ended.wait(timeout)
 
     def status(self) -> dict:
         return {
@@ -234,6 +235,7 @@ class ExchangeListener:
             finally:
                 self._close()
         self._set_state(STOPPED, "")
+        self._ended.set()
 
     def _session(self) -> None:
         with self._lock:

@@ -29,3 +29,8 @@ def test_replay_rate_benchmark_prints_its_table():
 def test_fuzz_benchmark_prints_its_table():
     out = run("bench/fuzz.py", "--examples", "5", "--exchanges", "coinbase")
     assert "frames fuzzed" in out and "coinbase" in out
+
+
+def test_e2e_benchmark_prints_its_table():
+    out = run("bench/e2e.py", "--clients", "2", "--modes", "threading", "--seconds", "1", "--warmup", "1")
+    assert "ticks/s/client" in out and "threading" in out

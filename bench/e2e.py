@@ -1,0 +1,147 @@
+"""The whole path, end to end: the local exchange replays at full speed into the real server (its own process),
+and N Socket.IO clients watch the default markets. Both async modes side by side in one run.
+
+    python bench/e2e.py [--clients 1,50,500] [--modes eventlet,threading] [--seconds 10] [--speed max]
+
+Reports frames/s into the listeners, ticks/s delivered per client, tick age at the client (client receipt minus
+listener receipt) p50 / p99 / max, and the server's CPU and RSS (the local exchange is another process: not
+counted). Clients are python-socketio AsyncClients in this process, on asyncio.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS_PER_SECOND_CLOCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND_CLOCK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start_server(mode: str, speed: str, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "server.py"), "--replay", "--speed", speed, "--async-mode", mode, "--port",
+         str(port), "--no-history", "--no-rest", "--log-level", "WARNING", "--subscribe-rate", "1000"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # ready when the port answers
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise RuntimeError("server did not start")
+
+
+async def swarm(url: str, clients: int, warmup_s: float, seconds: float) -> dict:
+    counts, ages, feeds, markets = [0] * clients, [], {}, []
+    measuring = asyncio.Event()
+    connected = []
+
+    async def one(index: int):
+        client = socketio.AsyncClient(reconnection=False)
+
+        async def on_ticks(batch):
+            if not measuring.is_set():
+                return
+            now = time.time() * 1000
+            counts[index] += len(batch["ticks"])
+            if index < 5:  # ages from a few clients are enough, and cheap
+                ages.extend(now - tick["received"] for tick in batch["ticks"] if "received" in tick)
+
+        async def on_markets(offer):
+            markets[:] = offer["watchlist"]
+
+        async def on_feeds(statuses):
+            feeds.update({s["exchange"]: s["frames"] for s in statuses})
+
+        client.on("ticks", on_ticks)
+        if index == 0:
+            client.on("markets", on_markets)
+            client.on("feeds", on_feeds)
+        await client.connect(url, transports=["websocket"], wait_timeout=20)
+        connected.append(client)
+
+    await one(0)
+    await asyncio.sleep(0.5)
+    for start in range(1, clients, 50):  # connect in waves, not all at once
+        await asyncio.gather(*(one(i) for i in range(start, min(clients, start + 50))))
+    for client in connected:
+        for market in markets:
+            await client.emit("subscribe", {"market": market})
+    await asyncio.sleep(warmup_s)
+    frames_before = sum(feeds.values())
+    measuring.set()
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    measuring.clear()
+    elapsed = time.monotonic() - started
+    frames_after = sum(feeds.values())
+    await asyncio.gather(*(client.disconnect() for client in connected), return_exceptions=True)
+    ages.sort()
+    return {"frames_per_s": (frames_after - frames_before) / elapsed,
+            "ticks_per_client": statistics.mean(counts) / elapsed, "slowest_client": min(counts) / elapsed,
+            "p50": ages[len(ages) // 2] if ages else None, "p99": ages[int(len(ages) * 0.99)] if ages else None,
+            "max": ages[-1] if ages else None}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="1,50,500")
+    parser.add_argument("--modes", default="eventlet,threading")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--speed", default="max")
+    args = parser.parse_args(argv)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"replay speed {args.speed}, {args.seconds:g} s measured after {args.warmup:g} s")
+    print(f"{'mode':<10} {'clients':>7} {'frames/s in':>12} {'ticks/s/client':>15} {'slowest':>8} "
+          f"{'age p50 ms':>11} {'p99 ms':>8} {'max ms':>8} {'CPU %':>6} {'RSS MB':>7}")
+    for mode in args.modes.split(","):
+        for clients in map(int, args.clients.split(",")):
+            port = free_port()
+            server = start_server(mode, args.speed, port)
+            try:
+                cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
+                row = asyncio.run(swarm(f"http://127.0.0.1:{port}", clients, args.warmup, args.seconds))
+                cpu = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - wall_before) * 100
+                rss = rss_mb(server.pid)
+            finally:
+                server.terminate()
+                server.wait(15)
+            fmt = lambda v: f"{v:.1f}" if v is not None else "n/a"  # noqa: E731
+            print(f"{mode:<10} {clients:>7} {row['frames_per_s']:>12,.0f} {row['ticks_per_client']:>15,.0f} "
+                  f"{row['slowest_client']:>8,.0f} {fmt(row['p50']):>11} {fmt(row['p99']):>8} {fmt(row['max']):>8} "
+                  f"{cpu:>6.0f} {rss:>7.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
