@@ -94,7 +94,8 @@ class ExchangeListener:
         raise NotImplementedError
 
     def parse(self, frame, received: int) -> list:
-        """One frame -> a list of `Update`s and protocol events. Raises BadFrame (or anything) on a bad frame."""
+        """One frame (the text, or the socket's bytes) -> a list of `Update`s and protocol events. Raises BadFrame
+        (or anything) on a bad frame."""
         raise NotImplementedError
 
     def on_connected(self) -> None:

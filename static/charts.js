@@ -48,6 +48,7 @@ export class PairCharts {
       entry.ready = true;
       this.apply(entry, entry.early);
       entry.early = [];
+      entry.chart.timeScale().fitContent(); // open on the data there is, not on an empty hour
     });
   }
 
