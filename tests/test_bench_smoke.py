@@ -34,3 +34,8 @@ def test_fuzz_benchmark_prints_its_table():
 def test_e2e_benchmark_prints_its_table():
     out = run("bench/e2e.py", "--clients", "2", "--modes", "threading", "--seconds", "1", "--warmup", "1")
     assert "ticks/s/client" in out and "threading" in out
+
+
+def test_memory_benchmark_prints_its_figures():
+    out = run("bench/memory.py", "--ticks", "2000", "--page-minutes", "0.02")
+    assert "server RSS:" in out and "page at full speed:" in out

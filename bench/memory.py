@@ -1,0 +1,98 @@
+"""Memory over a long run: the server's RSS across N ticks, and the page's JS heap after M minutes of full-speed
+replay in headless chromium (the running lists cap their rows, so both should stay flat).
+
+    python bench/memory.py [--ticks 1000000] [--page-minutes 10]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import socketio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e import free_port, rss_mb, start_server  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def server_rss(ticks_wanted: int) -> list[tuple[int, float]]:
+    """(ticks published so far, server RSS MB), sampled every second until `ticks_wanted`."""
+    port = free_port()
+    server = start_server("eventlet", "max", port)
+    samples = []
+    try:
+        client = socketio.Client()
+        totals, markets = {}, []
+        client.on("feeds", lambda statuses: totals.update({s["exchange"]: s["ticks"] for s in statuses}))
+        client.on("markets", lambda offer: markets.extend(offer["watchlist"]))
+        client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=20)
+        while not markets:
+            time.sleep(0.05)
+        for market in markets:
+            client.call("subscribe", {"market": market})
+        while True:
+            time.sleep(1)
+            published = sum(totals.values())
+            samples.append((published, rss_mb(server.pid)))
+            if published >= ticks_wanted:
+                break
+        client.disconnect()
+    finally:
+        server.terminate()
+        server.wait(15)
+    return samples
+
+
+def page_heap(minutes: float) -> list[tuple[float, float, int]]:
+    """(minutes, used JS heap MB, rows in the DOM), sampled every 30 s (or at the end) at full-speed replay."""
+    from playwright.sync_api import sync_playwright
+    port = free_port()
+    server = start_server("eventlet", "max", port)
+    samples = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--enable-precise-memory-info"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            started = time.monotonic()
+            while True:
+                elapsed = (time.monotonic() - started) / 60
+                page.wait_for_timeout(min(30_000, max(100, (minutes - elapsed) * 60_000)))
+                elapsed = (time.monotonic() - started) / 60
+                heap = page.evaluate("performance.memory.usedJSHeapSize") / 2 ** 20
+                rows = page.locator("tbody tr").count()
+                samples.append((elapsed, heap, rows))
+                if elapsed >= minutes:
+                    break
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(15)
+    return samples
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ticks", type=int, default=1_000_000)
+    parser.add_argument("--page-minutes", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    rss = server_rss(args.ticks)
+    warm = next((mb for ticks, mb in rss if ticks >= args.ticks // 10), rss[0][1])
+    print(f"server RSS: {rss[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up ({args.ticks // 10:,} ticks), "
+          f"{rss[-1][1]:.0f} MB after {rss[-1][0]:,} ticks, max {max(mb for _, mb in rss):.0f} MB: "
+          f"{(rss[-1][1] - warm) / warm * 100:+.1f} % since warm-up")
+    heap = page_heap(args.page_minutes)
+    print("page at full speed: " + ", ".join(f"{m:.1f} min {mb:.1f} MB heap {rows} rows" for m, mb, rows in heap))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
