@@ -72,6 +72,7 @@ def announce_when_listening(socketio, settings, mode) -> None:
 def main(argv=None) -> int:
     settings = load_settings(argv)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # our own line says when REST fails
     available = {}
     mode = "live"
     if settings.replay is not None:

@@ -458,8 +458,7 @@ class ExchangeListener:
         delay = max(at_least_s, self.next_backoff_s())
         self.reconnects += 1
         self.next_attempt_at = _now_ms() + int(delay * 1000)
-        log.info("%s: %s (%s); next attempt in %.1f s", self.name, state, reason, delay)
-        self._set_state(state, reason)
+        self._set_state(state, reason, f"; next attempt in {delay:.1f} s")
         self._stopping.wait(delay)
         self.next_attempt_at = None
 
@@ -485,11 +484,11 @@ class ExchangeListener:
             return f" (code {code}{': ' + text if text else ''})"
         return ""
 
-    def _set_state(self, state: str, reason: str) -> None:
+    def _set_state(self, state: str, reason: str, note: str = "") -> None:
         if state == self.state and reason == self.reason:
             return
-        if state != self.state:
-            log.info("%s: %s%s", self.name, state, f" ({reason})" if reason else "")
+        if state != self.state:  # one log line per state change, never one per frame
+            log.info("%s: %s%s%s", self.name, state, f" ({reason})" if reason else "", note)
             self.state_since = _now_ms()
             if state in (STALE, ERROR) or (state == RECONNECTING and self.state != STALE):  # keep the cause
                 self.last_incident = {"state": state, "reason": reason, "at": self.state_since}
