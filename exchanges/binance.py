@@ -88,16 +88,16 @@ class Binance(ExchangeListener):
                 raise BadFrame("no 'stream'")
             kind = stream.rpartition("@")[2]
             if kind == "bookTicker":
-                return [Update(symbol=self._symbol(data), time=None,
-                               bid=decimal_str(data["b"]), bid_size=decimal_str(data["B"]),
-                               ask=decimal_str(data["a"]), ask_size=decimal_str(data["A"]))]
+                # positional (symbol, time, bid, bid_size, ask, ask_size): the hot path, keywords cost more
+                return [Update(self._symbol(data), None, decimal_str(data["b"]), decimal_str(data["B"]),
+                               decimal_str(data["a"]), decimal_str(data["A"]))]
             if kind in ("trade", "aggTrade"):
                 maker = data["m"]
                 if type(maker) is not bool:
                     raise BadFrame("bad 'm'")
-                return [Update(symbol=self._symbol(data), time=epoch_ms(data["T"]),
-                               last=decimal_str(data["p"]), last_size=decimal_str(data["q"]),
-                               last_side="sell" if maker else "buy")]  # buyer is maker => the taker sold
+                # (symbol, time, 4 x no quote, last, last_size, side): buyer is maker => the taker sold
+                return [Update(self._symbol(data), epoch_ms(data["T"]), None, None, None, None,
+                               decimal_str(data["p"]), decimal_str(data["q"]), "sell" if maker else "buy")]
             return []  # depth, kline ...: no tick
         if "result" in message and "id" in message:
             return [Subscribed(self._pending.pop(message["id"], None))]

@@ -63,12 +63,12 @@ class Coinbase(ExchangeListener):
         kind = message.get("type")
         if kind == "ticker":
             side = message.get("side")
-            update = Update(
-                symbol=_product(message), time=iso_to_ms(message["time"]),
-                bid=decimal_str(message["best_bid"]), bid_size=_optional_decimal(message.get("best_bid_size")),
-                ask=decimal_str(message["best_ask"]), ask_size=_optional_decimal(message.get("best_ask_size")),
-                last=decimal_str(message["price"]), last_size=_optional_decimal(message.get("last_size")),
-                last_side=side_str(side) if side is not None else None)
+            update = Update(  # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side
+                _product(message), iso_to_ms(message["time"]),
+                decimal_str(message["best_bid"]), _optional_decimal(message.get("best_bid_size")),
+                decimal_str(message["best_ask"]), _optional_decimal(message.get("best_ask_size")),
+                decimal_str(message["price"]), _optional_decimal(message.get("last_size")),
+                side_str(side) if side is not None else None)
             trade_id = message.get("trade_id")
             if type(trade_id) is int:  # only once the ticker proved good
                 self._last_trade_id[update.symbol] = trade_id

@@ -62,11 +62,14 @@ class Gap(NamedTuple):
 TICK_FIELDS = ("bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side")
 
 
+_is_decimal = _DECIMAL.fullmatch
+
+
 def decimal_str(value) -> str:
     """The exchange's decimal string, checked but unchanged (never through float)."""
-    if type(value) is not str or not _DECIMAL.fullmatch(value):
-        raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
-    return value
+    if type(value) is str and _is_decimal(value):
+        return value
+    raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
 
 
 def symbol_str(value) -> str:
