@@ -2,7 +2,9 @@
 states, and batched emits. It is the only thing that calls emit; it knows nothing of exchanges' protocols.
 
 Listener threads call `publish`, `publish_gap`, `set_market_state` and `feeds_changed`; one background task
-(`run`) emits, once per room per interval, so one busy feed cannot flood the clients. A gap travels in the same
+(`run`) emits, once per room per interval, so one busy feed cannot flood the clients. A client that cannot keep
+up (its outgoing queue over `MAX_QUEUED` packets) is skipped, and once its queue drains it gets a fresh backfill
+of each market it missed: it is conflated to the latest state instead of being sent an ever-growing queue. A gap travels in the same
 stream as the ticks, as `{"kind": "gap", "from": ms, "to": ms, "reason": ...}`, so it lands between the right rows.
 """
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Callable
 from .spread import spread
 
 log = logging.getLogger(__name__)
+
+MAX_QUEUED = 50    # packets waiting for one client before it counts as slow (5 s of one market's batches)
+RESUME_QUEUED = 5  # ... and back to normal, resynced with a backfill
 
 
 def market_of(tick: dict) -> str:
@@ -49,6 +54,8 @@ class Hub:
         self.emits = self.ticks_emitted = self.ticks_dropped = 0
         self.clients = 0  # Socket.IO clients connected
         self.on_batch: Callable[[int, int], None] = lambda size, oldest_received: None  # metrics
+        self._behind: dict[str, set] = {}  # slow client sid -> the markets whose batches it was not sent
+        self.batches_conflated = 0
 
     # From the listeners (any thread) ---------------------------------------------------------------------------
     def publish(self, tick: dict) -> None:
@@ -187,10 +194,39 @@ class Hub:
             if len(ticks) > self.max_batch:  # the page keeps at most max_batch rows: older ones would not show
                 self.ticks_dropped += len(ticks) - self.max_batch
                 ticks = ticks[-self.max_batch:]
-            self.socketio.emit("ticks", {"market": market, "ticks": ticks}, to=market)
+            slow = self._slow_clients(market)
+            self.socketio.emit("ticks", {"market": market, "ticks": ticks}, to=market, skip_sid=slow or None)
+            for sid in slow:
+                self._behind.setdefault(sid, set()).add(market)
+                self.batches_conflated += 1
             self.emits += 1
             self.ticks_emitted += len(ticks)
             self.on_batch(len(ticks), ticks[0].get("received") or ticks[0].get("to"))
+
+        self._resync_caught_up()
+
+    def _queued(self, eio_sid) -> int:
+        """Packets waiting to go to one client (engine.io's own queue)."""
+        socket = self.socketio.server.eio.sockets.get(eio_sid)
+        return socket.queue.qsize() if socket is not None else 0
+
+    def _slow_clients(self, room: str) -> list:
+        return [sid for sid, eio_sid in self.socketio.server.manager.get_participants("/", room)
+                if self._queued(eio_sid) > MAX_QUEUED]
+
+    def _resync_caught_up(self) -> None:
+        """A slow client whose queue has drained gets the latest state of what it missed, in one backfill each."""
+        for sid, markets in list(self._behind.items()):
+            eio_sid = self.socketio.server.manager.eio_sid_from_sid(sid, "/")
+            if eio_sid is None:  # gone
+                del self._behind[sid]
+            elif self._queued(eio_sid) <= RESUME_QUEUED:
+                del self._behind[sid]
+                for market in sorted(markets):
+                    self.socketio.emit("backfill", self.backfill(market), to=sid)
+
+    def clients_behind(self) -> int:
+        return len(self._behind)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -50,7 +50,13 @@ class _Snapshot:
         clients.add_metric([], self.hub.clients)
         emits = CounterMetricFamily("dashboard_emits", "Batches emitted")
         emits.add_metric([], self.hub.emits)
-        yield from (state, frames, ticks, bad, reconnects, gaps, rate, age, market_ticks, market_gaps, clients, emits)
+        conflated = CounterMetricFamily("dashboard_batches_conflated", "Batches not sent to a slow client (it gets "
+                                        "a backfill of the latest state once it has caught up)")
+        conflated.add_metric([], self.hub.batches_conflated)
+        behind = GaugeMetricFamily("dashboard_clients_behind", "Slow clients waiting to be resynced")
+        behind.add_metric([], self.hub.clients_behind())
+        yield from (state, frames, ticks, bad, reconnects, gaps, rate, age, market_ticks, market_gaps, clients, emits,
+                    conflated, behind)
 
 
 class Metrics:

@@ -132,3 +132,42 @@ def test_socketio_from_another_origin_is_refused_by_default(replay_server):
     same = websocket.create_connection(endpoint, origin=replay_server.url, timeout=5)
     assert same.recv().startswith("0{")  # the Engine.IO open packet
     same.close()
+
+
+def metric(server, name):
+    _, metrics = get(server.url + "/metrics")
+    return float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith(name + " ")))
+
+
+def test_a_slow_client_is_conflated_not_queued_without_bound():
+    """A client that stops reading its socket (raw Engine.IO over websocket, so nothing reads for it) is skipped
+    instead of queued for, the others keep being served, and once it reads again it gets a fresh backfill."""
+    server = ServerProcess("--replay", "--speed", "max", "--no-rest")
+    try:
+        slow = websocket.create_connection(server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+                                           timeout=10)
+        assert slow.recv().startswith("0{")  # Engine.IO open
+        slow.send("40")  # Socket.IO connect to "/"
+        while not slow.recv().startswith("40"):  # the connect handler's own events may come first
+            pass
+        slow.send('42["subscribe",{"market":"binance:NKN-USDT"}]')
+        fast, fast_events = connect(server)
+        fast.emit("subscribe", {"market": "binance:NKN-USDT"})
+        deadline = time.monotonic() + 40  # before Engine.IO's own ping timeout would close the silent client
+        while metric(server, "dashboard_batches_conflated_total") == 0:  # the kernel buffers fill first
+            assert time.monotonic() < deadline, "the slow client was never skipped"
+            count = len(fast_events["ticks"].items)
+            fast_events["ticks"].wait_for(lambda batches: len(batches) > count, timeout=10)  # fast: unaffected
+        assert metric(server, "dashboard_clients_behind") == 1
+        slow.settimeout(30)
+        while True:  # read again (answering pings): the backlog drains, then the resync arrives
+            message = slow.recv()
+            if message == "2":
+                slow.send("3")
+            if message.startswith('42["backfill"'):
+                break
+        assert '"market":"binance:NKN-USDT"' in message
+        slow.close()
+        fast.disconnect()
+    finally:
+        assert server.stop() == 0
