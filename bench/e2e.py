@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import socket
@@ -58,6 +59,18 @@ def start_server(mode: str, speed: str, port: int) -> subprocess.Popen:
             time.sleep(0.05)
     server.kill()
     raise RuntimeError("server did not start")
+
+
+@contextlib.contextmanager
+def running_server(mode: str, speed: str):
+    """A replaying server for the length of a `with`; yields (port, pid)."""
+    port = free_port()
+    server = start_server(mode, speed, port)
+    try:
+        yield port, server.pid
+    finally:
+        server.terminate()
+        server.wait(15)
 
 
 async def swarm(url: str, clients: int, warmup_s: float, seconds: float) -> dict:
@@ -126,16 +139,11 @@ def main(argv=None) -> int:
           f"{'age p50 ms':>11} {'p99 ms':>8} {'max ms':>8} {'CPU %':>6} {'RSS MB':>7}")
     for mode in args.modes.split(","):
         for clients in map(int, args.clients.split(",")):
-            port = free_port()
-            server = start_server(mode, args.speed, port)
-            try:
-                cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
+            with running_server(mode, args.speed) as (port, pid):
+                cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
                 row = asyncio.run(swarm(f"http://127.0.0.1:{port}", clients, args.warmup, args.seconds))
-                cpu = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - wall_before) * 100
-                rss = rss_mb(server.pid)
-            finally:
-                server.terminate()
-                server.wait(15)
+                cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before) * 100
+                rss = rss_mb(pid)
             fmt = lambda v: f"{v:.1f}" if v is not None else "n/a"  # noqa: E731
             print(f"{mode:<10} {clients:>7} {row['frames_per_s']:>12,.0f} {row['ticks_per_client']:>15,.0f} "
                   f"{row['slowest_client']:>8,.0f} {fmt(row['p50']):>11} {fmt(row['p99']):>8} {fmt(row['max']):>8} "

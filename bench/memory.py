@@ -15,17 +15,15 @@ from pathlib import Path
 import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e import free_port, rss_mb, start_server  # noqa: E402
+from e2e import rss_mb, running_server  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 def server_rss(ticks_wanted: int) -> list[tuple[int, float]]:
     """(ticks published so far, server RSS MB), sampled every second until `ticks_wanted`."""
-    port = free_port()
-    server = start_server("eventlet", "max", port)
     samples = []
-    try:
+    with running_server("eventlet", "max") as (port, pid):
         client = socketio.Client()
         totals, markets = {}, []
         client.on("feeds", lambda statuses: totals.update({s["exchange"]: s["ticks"] for s in statuses}))
@@ -38,43 +36,34 @@ def server_rss(ticks_wanted: int) -> list[tuple[int, float]]:
         while True:
             time.sleep(1)
             published = sum(totals.values())
-            samples.append((published, rss_mb(server.pid)))
+            samples.append((published, rss_mb(pid)))
             if published >= ticks_wanted:
                 break
         client.disconnect()
-    finally:
-        server.terminate()
-        server.wait(15)
     return samples
 
 
 def page_heap(minutes: float) -> list[tuple[float, float, int]]:
     """(minutes, used JS heap MB, rows in the DOM), sampled every 30 s (or at the end) at full-speed replay."""
     from playwright.sync_api import sync_playwright
-    port = free_port()
-    server = start_server("eventlet", "max", port)
     samples = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--enable-precise-memory-info"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/")
-            started = time.monotonic()
-            while True:
-                elapsed = (time.monotonic() - started) / 60
-                page.wait_for_timeout(min(30_000, max(100, (minutes - elapsed) * 60_000)))
-                elapsed = (time.monotonic() - started) / 60
-                heap = page.evaluate("performance.memory.usedJSHeapSize") / 2 ** 20
-                rows = page.locator("tbody tr").count()
-                samples.append((elapsed, heap, rows))
-                if elapsed >= minutes:
-                    break
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(15)
+    with running_server("eventlet", "max") as (port, _), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--enable-precise-memory-info"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/")
+        started = time.monotonic()
+        while True:
+            elapsed = (time.monotonic() - started) / 60
+            page.wait_for_timeout(min(30_000, max(100, (minutes - elapsed) * 60_000)))
+            elapsed = (time.monotonic() - started) / 60
+            heap = page.evaluate("performance.memory.usedJSHeapSize") / 2 ** 20
+            rows = page.locator("tbody tr").count()
+            samples.append((elapsed, heap, rows))
+            if elapsed >= minutes:
+                break
+        browser.close()
     return samples
 
 
