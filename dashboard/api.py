@@ -36,13 +36,19 @@ def _integer(name, default, low, high):
     return int(text)
 
 
-def _selection(max_rows):
-    exchange, symbol = parse_market(request.args.get("market", ""))  # ValueError: 400 too
+def _time_range(default_span_ms=None):
+    """`from` and `to` in epoch ms; `to` defaults to now, `from` to `default_span_ms` before it (or 0)."""
     now = time.time_ns() // 1_000_000
-    since = _integer("from", 0, 0, 2 ** 53)
+    since = _integer("from", now - default_span_ms if default_span_ms else 0, 0, 2 ** 53)
     until = _integer("to", now, 0, 2 ** 53)
     if since > until:
         raise BadRequest("from must not be after to")
+    return since, until
+
+
+def _selection(max_rows):
+    exchange, symbol = parse_market(request.args.get("market", ""))  # ValueError: 400 too
+    since, until = _time_range()
     limit = _integer("limit", min(1000, max_rows), 1, max_rows)
     after = _integer("after", 0, 0, 2 ** 63 - 1)
     return f"{exchange}:{symbol}", since, until, limit, after
@@ -52,11 +58,7 @@ def _chart_selection():
     pair = request.args.get("pair", "").upper()
     if not PAIR.fullmatch(pair):
         raise BadRequest("pair must be BASE-QUOTE, like BTC-USD")
-    now = time.time_ns() // 1_000_000
-    since = _integer("from", now - 3_600_000, 0, 2 ** 53)
-    until = _integer("to", now, 0, 2 ** 53)
-    if since > until:
-        raise BadRequest("from must not be after to")
+    since, until = _time_range(default_span_ms=3_600_000)
     points = _integer("points", 1500, 10, 10_000)
     return pair, since, until, max(1000, -(-(until - since) // points))
 

@@ -121,10 +121,11 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     @app.get("/healthz")
     def healthz():
         """200 when every feed with markets to stream is live or quiet; 503 naming the failing ones."""
+        statuses = feeds.status()
         summary = [{"exchange": s["exchange"], "state": s["state"], "reason": s["reason"],
-                    "last_data_at": s["last_data_at"]} for s in feeds.status()]
-        failing = [s for s, full in zip(summary, feeds.status()) if full["symbols"] and
-                   s["state"] not in HEALTHY_STATES]
+                    "last_data_at": s["last_data_at"]} for s in statuses]
+        failing = [brief for brief, full in zip(summary, statuses)
+                   if full["symbols"] and full["state"] not in HEALTHY_STATES]
         return jsonify({"ok": not failing, "feeds": summary, "failing": failing}), 503 if failing else 200
 
     @app.get("/metrics")

@@ -160,12 +160,12 @@ class Hub:
                 quotes.append({**latest, "healthy": status["state"] in ("live", "quiet")})
         return spread(pair, quotes, now)
 
-    def _emit_spreads(self, statuses: list, every_pair: bool) -> None:
+    def _spreads_due(self, every_pair: bool) -> list[str]:
+        """The watched pairs whose spread row should be sent now: those with new ticks, or all of them."""
         with self._lock:
             watched = {market.partition(":")[2] for market in self._watchers}
             dirty, self._dirty_pairs = self._dirty_pairs, set()
-        for pair in sorted(watched if every_pair else watched & dirty):
-            self.socketio.emit("spread", self.spread_of(pair, statuses), to=pair_room(pair))
+        return sorted(watched if every_pair else watched & dirty)
 
     def run(self) -> None:
         next_feeds = 0.0
@@ -174,10 +174,14 @@ class Hub:
             try:
                 self.flush()
                 now = time.monotonic()
-                every_second = now >= next_feeds
+                feeds_due = self._feeds_dirty or now >= next_feeds
+                pairs = self._spreads_due(every_pair=feeds_due)
+                if not (pairs or feeds_due):
+                    continue  # the feeds' status is built only when something will be sent
                 statuses = self.feeds()
-                self._emit_spreads(statuses, every_pair=every_second or self._feeds_dirty)
-                if self._feeds_dirty or every_second:
+                for pair in pairs:
+                    self.socketio.emit("spread", self.spread_of(pair, statuses), to=pair_room(pair))
+                if feeds_due:
                     self._feeds_dirty = False
                     next_feeds = now + self.feeds_every_s
                     self.socketio.emit("feeds", statuses)

@@ -395,13 +395,18 @@ def test_fuzz_random_bytes(name, frames):
         check_frame(listener, data)
 
 
+def check_drawn(name, data, frames):
+    """A few frames drawn from `frames`, through one listener, each checked."""
+    listener = make_listener(name)
+    for frame in data.draw(st.lists(frames, min_size=1, max_size=3), label="frames"):
+        check_frame(listener, frame)
+
+
 @pytest.mark.parametrize("name", NAMES)
 @FUZZ
 @given(data=st.data())
 def test_fuzz_random_json(name, data):
-    listener = make_listener(name)
-    for frame in data.draw(st.lists(json_frames(name), min_size=1, max_size=3), label="frames"):
-        check_frame(listener, frame)
+    check_drawn(name, data, json_frames(name))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -410,9 +415,7 @@ def test_fuzz_random_json(name, data):
 def test_fuzz_mutated_real_frames(name, data):
     if not seeds_of(name):
         pytest.skip(f"no recorded frames of {name} to mutate (test_real_frames_are_all_good fails for it)")
-    listener = make_listener(name)
-    for frame in data.draw(st.lists(mutated_frames(name), min_size=1, max_size=3), label="frames"):
-        check_frame(listener, frame)
+    check_drawn(name, data, mutated_frames(name))
 
 
 @pytest.mark.parametrize("name", NAMES)

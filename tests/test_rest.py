@@ -1,8 +1,6 @@
 """The exchanges' REST APIs: listings (recorded), backfill answers (documented shapes), the listing cache, and
 the REST backfill against the local exchange, which serves these endpoints from its recordings."""
-import threading
 
-import orjson
 import pytest
 
 from conftest import UPSTREAM, Collector, documented
