@@ -67,6 +67,8 @@ class _Replay:
         self.clients: set[_Client] = set()
         self.connections = 0                 # connection attempts that reached the handshake
         self.opened_at: Optional[float] = None  # loop time of the first client: when the market opened
+        self.opened = asyncio.Event()         # set then
+        self.subscribed = asyncio.Event()     # set whenever a client's subscriptions are not empty
         self.gate: Optional[tuple] = None     # (until, fault) refusing connection attempts
         self.refuse_next_subscribe = False
         self.faults_fired: list = []
@@ -213,9 +215,12 @@ class LocalExchange:
         replay.clients.add(client)
         if replay.opened_at is None:
             replay.opened_at = self._loop.time()
+            replay.opened.set()
         try:
             for reply in replay.venue.on_open(client.session, connection.request.path):
                 await connection.send(reply)
+            if client.session["keys"]:
+                replay.subscribed.set()
             async for message in connection:
                 client.messages.append(message)
                 if isinstance(message, str):
@@ -224,6 +229,8 @@ class LocalExchange:
                         replay.refuse_next_subscribe = False
                     for reply in refusal or replay.venue.on_message(client.session, message):
                         await connection.send(reply)
+                    if client.session["keys"]:
+                        replay.subscribed.set()
         except ConnectionClosed:
             pass
         finally:
@@ -237,7 +244,8 @@ class LocalExchange:
         while True:
             # The market opens when a client has subscribed to something, so no client misses the start.
             while not any(client.session["keys"] for client in replay.clients):
-                await asyncio.sleep(0.01)
+                replay.subscribed.clear()
+                await replay.subscribed.wait()
             await self._open.wait()
             started = self._loop.time()
             for index, (received, key, frame) in enumerate(timeline):
@@ -304,8 +312,7 @@ class LocalExchange:
     async def _schedule(self, fault: Fault) -> None:
         replay = self.replays[fault.exchange]
         given = self._loop.time()
-        while replay.opened_at is None:  # at start, AT counts from the market's opening
-            await asyncio.sleep(0.01)
+        await replay.opened.wait()  # at start, AT counts from the market's opening
         await asyncio.sleep(max(given, replay.opened_at) + fault.at_s - self._loop.time())
         log.info("fault %s", fault)
         replay.faults_fired.append(fault)
