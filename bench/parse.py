@@ -34,21 +34,18 @@ from exchanges.recording import read_frames, read_rest  # noqa: E402
 from exchanges.tick import Update  # noqa: E402
 
 RECORDINGS = ROOT / "tests" / "fixtures" / "upstream"
-FRAME_SETS = [  # (label, exchange, recording, frames kept: those containing one of these, or all)
-    ("Coinbase all", "coinbase", "COINBASE.ws.28.0", None),
-    ("Coinbase ticker + match", "coinbase", "COINBASE.ws.28.0", ('"type":"ticker"', '"type":"match"',
-                                                                 '"type":"last_match"')),
-    ("Binance all", "binance", "BINANCE.ws.1.0", None),
-    ("Binance bookTicker + aggTrade", "binance", "BINANCE.ws.1.0", ("@bookTicker", "@aggTrade")),
-    ("Binance.US bookTicker + aggTrade", "binanceus", "BINANCE_US.ws.1.0", ("@bookTicker", "@aggTrade")),
-]
-
-
-def frame_set(recording, keep):
-    frames = [f for f in read_frames(RECORDINGS / recording)]
-    if keep:
-        frames = [f for f in frames if any(k in f.frame for k in keep)]
-    return frames
+def frame_sets():
+    """(label, exchange, frames) per exchange module and its websocket recordings: all frames, and the frames that
+    carry a tick (those its parser turns into an Update). Derived from the registry, so a new exchange is in."""
+    for name, listener_class in EXCHANGES.items():
+        files = [RECORDINGS / f for f in listener_class.recordings if ".ws." in f]
+        frames = [f for path in files for f in read_frames(path) if f.exchange == name]
+        if not frames:
+            continue
+        listener = listener_class(None, [], on_tick=lambda tick: None)
+        ticks = [f for f in frames if any(type(item) is Update for item in _safe_parse(listener, f.frame.encode()))]
+        yield f"{listener_class.label} all", name, frames
+        yield f"{listener_class.label} tick frames", name, ticks
 
 
 def rate(run_once, count, passes, seconds):
@@ -105,7 +102,9 @@ def cryptofeed_runner(exchange, frames):
         from cryptofeed.symbols import Symbols
     except ImportError:
         return None
-    feed_class = {"coinbase": CFCoinbase, "binance": CFBinance, "binanceus": CFBinanceUS}[exchange]
+    feed_class = {"coinbase": CFCoinbase, "binance": CFBinance, "binanceus": CFBinanceUS}.get(exchange)
+    if feed_class is None:
+        return None
     if exchange == "coinbase":
         listing = orjson.loads(read_rest(RECORDINGS / "COINBASE.0")[2])
     elif exchange == "binanceus":
@@ -168,8 +167,7 @@ def main(argv=None) -> int:
           f"orjson {orjson.__version__}, cryptofeed {cf_version or 'not installed'}")
     print(f"{'frame set':<34} {'frames':>6} {'json':>10} {'orjson':>10} {'ours':>10} {'cryptofeed':>11} "
           f"{'ours/orjson':>11} {'ours/cf':>8}")
-    for label, exchange, recording, keep in FRAME_SETS:
-        frames = frame_set(recording, keep)
+    for label, exchange, frames in frame_sets():
         count = len(frames)
         results = {"json": rate(loads(json.loads, frames), count, args.passes, args.seconds),
                    "orjson": rate(loads(orjson.loads, frames), count, args.passes, args.seconds),

@@ -104,7 +104,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
             "exchanges": exchanges,
         }
     page_config = {"maxRows": settings.max_rows, "watchlist": settings.markets, "exchanges": exchanges,
-                   "mode": mode}
+                   "colours": {name: EXCHANGES[name].colour for name in settings.exchanges}, "mode": mode}
 
     app.register_blueprint(make_api(hub, history, markets_offer))
 

@@ -72,6 +72,8 @@ class ExchangeListener:
     rest_url = ""             # the public REST API (overridable: <NAME>_REST_URL)
     listing_path = ""         # where it lists its pairs
     no_data_hint = "subscribed; no update yet (a quiet market sends nothing until its quote or a trade changes)"
+    colour = ""               # its line colour on the charts ("#rrggbb"); a spare one when empty
+    recordings: tuple = ()    # its files in tests/fixtures/upstream that `--replay` plays by default
 
     def connect_url(self, symbols: list[str]) -> str:
         """The URL to open for these symbols (a combined-stream exchange puts them in the URL)."""

@@ -38,6 +38,8 @@ class Binance(ExchangeListener):
     geo_alternative = "binanceus"
     rest_url = "https://data-api.binance.vision"  # market data only, like the websocket endpoint
     listing_path = "/api/v3/exchangeInfo"
+    colour = "#c99400"
+    recordings = ("BINANCE.ws.1.0",)
     no_data_hint = ("subscribed; no data yet. Binance accepts a subscription to a pair it does not list and then "
                     "sends nothing: check the pair is listed on this venue")
 
@@ -162,6 +164,8 @@ class BinanceUS(Binance):
     rest_url = "https://api.binance.us"
     url_hosts = ("binance.us",)
     geo_alternative = ""
+    colour = "#2e7d32"
+    recordings = ("BINANCE_US.ws.1.0", "BINANCE_US.0")
 
 
 class BinanceVenue(Venue):

@@ -28,6 +28,8 @@ class Coinbase(ExchangeListener):
     max_messages_per_s = 50.0
     rest_url = "https://api.exchange.coinbase.com"
     listing_path = "/products"
+    colour = "#1652f0"
+    recordings = ('COINBASE.ws.28.0', 'COINBASE.0')
     no_data_hint = "subscribed; no ticker yet (Coinbase sends one when a trade happens)"
 
     def __init__(self, *args, **kwargs):

@@ -36,8 +36,9 @@ from .venue import BROADCAST
 log = logging.getLogger(__name__)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "upstream"
-DEFAULT_RECORDINGS = [SHIPPED / name for name in
-                      ("COINBASE.ws.28.0", "COINBASE.0", "BINANCE.ws.1.0", "BINANCE_US.ws.1.0", "BINANCE_US.0")]
+# Each exchange module names its own recordings, so a new exchange needs no edit here.
+DEFAULT_RECORDINGS = [SHIPPED / name for name in dict.fromkeys(
+    name for listener in EXCHANGES.values() for name in listener.recordings)]
 LOOP_PAUSE_S = 0.5   # recorded seconds between the end of a recording and its next loop
 RAW_FRAME_GAP_S = 0.01  # pace for raw frames, which carry no receipt time
 

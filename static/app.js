@@ -29,7 +29,7 @@ const details = document.getElementById("feed-details");
 
 const panels = new Map(); // market -> panel state
 const charts = new PairCharts(document.getElementById("charts"), document.getElementById("chart-template"),
-  config.exchanges);
+  config.exchanges, config.colours);
 let available = {};
 let feedStates = {};
 let feedList = [];

@@ -3,7 +3,6 @@
 // A gap in the data is a gap in the line (whitespace points), never a straight line across it.
 import { createChart, LineSeries, LineStyle } from "/vendor/lightweight-charts/dist/lightweight-charts.standalone.production.mjs";
 
-const COLOURS = { coinbase: "#1652f0", binance: "#c99400", binanceus: "#2e7d32" };
 const SPARE_COLOURS = ["#8e24aa", "#d84315", "#00838f", "#6d4c41", "#c2185b"];
 const SIDES = { bid: LineStyle.Dashed, ask: LineStyle.Dotted, last: LineStyle.Solid };
 const HISTORY_MS = 3_600_000;
@@ -11,20 +10,21 @@ const HISTORY_MS = 3_600_000;
 const toSeconds = (ms) => Math.floor(ms / 1000);
 
 export class PairCharts {
-  constructor(container, template, labels) {
+  constructor(container, template, labels, colours) {
     this.container = container;
     this.template = template;
     this.labels = labels;
+    this.colours = { ...colours }; // exchange -> colour, from each exchange module
     this.charts = new Map(); // pair -> { el, chart, series: {exchange: {bid, ask, last}}, last: Map, ready, early }
     window.__charts = this.charts; // for the browser tests
   }
 
   colour(exchange) {
-    if (!COLOURS[exchange]) {
-      const used = Object.keys(COLOURS).length - 3;
-      COLOURS[exchange] = SPARE_COLOURS[used % SPARE_COLOURS.length];
+    if (!this.colours[exchange]) {
+      const spares = Object.values(this.colours).filter((c) => SPARE_COLOURS.includes(c)).length;
+      this.colours[exchange] = SPARE_COLOURS[spares % SPARE_COLOURS.length];
     }
-    return COLOURS[exchange];
+    return this.colours[exchange];
   }
 
   ensure(pair, serverNow) {

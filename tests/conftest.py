@@ -30,7 +30,12 @@ def recorded(file: str, contains: str = "", index: int = 0) -> str:
 
 
 def documented(name: str) -> str:
-    return json.loads((FIXTURES / "documented.json").read_text())[name]["frame"]
+    """A frame copied from an exchange's documentation: `name` in tests/fixtures/documented/<exchange>.json."""
+    for file in sorted((FIXTURES / "documented").glob("*.json")):
+        entries = json.loads(file.read_text())
+        if name in entries:
+            return entries[name]["frame"]
+    raise KeyError(name)
 
 
 def two_venue_recording(folder) -> Path:
