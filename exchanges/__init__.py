@@ -10,7 +10,7 @@ import pkgutil
 
 from .base import ExchangeListener
 
-_INFRASTRUCTURE = {"base", "tick", "recording", "simulator", "venue", "faults", "__main__"}
+_INFRASTRUCTURE = {"base", "tick", "book", "recording", "simulator", "venue", "faults", "__main__"}
 
 
 def _discover() -> dict[str, type[ExchangeListener]]:

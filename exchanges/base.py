@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Optional
 
 import websocket  # websocket-client
 
-from .tick import BadFrame, ExchangeError, Gap, Rejected, Subscribed, TickBook, Update
+from .tick import BadFrame, ExchangeError, Gap, Reconnect, Rejected, Subscribed, TickBook, Update
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,10 @@ class ExchangeListener:
     rest_url = ""             # the public REST API (overridable: <NAME>_REST_URL)
     listing_path = ""         # where it lists its pairs
     no_data_hint = "subscribed; no update yet (a quiet market sends nothing until its quote or a trade changes)"
+    # An application-level ping some exchanges require besides websocket pings (OKX: the text "ping" within 30 s,
+    # or it disconnects); sent every `keepalive_every_s` seconds when set. Its reply is the parser's to accept.
+    keepalive_message = ""
+    keepalive_every_s = 25.0
     colour = ""               # its line colour on the charts ("#rrggbb"); a spare one when empty
     recordings: tuple = ()    # its files in tests/fixtures/upstream that `--replay` plays by default
 
@@ -261,7 +265,7 @@ class ExchangeListener:
             self.on_market(self._market(symbol), "subscribing", "")
         self._set_state(LIVE, "")
         self._ws.settimeout(self.poll_s)
-        last_frame = last_data = last_ping = last_pong = connected_at
+        last_frame = last_data = last_ping = last_pong = last_keepalive = connected_at
         while not self._stopping.is_set():
             self._apply_ops()
             try:
@@ -285,6 +289,9 @@ class ExchangeListener:
             if now - last_ping >= self.ping_every_s:
                 self._ws.ping()
                 last_ping = now
+            if self.keepalive_message and now - last_keepalive >= self.keepalive_every_s:
+                self._send(self.keepalive_message)
+                last_keepalive = now
             if self._attempt and now - connected_at > self.healthy_after_s:
                 self._attempt = 0  # a healthy period: the next drop starts the backoff afresh
             self._watch(now, last_frame, last_data, last_pong)
@@ -353,6 +360,8 @@ class ExchangeListener:
                 self._rejected(item)
             elif kind is ExchangeError:
                 self._exchange_error(item.reason)
+            elif kind is Reconnect:
+                raise _Reconnect(f"the exchange asked for a reconnect: {item.reason}")
             elif kind is Gap:
                 if item.symbol in self._subscribed_at:
                     stats = self._stats(item.symbol)

@@ -59,6 +59,11 @@ class Gap(NamedTuple):
     reason: str
 
 
+class Reconnect(NamedTuple):
+    """The exchange asks the client to reconnect (Bitstamp's `bts:request_reconnect`): a clean reconnect follows."""
+    reason: str
+
+
 TICK_FIELDS = ("bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side")
 
 

@@ -1,0 +1,52 @@
+"""An order book kept from an exchange's level updates, for venues that send a book rather than a top of book
+(Gemini `l2_updates`, Bitstamp). Only its top is published; prices and sizes stay the exchange's strings.
+
+Levels are ordered by the Decimal value of the price (the string is what is kept and shown): "0.10" and "0.1" are
+one level, and no float ever decides an order.
+"""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Optional
+
+from sortedcontainers import SortedDict
+
+from .tick import BadFrame, decimal_str
+
+
+class OrderBook:
+    """Bids and asks of one market: price -> (price string, size string). A size of zero removes the level."""
+    __slots__ = ("bids", "asks")
+
+    def __init__(self):
+        self.bids: SortedDict = SortedDict()  # Decimal price -> (price, size), highest last
+        self.asks: SortedDict = SortedDict()  # lowest first
+
+    def clear(self) -> None:
+        self.bids.clear()
+        self.asks.clear()
+
+    def set(self, side: str, price, size) -> None:
+        """Apply one level: `side` is "bid" or "ask"; raises BadFrame on a bad price or size."""
+        levels = self.bids if side == "bid" else self.asks if side == "ask" else None
+        if levels is None:
+            raise BadFrame(f"bad book side: {str(side)[:20]!r}")
+        price, size = decimal_str(price), decimal_str(size)
+        try:
+            key, amount = Decimal(price), Decimal(size)
+        except InvalidOperation:
+            raise BadFrame(f"not a decimal: {price[:40]!r}") from None
+        if amount == 0:
+            levels.pop(key, None)
+        else:
+            levels[key] = (price, size)
+
+    def top(self) -> tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:
+        """(bid, bid_size, ask, ask_size) of the best levels; None where a side is empty."""
+        bid = self.bids.peekitem(-1)[1] if self.bids else (None, None)
+        ask = self.asks.peekitem(0)[1] if self.asks else (None, None)
+        return bid[0], bid[1], ask[0], ask[1]
+
+    def crossed(self) -> bool:
+        """Best bid at or above best ask: the book is out of step with the exchange (a missed update)."""
+        return bool(self.bids) and bool(self.asks) and self.bids.peekitem(-1)[0] >= self.asks.peekitem(0)[0]
