@@ -123,6 +123,7 @@ class LocalExchange:
         self.urls: dict[str, str] = {}
         self.rest_urls: dict[str, str] = {}  # the same servers answer the exchanges' REST GETs
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._subscriptions_changed = threading.Condition()
         self._thread: Optional[threading.Thread] = None
         self._stopped: Optional[asyncio.Event] = None
         self._open: Optional[asyncio.Event] = None
@@ -162,6 +163,19 @@ class LocalExchange:
     def clients(self, name: str) -> list[_Client]:
         return list(self.replays[name].clients)
 
+    def wait_subscribed(self, name: str, natives, timeout: float = 10.0) -> None:
+        """Block until one client of `name` is subscribed to every native symbol in `natives` (woken by each
+        subscription change, never by a timer); TimeoutError otherwise."""
+        # Case-blind: a listener's native form may be its stream name ("btcusdt") where the venue's is "BTCUSDT".
+        venue, wanted = self.replays[name].venue, {native.casefold() for native in natives}
+
+        def done():
+            return any(wanted <= {venue.symbol_of(key).casefold() for key in client.session["keys"]}
+                       for client in self.clients(name))
+        with self._subscriptions_changed:
+            if not self._subscriptions_changed.wait_for(done, timeout):
+                raise TimeoutError(f"{name}: not subscribed to {sorted(wanted)} within {timeout} s")
+
     def inject(self, fault):
         """Inject a fault (a `Fault` or its spec string), `at_s` after now (and after the market opened).
         Returns a future that is done once the fault has fired (None before `start`)."""
@@ -172,6 +186,10 @@ class LocalExchange:
             self._pending_faults.append(fault)
             return None
         return asyncio.run_coroutine_threadsafe(self._schedule(fault), self._loop)
+
+    def _notify_subscriptions(self) -> None:
+        with self._subscriptions_changed:
+            self._subscriptions_changed.notify_all()
 
     # The event loop --------------------------------------------------------------------------------------------
     def _run_thread(self, ready: threading.Event, failure: list) -> None:
@@ -222,6 +240,7 @@ class LocalExchange:
                 await connection.send(reply)
             if client.session["keys"]:
                 replay.subscribed.set()
+            self._notify_subscriptions()
             async for message in connection:
                 client.messages.append(message)
                 if isinstance(message, str):
@@ -232,6 +251,7 @@ class LocalExchange:
                         await connection.send(reply)
                     if client.session["keys"]:
                         replay.subscribed.set()
+                    self._notify_subscriptions()
         except ConnectionClosed:
             pass
         finally:

@@ -81,8 +81,10 @@ def test_unsubscribe_stops_the_market(local_exchange, start_listener):
     ticks.wait_for(lambda t: client.session["keys"] == {"ticker:SKL-USD", "heartbeat:SKL-USD"})
 
 
-@pytest.mark.parametrize("name, recording", [("coinbase", "COINBASE.ws.28.0"), ("binance", "BINANCE.ws.1.0"),
-                                             ("binanceus", "BINANCE_US.ws.1.0")])
+REPLAYS = [(name, file) for name, listener in EXCHANGES.items() for file in listener.recordings if ".ws." in file]
+
+
+@pytest.mark.parametrize("name, recording", REPLAYS)
 def test_replayed_ticks_equal_the_normalized_recording(name, recording, start_listener):
     """What the listener publishes from a replay is what `python -m exchanges normalize` prints for it."""
     expected = [tick for tick in normalize(UPSTREAM / recording)]
@@ -91,11 +93,7 @@ def test_replayed_ticks_equal_the_normalized_recording(name, recording, start_li
         symbols = exchange.markets()[name]
         listener, ticks, markets, _ = make(EXCHANGES[name], exchange, symbols)
         start_listener(listener)
-        markets.wait_for(lambda m: {market for market, state, _ in m if state == "subscribing"} ==
-                         {f"{name}:{symbol}" for symbol in symbols})
-        if name == "coinbase":  # subscribed one message per product: wait for every acknowledgement
-            markets.wait_for(lambda m: len({market for market, state, _ in m if state == "subscribed"}) ==
-                             len(symbols))
+        exchange.wait_subscribed(name, [listener.to_native(symbol) for symbol in symbols])
         exchange.resume()
         ticks.wait_for(lambda t: len(t) >= len(expected), timeout=30)
     finally:
