@@ -5,13 +5,14 @@ and N Socket.IO clients watch the default markets. Both async modes side by side
 
 Reports frames/s into the listeners, ticks/s delivered per client, tick age at the client (client receipt minus
 listener receipt) p50 / p99 / max, and the server's CPU and RSS (the local exchange is another process: not
-counted). Clients are python-socketio AsyncClients in this process, on asyncio.
+counted). Clients are python-socketio AsyncClients on asyncio, spread over --procs processes.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import platform
 import socket
@@ -73,10 +74,12 @@ def running_server(mode: str, speed: str):
         server.wait(15)
 
 
-async def swarm(url: str, clients: int, warmup_s: float, seconds: float) -> dict:
+async def swarm(url: str, first: int, clients: int, start_at: float, seconds: float, report_feeds: bool) -> dict:
+    """`clients` Socket.IO clients, numbered from `first`, measuring from wall-clock `start_at` for `seconds`."""
     counts, ages, feeds, markets = [0] * clients, [], {}, []
     measuring = asyncio.Event()
     connected = []
+    got_markets = asyncio.Event()
 
     async def one(index: int):
         client = socketio.AsyncClient(reconnection=False)
@@ -86,11 +89,12 @@ async def swarm(url: str, clients: int, warmup_s: float, seconds: float) -> dict
                 return
             now = time.time() * 1000
             counts[index] += len(batch["ticks"])
-            if index < 5:  # ages from a few clients are enough, and cheap
+            if first + index < 5:  # ages from a few clients are enough, and cheap
                 ages.extend(now - tick["received"] for tick in batch["ticks"] if "received" in tick)
 
         async def on_markets(offer):
             markets[:] = offer["watchlist"]
+            got_markets.set()
 
         async def on_feeds(statuses):
             feeds.update({s["exchange"]: s["frames"] for s in statuses})
@@ -98,18 +102,19 @@ async def swarm(url: str, clients: int, warmup_s: float, seconds: float) -> dict
         client.on("ticks", on_ticks)
         if index == 0:
             client.on("markets", on_markets)
-            client.on("feeds", on_feeds)
+            if report_feeds:
+                client.on("feeds", on_feeds)
         await client.connect(url, transports=["websocket"], wait_timeout=20)
         connected.append(client)
 
     await one(0)
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(got_markets.wait(), 20)
     for start in range(1, clients, 50):  # connect in waves, not all at once
         await asyncio.gather(*(one(i) for i in range(start, min(clients, start + 50))))
     for client in connected:
         for market in markets:
             await client.emit("subscribe", {"market": market})
-    await asyncio.sleep(warmup_s)
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     frames_before = sum(feeds.values())
     measuring.set()
     started = time.monotonic()
@@ -118,8 +123,43 @@ async def swarm(url: str, clients: int, warmup_s: float, seconds: float) -> dict
     elapsed = time.monotonic() - started
     frames_after = sum(feeds.values())
     await asyncio.gather(*(client.disconnect() for client in connected), return_exceptions=True)
-    ages.sort()
-    return {"frames_per_s": (frames_after - frames_before) / elapsed,
+    return {"frames": frames_after - frames_before, "elapsed": elapsed, "counts": counts, "ages": ages,
+            "connected": len(connected)}
+
+
+def _swarm_process(args, results):
+    """One client process: its share of the clients (a multiprocessing target, so at module level)."""
+    try:
+        results.put(asyncio.run(swarm(*args)))
+    except Exception as failure:  # reported, so the parent does not wait forever
+        results.put({"error": f"{type(failure).__name__}: {failure}"})
+
+
+def measure(url: str, clients: int, processes: int, warmup_s: float, seconds: float) -> dict:
+    """Clients spread over `processes` processes (so client-side decoding is not one core's worth), measuring
+    one common wall-clock window that starts once every process has had time to connect and subscribe."""
+    processes = max(1, min(processes, clients))
+    share = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    start_at = time.time() + warmup_s + clients / 100  # connecting 500 clients takes a few seconds
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers, first = [], 0
+    for index, count in enumerate(share):
+        worker = context.Process(target=_swarm_process,
+                                 args=((url, first, count, start_at, seconds, index == 0), results))
+        worker.start()
+        workers.append(worker)
+        first += count
+    parts = [results.get(timeout=start_at - time.time() + seconds + 120) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    errors = [part["error"] for part in parts if "error" in part]
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    elapsed = max(part["elapsed"] for part in parts)
+    counts = [count for part in parts for count in part["counts"]]
+    ages = sorted(age for part in parts for age in part["ages"])
+    return {"frames_per_s": sum(part["frames"] for part in parts) / elapsed,
             "ticks_per_client": statistics.mean(counts) / elapsed, "slowest_client": min(counts) / elapsed,
             "p50": ages[len(ages) // 2] if ages else None, "p99": ages[int(len(ages) * 0.99)] if ages else None,
             "max": ages[-1] if ages else None}
@@ -132,16 +172,19 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--speed", default="max")
+    parser.add_argument("--procs", type=int, default=min(4, os.cpu_count() or 1),
+                        help="client processes the clients are spread over")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"replay speed {args.speed}, {args.seconds:g} s measured after {args.warmup:g} s")
+          f"replay speed {args.speed}, {args.seconds:g} s measured after {args.warmup:g} s, "
+          f"clients in {args.procs} processes")
     print(f"{'mode':<10} {'clients':>7} {'frames/s in':>12} {'ticks/s/client':>15} {'slowest':>8} "
           f"{'age p50 ms':>11} {'p99 ms':>8} {'max ms':>8} {'CPU %':>6} {'RSS MB':>7}")
     for mode in args.modes.split(","):
         for clients in map(int, args.clients.split(",")):
             with running_server(mode, args.speed) as (port, pid):
                 cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
-                row = asyncio.run(swarm(f"http://127.0.0.1:{port}", clients, args.warmup, args.seconds))
+                row = measure(f"http://127.0.0.1:{port}", clients, args.procs, args.warmup, args.seconds)
                 cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before) * 100
                 rss = rss_mb(pid)
             fmt = lambda v: f"{v:.1f}" if v is not None else "n/a"  # noqa: E731
