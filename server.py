@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     mode = "live"
     if settings.replay is not None:
         mode = "replay"
+    if settings.replay is not None and settings.role != "web":  # a web process connects to no exchange
         local = start_local_exchange(settings)
         settings.ws_urls.update(local["urls"])
         settings.rest_urls.update(local["rest_urls"])
@@ -106,10 +107,24 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     dashboard.start()
-    dashboard.socketio.start_background_task(announce_when_listening, dashboard.socketio, settings, mode)
-    dashboard.socketio.run(dashboard.app, host=settings.host, port=settings.port, log_output=False,
-                           allow_unsafe_werkzeug=True)
+    dashboard.socketio.start_background_task(announce_when_listening, dashboard.socketio, settings,
+                                             f"{mode}, role {settings.role}")
+    if settings.role == "collector":  # no Socket.IO server: only /healthz and /metrics over plain HTTP
+        serve_http(dashboard.app, settings)
+    else:
+        dashboard.socketio.run(dashboard.app, host=settings.host, port=settings.port, log_output=False,
+                               allow_unsafe_werkzeug=True)
     return 0
+
+
+def serve_http(app, settings) -> None:
+    """A plain WSGI server for the collector's health endpoints, in the process's async mode."""
+    if settings.async_mode == "eventlet":
+        import eventlet.wsgi
+        eventlet.wsgi.server(eventlet.listen((settings.host, settings.port)), app, log_output=False)
+    else:
+        from werkzeug.serving import make_server
+        make_server(settings.host, settings.port, app, threaded=True).serve_forever()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, Response, abort, jsonify, render_template, request, send_from_directory
@@ -16,6 +16,8 @@ from .feeds import Feeds
 from .history import open_history
 from .listings import Listings
 from .rest import RestClient, backfill
+from .bus import Bus
+from .roles import CollectorLink, RemoteFeeds, WebHub, WebQueue
 from .hub import Hub, pair_room
 from .limits import EventRateLimit
 from .metrics import Metrics
@@ -38,11 +40,15 @@ class Dashboard:
     feeds: Feeds
     listings: Listings = None
     rest: RestClient = None
+    tasks: list = field(default_factory=list)  # a role's own background tasks
+    role: str = "all"
 
     def start(self) -> None:
         """Start the emitting task, the history writer, the listings, one listener task per exchange, and a
-        REST backfill of each configured market."""
+        REST backfill of each configured market (a web process: its own task only)."""
         self.socketio.start_background_task(self.hub.run)
+        for task in self.tasks:
+            self.socketio.start_background_task(task)
         if self.hub.history is not None:
             self.socketio.start_background_task(self.hub.history.run, self.socketio.sleep)
         if self.listings is not None:
@@ -72,11 +78,17 @@ class Dashboard:
 
 
 def create_app(settings: Settings, available: dict = None, on_frame=None, mode: str = "live") -> Dashboard:
-    """`available`: exchange -> symbols the server can serve beyond the watchlist (a recording's markets)."""
+    """`available`: exchange -> symbols the server can serve beyond the watchlist (a recording's markets).
+    The role decides what runs here: everything (the default), the collector, or a web process."""
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config["SECRET_KEY"] = settings.secret_key
-    socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
-                        max_http_buffer_size=MAX_EVENT_BYTES)
+    if settings.role == "web":
+        return _web(app, settings, mode)
+    if settings.role == "collector":  # emits through the message queue only: it serves no Socket.IO itself
+        socketio = SocketIO(message_queue=settings.redis_url, async_mode=settings.async_mode)
+    else:
+        socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
+                            max_http_buffer_size=MAX_EVENT_BYTES)
     history = open_history(settings.history_url, settings.history_retention_days, base=ROOT)
     hub = Hub(socketio, ring_size=settings.ring_size, emit_interval_ms=settings.emit_interval_ms,
               max_batch=settings.max_rows, history=history)
@@ -84,7 +96,6 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
                   backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame)
     hub.feeds = feeds.status
     metrics = Metrics(feeds, hub)
-    event_limit = EventRateLimit(settings.subscribe_rate, settings.subscribe_burst)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     rest = RestClient(settings.rest_urls) if settings.rest else None
     listings = None
@@ -103,6 +114,68 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
             "listing_source": dict(listings.source) if listings is not None else {},
             "exchanges": exchanges,
         }
+
+    _health_routes(app, feeds, metrics)
+    dashboard = Dashboard(app, socketio, hub, feeds, listings, rest, role=settings.role)
+    if settings.role == "collector":
+        link = CollectorLink(Bus(settings.redis_url, settings.ring_size), hub, feeds, markets_offer,
+                             dashboard.backfill_later, settings.stale_after_s, socketio.sleep)
+        hub.sink = link
+        dashboard.tasks += [link.follow_watchers, link.follow_commands]
+        return dashboard
+    _page(app, socketio, dashboard, settings, mode, history, markets_offer)
+    return dashboard
+
+
+def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
+    """A web process: the page and Socket.IO for its own clients; ticks come through the message queue."""
+    queue = WebQueue(settings.redis_url, channel="flask-socketio")
+    socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
+                        max_http_buffer_size=MAX_EVENT_BYTES, client_manager=queue)
+    exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
+    bus = Bus(settings.redis_url, settings.ring_size)
+    hub = WebHub(socketio, bus, exchanges, settings.web_id, settings.ring_size, settings.stale_after_s)
+    queue.conflation = hub.conflation
+    feeds = RemoteFeeds(hub, bus, settings.exchanges, settings.markets)
+    # The history the collector writes, read here (SQLite on this machine; a server database for a team).
+    history = open_history(settings.history_url, settings.history_retention_days, base=ROOT)
+
+    def markets_offer() -> dict:
+        offer = hub.offer()
+        watchlist = settings.markets if settings.markets_from_cli else offer.get("watchlist", settings.markets)
+        return {"watchlist": watchlist, "available": offer.get("available", {}),
+                "listing_source": offer.get("listing_source", {}), "exchanges": exchanges}
+
+    _health_routes(app, feeds, Metrics(None, hub))  # the feeds' counters are the collector's to report
+    dashboard = Dashboard(app, socketio, hub, feeds, role="web")
+    _page(app, socketio, dashboard, settings, mode, history, markets_offer)
+    return dashboard
+
+
+def _health_routes(app: Flask, feeds, metrics: Metrics) -> None:
+    @app.get("/healthz")
+    def healthz():
+        """200 when every feed with markets to stream is live or quiet; 503 naming the failing ones."""
+        statuses = feeds.status()
+        summary = [{"exchange": s["exchange"], "state": s["state"], "reason": s["reason"],
+                    "last_data_at": s.get("last_data_at")} for s in statuses]
+        failing = [brief for brief, full in zip(summary, statuses)
+                   if full["symbols"] and full["state"] not in HEALTHY_STATES]
+        ok = bool(statuses) and not failing
+        return jsonify({"ok": ok, "feeds": summary, "failing": failing}), 200 if ok else 503
+
+    @app.get("/metrics")
+    def prometheus():
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+
+def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settings, mode: str, history,
+          markets_offer) -> None:
+    """The page, its vendor files, the history API and the Socket.IO events of the browsers."""
+    hub, feeds = dashboard.hub, dashboard.feeds
+    event_limit = EventRateLimit(settings.subscribe_rate, settings.subscribe_burst)
+    exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     page_config = {"maxRows": settings.max_rows, "watchlist": settings.markets, "exchanges": exchanges,
                    "colours": {name: EXCHANGES[name].colour for name in settings.exchanges}, "mode": mode}
 
@@ -110,7 +183,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
 
     @app.get("/")
     def index():
-        return render_template("index.html", config=page_config)
+        return render_template("index.html", config={**page_config, "watchlist": markets_offer()["watchlist"]})
 
     @app.get("/vendor/<path:filename>")
     def vendor(filename):
@@ -118,26 +191,15 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
             abort(404)
         return send_from_directory(NODE_MODULES, filename)
 
-    @app.get("/healthz")
-    def healthz():
-        """200 when every feed with markets to stream is live or quiet; 503 naming the failing ones."""
-        statuses = feeds.status()
-        summary = [{"exchange": s["exchange"], "state": s["state"], "reason": s["reason"],
-                    "last_data_at": s["last_data_at"]} for s in statuses]
-        failing = [brief for brief, full in zip(summary, statuses)
-                   if full["symbols"] and full["state"] not in HEALTHY_STATES]
-        return jsonify({"ok": not failing, "feeds": summary, "failing": failing}), 503 if failing else 200
-
-    @app.get("/metrics")
-    def prometheus():
-        body, content_type = metrics.render()
-        return Response(body, content_type=content_type)
-
+    # Replies to one client go straight to it (ignore_queue): in a web process they need no trip through Redis,
+    # and they still arrive while Redis is away.
     @socketio.on("connect")
     def connected(auth=None):
         hub.clients += 1
-        emit("markets", markets_offer())
-        emit("feeds", feeds.status())
+        emit("markets", markets_offer(), ignore_queue=True)
+        emit("feeds", feeds.status(), ignore_queue=True)
+        if dashboard.role == "web" and not hub.health.up:
+            emit("service", hub.service(), ignore_queue=True)
 
     @socketio.on("subscribe")
     def subscribe(data=None):
@@ -153,8 +215,10 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
         hub.watch(sid, market)
         if feeds.ensure(market):
             dashboard.backfill_later(market)
-        emit("backfill", hub.backfill(market))
-        emit("spread", hub.spread_of(market.partition(":")[2]))
+        emit("backfill", hub.backfill(market), ignore_queue=True)
+        spread_row = hub.spread_of(market.partition(":")[2])
+        if spread_row is not None:
+            emit("spread", spread_row, ignore_queue=True)
         return {"ok": True, "market": market}
 
     @socketio.on("unsubscribe")
@@ -180,7 +244,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     @socketio.on_error_default
     def failed(error):  # a handler bug answers the client instead of vanishing
         log.exception("Socket.IO handler failed")
-        emit("error", {"message": "internal error"})
+        emit("error", {"message": "internal error"}, ignore_queue=True)
 
     def _market_from(data, event):
         if not event_limit.allow(request.sid):
@@ -195,13 +259,10 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
             return None, _reject(event, f"exchange {exchange!r} is not enabled on this server", data.get("market"))
         return f"{exchange}:{symbol}", None
 
-    dashboard = Dashboard(app, socketio, hub, feeds, listings, rest)
-    return dashboard
-
 
 def _reject(event: str, message: str, market=None) -> dict:
     reply = {"ok": False, "event": event, "message": message}
     if isinstance(market, str):
         reply["market"] = market[:80]
-    emit("error", reply)
+    emit("error", reply, ignore_queue=True)
     return reply

@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,7 @@ ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
 PAIR = SYMBOL  # one pattern for every market name, from the parsers to the page
 MAX_MARKET_LENGTH = 64
 ASYNC_MODES = ("eventlet", "threading")
+ROLES = ("all", "collector", "web")
 DEFAULT_MARKETS = "coinbase:BTC-USD,binance:BTC-USDT,binanceus:BTC-USD"
 
 
@@ -98,6 +100,9 @@ class Settings:
     subscribe_rate: float = 10.0  # subscribe/unsubscribe events a second per client ...
     subscribe_burst: int = 20     # ... in bursts of at most this many
     log_level: str = "INFO"
+    role: str = "all"      # all (one process), collector or web (team mode, over Redis)
+    redis_url: str = ""
+    web_id: str = ""       # names a web process's lease in Redis (default host:port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         "backfill)")
     add("--listings-dir", help="where the exchanges' listings are cached (LISTINGS_DIR, default data/listings)")
     add("--log-level", help="DEBUG, INFO, WARNING ... (LOG_LEVEL, default INFO)")
+    add("--role", choices=ROLES, help="all: one process does everything (default); collector: the exchange "
+        "connections, history and listings, publishing to Redis; web: the page and Socket.IO, fed from Redis "
+        "(ROLE)")
+    add("--redis-url", help="Redis connecting the collector and the web processes, e.g. redis://127.0.0.1:6379/0 "
+        "(REDIS_URL; needed by --role collector and web)")
     for name in EXCHANGES:
         add(f"--{name}-ws-url", dest=f"url_{name}", metavar="URL", help=f"{name} websocket URL ({env_key(name)})")
         add(f"--{name}-rest-url", dest=f"rest_{name}", metavar="URL", help=f"{name} REST API ({rest_key(name)})")
@@ -203,6 +213,13 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
                         for name in EXCHANGES}
     settings.rest_urls = {name: pick(getattr(args, f"rest_{name}"), rest_key(name), EXCHANGES[name].rest_url)
                           for name in EXCHANGES}
+    settings.role = pick(args.role, "ROLE", "all")
+    if settings.role not in ROLES:
+        raise SystemExit(f"ROLE must be one of {', '.join(ROLES)}")
+    settings.redis_url = pick(args.redis_url, "REDIS_URL", "")
+    if settings.role != "all" and not settings.redis_url:
+        raise SystemExit(f"--role {settings.role} needs REDIS_URL (or --redis-url): Redis connects the roles")
+    settings.web_id = env.get("WEB_ID") or f"{socket.gethostname()}:{settings.port}"
     settings.rest = not args.no_rest
     settings.listings_dir = pick(args.listings_dir, "LISTINGS_DIR", "data/listings")
     try:

@@ -2,10 +2,13 @@
 states, and batched emits. It is the only thing that calls emit; it knows nothing of exchanges' protocols.
 
 Listener threads call `publish`, `publish_gap`, `set_market_state` and `feeds_changed`; one background task
-(`run`) emits, once per room per interval, so one busy feed cannot flood the clients. A client that cannot keep
-up (its outgoing queue over `MAX_QUEUED` packets) is skipped, and once its queue drains it gets a fresh backfill
-of each market it missed: it is conflated to the latest state instead of being sent an ever-growing queue. A gap travels in the same
-stream as the ticks, as `{"kind": "gap", "from": ms, "to": ms, "reason": ...}`, so it lands between the right rows.
+(`run`) emits, once per room per interval, so one busy feed cannot flood the clients. A slow client is conflated
+(see conflation.py). A gap travels in the same stream as the ticks, as `{"kind": "gap", "from": ms, "to": ms,
+"reason": ...}`, so it lands between the right rows.
+
+In a collector process (see roles.py) the same hub emits through the message queue to the web processes' rooms,
+learns which markets are watched from them (`set_watched`), and hands every entry, market state and feed status
+to a `sink` (Redis) so any web process can backfill any market.
 """
 from __future__ import annotations
 
@@ -15,12 +18,13 @@ import time
 from collections import deque
 from typing import Callable
 
+from .conflation import Conflation
 from .spread import spread
+from .watchers import Watchers
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED = 50    # packets waiting for one client before it counts as slow (5 s of one market's batches)
-RESUME_QUEUED = 5  # ... and back to normal, resynced with a backfill
+REMOTE = "remote"  # the watcher standing for a web process's clients, in a collector
 
 
 def market_of(tick: dict) -> str:
@@ -34,19 +38,24 @@ def pair_room(pair: str) -> str:
 
 class Hub:
     def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 100, max_batch: int = 500,
-                 feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None):
+                 feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None, sink=None):
         self.socketio = socketio
         self.ring_size, self.max_batch = ring_size, max_batch
         self.interval_s = emit_interval_ms / 1000
         self.feeds, self.feeds_every_s = feeds, feeds_every_s
         self.history = history  # a HistoryStore, or None: every entry is kept there too
+        self.sink = sink        # a collector's shared store (bus.CollectorBus), or None
+        self._to_sink: dict[str, list] = {}
+        # Sequence numbers start at the start time in microseconds, so a restarted server's numbers are higher
+        # than any a page kept from before (a page drops what is not newer than what it has).
+        self._seq_base = time.time_ns() // 1000
         self._lock = threading.Lock()
         self._rings: dict[str, deque] = {}
         self._seq: dict[str, int] = {}
         self._pending: dict[str, list] = {}
         self._states: dict[str, dict] = {}
         self._pending_states: dict[str, dict] = {}
-        self._watchers: dict[str, set] = {}
+        self.watchers = Watchers()
         self._latest: dict[str, dict] = {}   # market -> its latest tick (for the cross-exchange spread)
         self._dirty_pairs: set[str] = set()
         self._feeds_dirty = True
@@ -54,8 +63,7 @@ class Hub:
         self.emits = self.ticks_emitted = self.ticks_dropped = 0
         self.clients = 0  # Socket.IO clients connected
         self.on_batch: Callable[[int, int], None] = lambda size, oldest_received: None  # metrics
-        self._behind: dict[str, set] = {}  # slow client sid -> the markets whose batches it was not sent
-        self.batches_conflated = 0
+        self.conflation = Conflation(socketio.server, self.backfill)
 
     # From the listeners (any thread) ---------------------------------------------------------------------------
     def publish(self, tick: dict) -> None:
@@ -70,10 +78,12 @@ class Hub:
     def _append(self, market: str, tick: dict) -> None:
         """Number, keep and queue one entry of a market's stream; the caller holds the lock."""
         ring = self._ring(market)
-        seq = self._seq[market] = self._seq.get(market, 0) + 1
+        seq = self._seq[market] = self._seq.get(market, self._seq_base) + 1
         tick["seq"] = seq  # lets a client drop what it already has from the backfill
         ring.append(tick)
-        if market in self._watchers:
+        if self.sink is not None:
+            self._to_sink.setdefault(market, []).append(tick)
+        if market in self.watchers:
             self._pending.setdefault(market, []).append(tick)
         if tick.get("kind") != "gap":
             self._latest[market] = tick
@@ -88,7 +98,7 @@ class Hub:
             ring = self._rings[market] = deque(maxlen=self.ring_size)
             for entry in self.history.recent(market, self.ring_size) if self.history is not None else ():
                 del entry["id"]
-                seq = self._seq[market] = self._seq.get(market, 0) + 1
+                seq = self._seq[market] = self._seq.get(market, self._seq_base) + 1
                 entry["seq"] = seq
                 entry["stored"] = True  # from before this server started
                 ring.append(entry)
@@ -103,37 +113,32 @@ class Hub:
     def feeds_changed(self, status: dict = None) -> None:
         self._feeds_dirty = True
 
+    def set_watched(self, markets) -> None:
+        """A collector: the markets the web processes' clients watch now (their union)."""
+        self.watchers.replace(markets, REMOTE)
+        with self._lock:
+            for market in [m for m in self._pending if m not in self.watchers]:
+                del self._pending[market]
+
     # From the Socket.IO handlers ---------------------------------------------------------------------------------
     def watch(self, sid: str, market: str) -> bool:
         """`sid` watches `market`; True if it is the market's first watcher."""
-        with self._lock:
-            watchers = self._watchers.setdefault(market, set())
-            first = not watchers
-            watchers.add(sid)
-            return first
+        return self.watchers.add(sid, market)
 
     def unwatch(self, sid: str, market: str) -> bool:
         """True if `market` has no watcher left."""
-        with self._lock:
-            watchers = self._watchers.get(market)
-            if watchers is None:
-                return False
-            watchers.discard(sid)
-            if watchers:
-                return False
-            del self._watchers[market]
-            self._pending.pop(market, None)
-            return True
+        last = self.watchers.discard(sid, market)
+        if last:
+            with self._lock:
+                self._pending.pop(market, None)
+        return last
 
     def forget_client(self, sid: str) -> list[str]:
         """A client left: the markets nobody watches any more."""
-        with self._lock:
-            markets = [market for market, watchers in self._watchers.items() if sid in watchers]
-        return [market for market in markets if self.unwatch(sid, market)]
+        return [market for market in self.watched_by(sid) if self.unwatch(sid, market)]
 
     def watched_by(self, sid: str) -> list[str]:
-        with self._lock:
-            return [market for market, watchers in self._watchers.items() if sid in watchers]
+        return self.watchers.of(sid)
 
     def backfill(self, market: str) -> dict:
         with self._lock:
@@ -162,8 +167,8 @@ class Hub:
 
     def _spreads_due(self, every_pair: bool) -> list[str]:
         """The watched pairs whose spread row should be sent now: those with new ticks, or all of them."""
+        watched = {market.partition(":")[2] for market in self.watchers.markets()}
         with self._lock:
-            watched = {market.partition(":")[2] for market in self._watchers}
             dirty, self._dirty_pairs = self._dirty_pairs, set()
         return sorted(watched if every_pair else watched & dirty)
 
@@ -184,7 +189,10 @@ class Hub:
                 if feeds_due:
                     self._feeds_dirty = False
                     next_feeds = now + self.feeds_every_s
-                    self.socketio.emit("feeds", statuses)
+                    if self.sink is not None:  # each web process tells its own clients (and notices our silence)
+                        self.sink.set_feeds(statuses)
+                    else:
+                        self.socketio.emit("feeds", statuses)
             except Exception:  # an emit failure must not end the only emitting task
                 log.exception("emit failed")
 
@@ -192,45 +200,29 @@ class Hub:
         with self._lock:
             pending, self._pending = self._pending, {}
             states, self._pending_states = self._pending_states, {}
+            to_sink, self._to_sink = self._to_sink, {}
+        if self.sink is not None:
+            self.sink.store(to_sink, states)
         for market, state in states.items():
             self.socketio.emit("market_state", state, to=market)
         for market, ticks in pending.items():
             if len(ticks) > self.max_batch:  # the page keeps at most max_batch rows: older ones would not show
                 self.ticks_dropped += len(ticks) - self.max_batch
                 ticks = ticks[-self.max_batch:]
-            slow = self._slow_clients(market)
+            slow = self.conflation.slow_clients(market)
             self.socketio.emit("ticks", {"market": market, "ticks": ticks}, to=market, skip_sid=slow or None)
-            for sid in slow:
-                self._behind.setdefault(sid, set()).add(market)
-                self.batches_conflated += 1
+            self.conflation.skipped(slow, market)
             self.emits += 1
             self.ticks_emitted += len(ticks)
             self.on_batch(len(ticks), ticks[0].get("received") or ticks[0].get("to"))
+        self.conflation.resync_caught_up()
 
-        self._resync_caught_up()
-
-    def _queued(self, eio_sid) -> int:
-        """Packets waiting to go to one client (engine.io's own queue)."""
-        socket = self.socketio.server.eio.sockets.get(eio_sid)
-        return socket.queue.qsize() if socket is not None else 0
-
-    def _slow_clients(self, room: str) -> list:
-        return [sid for sid, eio_sid in self.socketio.server.manager.get_participants("/", room)
-                if self._queued(eio_sid) > MAX_QUEUED]
-
-    def _resync_caught_up(self) -> None:
-        """A slow client whose queue has drained gets the latest state of what it missed, in one backfill each."""
-        for sid, markets in list(self._behind.items()):
-            eio_sid = self.socketio.server.manager.eio_sid_from_sid(sid, "/")
-            if eio_sid is None:  # gone
-                del self._behind[sid]
-            elif self._queued(eio_sid) <= RESUME_QUEUED:
-                del self._behind[sid]
-                for market in sorted(markets):
-                    self.socketio.emit("backfill", self.backfill(market), to=sid)
+    @property
+    def batches_conflated(self) -> int:
+        return self.conflation.batches_conflated
 
     def clients_behind(self) -> int:
-        return len(self._behind)
+        return self.conflation.clients_behind()
 
     def stop(self) -> None:
         self._stopping.set()

@@ -30,7 +30,7 @@ class _Snapshot:
                                 labels=["exchange"])
         market_ticks = CounterMetricFamily("dashboard_market_ticks", "Ticks per market", labels=["market"])
         market_gaps = CounterMetricFamily("dashboard_market_gaps", "Gaps per market", labels=["market"])
-        for status in self.feeds.status():
+        for status in self.feeds.status() if self.feeds is not None else ():  # a web process: the collector's
             name = status["exchange"]
             for each in STATES:
                 state.add_metric([name, each], 1.0 if status["state"] == each else 0.0)

@@ -1,0 +1,112 @@
+"""What the collector and the web processes share in Redis (team mode), and the operations on it.
+
+Ticks themselves reach the browsers through Flask-SocketIO's own message queue (Redis pub/sub); this module holds
+the rest, so that any web process can serve any market:
+
+    dashboard:ticks:<market>   a capped stream per market: its recent entries, for the backfill of a new panel
+    dashboard:states           hash market -> its market state (subscribing, streaming, error ...)
+    dashboard:feeds            the feeds' status, rewritten every second; it expires, so silence is visible
+    dashboard:offer            the markets the collector can serve (listings, recordings), for the add form
+    dashboard:watch:<web id>   the markets one web process's clients watch; a lease that expires with the process
+    dashboard:commands         pub/sub: "stream this market now" from a web process, so a panel need not wait
+
+Every call raises redis.RedisError when Redis is away; the callers decide what that means for them.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import orjson
+import redis
+
+PREFIX = "dashboard:"
+STATES = PREFIX + "states"
+FEEDS = PREFIX + "feeds"
+OFFER = PREFIX + "offer"
+COMMANDS = PREFIX + "commands"
+WATCH = PREFIX + "watch:"
+
+
+def ticks_key(market: str) -> str:
+    return f"{PREFIX}ticks:{market}"
+
+
+def connect(url: str, read_timeout: Optional[float] = 2.0) -> redis.Redis:
+    """A client that never waits long: a Redis that is away must show as away, not hang a request. (A listener
+    waits for messages without a read timeout: a quiet channel is not a failure; a dead one closes.)"""
+    return redis.Redis.from_url(url, socket_timeout=read_timeout, socket_connect_timeout=2, socket_keepalive=True)
+
+
+class Bus:
+    def __init__(self, url: str, ring_size: int = 500):
+        self.url, self.ring_size = url, ring_size
+        self.redis = connect(url)
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+    # Written by the collector -----------------------------------------------------------------------------------
+    def store(self, entries: dict[str, list], states: dict[str, dict]) -> None:
+        """New entries of each market (oldest first) and changed market states, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for market, ticks in entries.items():
+            key = ticks_key(market)
+            for tick in ticks[-self.ring_size:]:
+                pipe.xadd(key, {"t": orjson.dumps(tick)}, maxlen=self.ring_size, approximate=True)
+        if states:
+            pipe.hset(STATES, mapping={market: orjson.dumps(state) for market, state in states.items()})
+        pipe.execute()
+
+    def set_feeds(self, statuses: list, ttl_s: float) -> None:
+        self.redis.set(FEEDS, orjson.dumps(statuses), px=max(1, int(ttl_s * 1000)))
+
+    def set_offer(self, offer: dict) -> None:
+        self.redis.set(OFFER, orjson.dumps(offer))
+
+    def watched(self) -> set:
+        """Every market some web process's clients watch (the union of the live leases)."""
+        keys = list(self.redis.scan_iter(match=WATCH + "*", count=1000))
+        markets = set()
+        for value in self.redis.mget(keys) if keys else ():
+            if value:
+                markets.update(orjson.loads(value))
+        return markets
+
+    def commands(self) -> Iterator[dict]:
+        """Commands from the web processes, as they come (blocks; raises when Redis goes away)."""
+        listener = connect(self.url, read_timeout=None).pubsub(ignore_subscribe_messages=True)
+        listener.subscribe(COMMANDS)
+        try:
+            for message in listener.listen():
+                if message.get("type") == "message":
+                    try:
+                        yield orjson.loads(message["data"])
+                    except orjson.JSONDecodeError:
+                        continue  # not ours
+        finally:
+            listener.close()
+
+    # Read (and leased) by the web processes ---------------------------------------------------------------------
+    def recent(self, market: str, count: int) -> list:
+        """The market's latest entries, oldest first."""
+        return [orjson.loads(fields[b"t"]) for _, fields in reversed(self.redis.xrevrange(ticks_key(market),
+                                                                                         count=count))]
+
+    def state(self, market: str) -> Optional[dict]:
+        value = self.redis.hget(STATES, market)
+        return orjson.loads(value) if value else None
+
+    def feeds(self) -> Optional[list]:
+        """The feeds' status as the collector last wrote it; None when it has not written for its ttl."""
+        value = self.redis.get(FEEDS)
+        return orjson.loads(value) if value else None
+
+    def offer(self) -> Optional[dict]:
+        value = self.redis.get(OFFER)
+        return orjson.loads(value) if value else None
+
+    def lease(self, web_id: str, markets, ttl_s: float) -> None:
+        self.redis.set(WATCH + web_id, orjson.dumps(sorted(markets)), px=max(1, int(ttl_s * 1000)))
+
+    def send(self, command: dict) -> None:
+        self.redis.publish(COMMANDS, orjson.dumps(command))

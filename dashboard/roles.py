@@ -1,0 +1,335 @@
+"""Team mode: one collector process holds the exchange connections, any number of web processes serve the
+browsers; Redis connects them (see bus.py for what lives there).
+
+- The collector's hub emits ticks, market states and spread rows through Flask-SocketIO's message queue, exactly
+  as one process does, and `CollectorLink` hands every entry to Redis, follows what the web processes watch and
+  streams what they ask for.
+- A web process (`WebHub`, `RemoteFeeds`, `WebQueue`) keeps its own clients: rooms, a lease on what they watch,
+  backfills from Redis, the feeds' status from Redis (or "the collector is silent"), conflation of its slow
+  clients, and a banner while Redis is away.
+
+Redis going away blocks nothing: the collector keeps its listeners and history and keeps the latest entries to
+write when Redis is back; a web process keeps serving what it has, says so, and resyncs its clients after.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Callable, Optional
+
+import socketio
+from redis import RedisError
+
+from .bus import Bus
+from .config import parse_market
+from .conflation import Conflation
+from .watchers import Watchers
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 5.0       # a web process's lease on its watched markets: it renews every second, so 5 s is 4 misses
+OFFER_EVERY_S = 10.0
+
+
+class RedisHealth:
+    """Up or down, logged once per change (never once per failed call)."""
+
+    def __init__(self, who: str, on_change: Callable[[bool, str], None] = lambda up, reason: None):
+        self.who, self.on_change = who, on_change
+        self.up, self.reason = True, ""
+
+    def ok(self) -> None:
+        if not self.up:
+            self.up, self.reason = True, ""
+            log.info("%s: Redis is back", self.who)
+            self.on_change(True, "")
+
+    def failed(self, error: Exception) -> None:
+        reason = f"Redis unreachable: {type(error).__name__}: {error}"[:200]
+        if self.up:
+            self.up, self.reason = False, reason
+            log.warning("%s: %s", self.who, reason)
+            self.on_change(False, reason)
+
+
+# --- the collector ----------------------------------------------------------------------------------------------
+class CollectorLink:
+    """The hub's sink in a collector, and the collector's ear for the web processes."""
+
+    def __init__(self, bus: Bus, hub, feeds, offer: Callable[[], dict], on_new_market: Callable[[str], None],
+                 stale_after_s: float, sleep: Callable[[float], None]):
+        self.bus, self.hub, self.feeds, self.offer = bus, hub, feeds, offer
+        self.on_new_market, self.stale_after_s, self.sleep = on_new_market, stale_after_s, sleep
+        self.health = RedisHealth("collector")
+        self._lock = threading.Lock()  # the watched set: two tasks change it
+        self._backlog: dict[str, deque] = {}   # entries not yet in Redis (bounded: a ring's worth per market)
+        self._states: dict[str, dict] = {}
+        self._watched: set = set()
+        self._missing_since: dict[str, float] = {}
+        self._stopping = False
+
+    # The hub's sink --------------------------------------------------------------------------------------------
+    def store(self, entries: dict[str, list], states: dict[str, dict]) -> None:
+        for market, ticks in entries.items():
+            self._backlog.setdefault(market, deque(maxlen=self.bus.ring_size)).extend(ticks)
+        self._states.update(states)
+        if not (self._backlog or self._states):
+            return
+        try:
+            self.bus.store({market: list(ticks) for market, ticks in self._backlog.items()}, self._states)
+        except RedisError as error:  # kept for the next attempt; the oldest fall off a full ring
+            self.health.failed(error)
+            return
+        self._backlog.clear()
+        self._states = {}
+        self.health.ok()
+
+    def set_feeds(self, statuses: list) -> None:
+        try:
+            self.bus.set_feeds(statuses, ttl_s=self.stale_after_s)
+            self.health.ok()
+        except RedisError as error:
+            self.health.failed(error)
+
+    # Tasks -------------------------------------------------------------------------------------------------------
+    def follow_watchers(self) -> None:
+        """Every second: stream what some web process's clients watch; release what nobody has watched for a
+        lease's length (a web process that restarts, or Redis that blinks, does not unsubscribe anything)."""
+        next_offer = 0.0
+        while not self._stopping:
+            try:
+                watched = self.bus.watched()
+                now = time.monotonic()
+                if now >= next_offer:
+                    self.bus.set_offer(self.offer())
+                    next_offer = now + OFFER_EVERY_S
+                self.health.ok()
+            except RedisError as error:
+                self.health.failed(error)
+                self.sleep(1.0)
+                continue
+            for market in watched:
+                self._missing_since.pop(market, None)
+            for market in sorted(watched - self._watched):
+                self.ensure(market)
+            with self._lock:
+                kept = set(watched)
+                for market in self._watched - watched:
+                    since = self._missing_since.setdefault(market, now)
+                    if now - since < LEASE_S:
+                        kept.add(market)  # not gone for long enough yet
+                    else:
+                        del self._missing_since[market]
+                        self.feeds.release(market)
+                self._watched = kept
+            self.hub.set_watched(kept)
+            self.sleep(1.0)
+
+    def follow_commands(self) -> None:
+        """Commands from the web processes ("ensure": stream this market now), so a new panel need not wait for
+        the next lease read."""
+        while not self._stopping:
+            try:
+                for command in self.bus.commands():
+                    market = command.get("ensure") if type(command) is dict else None
+                    if type(market) is str:
+                        self.ensure(market)
+                    if self._stopping:
+                        return
+            except RedisError as error:
+                self.health.failed(error)
+                self.sleep(1.0)
+
+    def ensure(self, market: str) -> None:
+        try:
+            exchange, symbol = parse_market(market)
+        except ValueError:
+            log.warning("ignored a command for a malformed market %r", str(market)[:80])
+            return
+        market = f"{exchange}:{symbol}"
+        if not self.feeds.enabled(exchange):
+            return
+        with self._lock:
+            self._watched.add(market)
+            self._missing_since.pop(market, None)
+            watched = set(self._watched)
+        self.hub.set_watched(watched)
+        if self.feeds.ensure(market):
+            self.on_new_market(market)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+
+# --- a web process ----------------------------------------------------------------------------------------------
+class WebQueue(socketio.RedisManager):
+    """Flask-SocketIO's Redis message queue, receiving side, plus conflation of this process's slow clients:
+    a ticks batch for a room skips those clients (they are resynced with a backfill once they drain)."""
+    conflation: Optional[Conflation] = None
+
+    def _handle_emit(self, message):
+        if message.get("event") == "ticks" and self.conflation is not None and message.get("room"):
+            slow = self.conflation.slow_clients(message["room"])
+            if slow:
+                skip = message.get("skip_sid") or []
+                message["skip_sid"] = (skip if isinstance(skip, list) else [skip]) + slow
+                self.conflation.skipped(slow, message["room"])
+        super()._handle_emit(message)
+
+
+class WebHub:
+    """What the Socket.IO handlers of a web process use in place of the one-process hub."""
+
+    def __init__(self, socketio_, bus: Bus, exchanges: dict[str, str], web_id: str, ring_size: int,
+                 stale_after_s: float):
+        self.socketio, self.bus, self.exchanges, self.web_id = socketio_, bus, exchanges, web_id
+        self.ring_size, self.stale_after_s = ring_size, stale_after_s
+        self.watchers = Watchers()
+        self.history = None
+        self.clients = self.emits = 0
+        self.conflation = Conflation(socketio_.server, self.backfill)
+        self.health = RedisHealth(f"web {web_id}", self._redis_changed)
+        self.statuses: list = []        # the feeds as this process last showed them
+        self._last_feeds_at: Optional[float] = None
+        self._offer: dict = {}
+        self._stopping = False
+        self._resync = False
+
+    # What the handlers call ----------------------------------------------------------------------------------
+    def watch(self, sid: str, market: str) -> bool:
+        first = self.watchers.add(sid, market)
+        self._lease()
+        return first
+
+    def unwatch(self, sid: str, market: str) -> bool:
+        return self.watchers.discard(sid, market)
+
+    def forget_client(self, sid: str) -> list[str]:
+        return self.watchers.forget(sid)
+
+    def watched_by(self, sid: str) -> list[str]:
+        return self.watchers.of(sid)
+
+    def backfill(self, market: str) -> dict:
+        try:
+            ticks, state = self.bus.recent(market, self.ring_size), self.bus.state(market)
+            self.health.ok()
+        except RedisError as error:
+            self.health.failed(error)
+            ticks, state = [], None
+        return {"market": market, "ticks": ticks, "state": state}
+
+    def spread_of(self, pair: str) -> None:
+        return None  # the collector sends every watched pair's row each second
+
+    def has_live(self, market: str) -> bool:
+        return False
+
+    def markets(self) -> list[str]:
+        return sorted(self.watchers.markets())
+
+    def offer(self) -> dict:
+        return self._offer
+
+    def service(self) -> dict:
+        """What the page's service banner shows."""
+        return {"redis": self.health.up, "reason": self.health.reason}
+
+    @property
+    def batches_conflated(self) -> int:
+        return self.conflation.batches_conflated
+
+    def clients_behind(self) -> int:
+        return self.conflation.clients_behind()
+
+    # The web process's task ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Every second: renew the lease, read the feeds' status (or notice the collector's silence) and show it,
+        resync slow clients that drained, and after Redis comes back, every client."""
+        while not self._stopping:
+            self._lease()
+            self._show_feeds()
+            self.conflation.resync_caught_up()
+            if self._resync and self.health.up:
+                self._resync = False
+                self._resync_everyone()
+            self.socketio.sleep(1.0)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _lease(self) -> None:
+        try:
+            self.bus.lease(self.web_id, self.watchers.markets(), LEASE_S)
+            offer = self.bus.offer()
+            if offer is not None:
+                self._offer = offer
+            self.health.ok()
+        except RedisError as error:
+            self.health.failed(error)
+
+    def _show_feeds(self) -> None:
+        statuses = None
+        if self.health.up:
+            try:
+                statuses = self.bus.feeds()
+            except RedisError as error:
+                self.health.failed(error)
+        now = time.monotonic()
+        if statuses is not None:
+            self._last_feeds_at = now
+        else:  # the collector is silent (or Redis is away): every feed is down as far as anyone here can tell
+            silent_s = now - self._last_feeds_at if self._last_feeds_at is not None else None
+            why = (f"no status from the collector for {silent_s:.0f} s" if silent_s is not None
+                   else "no status from the collector yet")
+            if not self.health.up:
+                why = f"{why} ({self.health.reason})"
+            statuses = [{**status, "state": "stale", "reason": why} for status in self.statuses] or [
+                {"exchange": name, "label": label, "state": "stale", "reason": why, "symbols": [], "markets": {},
+                 "now": time.time_ns() // 1_000_000} for name, label in self.exchanges.items()]
+        self.statuses = statuses
+        self.socketio.emit("feeds", statuses, ignore_queue=True)  # this process's clients only
+
+    def _redis_changed(self, up: bool, reason: str) -> None:
+        if up:
+            self._resync = True  # batches published while this process could not hear them are lost
+        self.socketio.emit("service", {"redis": up, "reason": reason}, ignore_queue=True)
+
+    def _resync_everyone(self) -> None:
+        for sid, markets in self.watchers.clients_of().items():
+            for market in markets:
+                self.socketio.emit("backfill", self.backfill(market), to=sid, ignore_queue=True)
+
+
+class RemoteFeeds:
+    """A web process's view of the collector's feeds: what the handlers ask of `Feeds`, over Redis."""
+
+    def __init__(self, hub: WebHub, bus: Bus, exchanges: list[str], markets: list[str]):
+        self.hub, self.bus, self.exchanges = hub, bus, exchanges
+        self.configured = set(markets)
+        self.listeners: dict = {}  # none here: the collector holds them
+
+    def start(self, spawn) -> None:
+        pass
+
+    def stop(self, wait_s: float = 0.0) -> None:
+        pass
+
+    def status(self) -> list[dict]:
+        return self.hub.statuses
+
+    def enabled(self, exchange: str) -> bool:
+        return exchange in self.exchanges
+
+    def ensure(self, market: str) -> bool:
+        """Ask the collector to stream it now (the lease says so too, within a second, if this is lost)."""
+        try:
+            self.bus.send({"ensure": market})
+        except RedisError as error:
+            self.hub.health.failed(error)
+        return False  # the collector does any REST backfill
+
+    def release(self, market: str) -> None:
+        pass  # the lease stops naming it; the collector lets it go after a lease's length
