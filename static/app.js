@@ -25,6 +25,7 @@ const formMessage = document.getElementById("form-message");
 const feedsEl = document.getElementById("feeds");
 const banner = document.getElementById("connection-banner");
 const geoBanner = document.getElementById("geo-banner");
+const serviceBanner = document.getElementById("service-banner");
 const details = document.getElementById("feed-details");
 
 const panels = new Map(); // market -> panel state
@@ -317,7 +318,15 @@ socket.on("connect", () => {
     socket.emit("subscribe", { market: panel.market });
   }
 });
-socket.on("disconnect", () => banner.classList.remove("d-none"));
+socket.on("disconnect", () => {
+  banner.classList.remove("d-none");
+  serviceBanner.classList.add("d-none"); // the server says again, once back
+});
+// Team mode: the web process lost Redis (and so the collector); it says so, and resyncs the panels after.
+socket.on("service", ({ redis, reason }) => {
+  serviceBanner.querySelector(".message").textContent = String(reason || "the data service is unreachable");
+  serviceBanner.classList.toggle("d-none", Boolean(redis));
+});
 socket.on("markets", (offer) => {
   available = offer.available || {};
   fillPairList();
