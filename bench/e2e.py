@@ -6,6 +6,11 @@ and N Socket.IO clients watch the default markets. Both async modes side by side
 Reports frames/s into the listeners, ticks/s delivered per client, tick age at the client (client receipt minus
 listener receipt) p50 / p99 / max, and the server's CPU and RSS (the local exchange is another process: not
 counted). Clients are python-socketio AsyncClients on asyncio, spread over --procs processes.
+
+    python bench/e2e.py --webs 0,2,4 --clients 2000 --speed 50   # team mode: 1 collector, N web processes, Redis
+
+With --webs N > 0 the clients are spread over the web processes, and CPU and RSS are the sum of every server process
+(collector, web processes, redis-server).
 """
 from __future__ import annotations
 
@@ -46,10 +51,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_server(mode: str, speed: str, port: int) -> subprocess.Popen:
+def start_server(mode: str, speed: str, port: int, *extra: str) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "server.py"), "--replay", "--speed", speed, "--async-mode", mode, "--port",
-         str(port), "--no-history", "--no-rest", "--log-level", "WARNING", "--subscribe-rate", "1000"],
+         str(port), "--no-history", "--no-rest", "--log-level", "WARNING", "--subscribe-rate", "1000", *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # ready when the port answers
@@ -74,8 +79,36 @@ def running_server(mode: str, speed: str):
         server.wait(15)
 
 
-async def swarm(url: str, first: int, clients: int, start_at: float, seconds: float, report_feeds: bool) -> dict:
-    """`clients` Socket.IO clients, numbered from `first`, measuring from wall-clock `start_at` for `seconds`."""
+@contextlib.contextmanager
+def running_team(mode: str, speed: str, webs: int):
+    """Team mode for a `with`: a redis-server, a collector and `webs` web processes; yields (web URLs, pids of
+    every server process: collector, webs and Redis). `webs` = 0: the one-process server."""
+    if webs == 0:
+        with running_server(mode, speed) as (port, pid):
+            yield [f"http://127.0.0.1:{port}"], [pid]
+        return
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.PIPE, text=True)
+    for line in redis.stdout:
+        if "Ready to accept connections" in line:
+            break
+    queue = ("--redis-url", f"redis://127.0.0.1:{redis_port}/0")
+    processes = [start_server(mode, speed, free_port(), "--role", "collector", *queue)]
+    ports = [free_port() for _ in range(webs)]
+    processes += [start_server(mode, speed, port, "--role", "web", *queue) for port in ports]
+    try:
+        yield [f"http://127.0.0.1:{port}" for port in ports], [p.pid for p in processes] + [redis.pid]
+    finally:
+        for process in processes + [redis]:
+            process.terminate()
+        for process in processes + [redis]:
+            process.wait(15)
+
+
+async def swarm(urls: list, first: int, clients: int, start_at: float, seconds: float, report_feeds: bool) -> dict:
+    """`clients` Socket.IO clients, numbered from `first` (spread over `urls` by number), measuring from wall-clock
+    `start_at` for `seconds`."""
     counts, ages, feeds, markets = [0] * clients, [], {}, []
     measuring = asyncio.Event()
     connected = []
@@ -104,7 +137,7 @@ async def swarm(url: str, first: int, clients: int, start_at: float, seconds: fl
             client.on("markets", on_markets)
             if report_feeds:
                 client.on("feeds", on_feeds)
-        await client.connect(url, transports=["websocket"], wait_timeout=20)
+        await client.connect(urls[(first + index) % len(urls)], transports=["websocket"], wait_timeout=20)
         connected.append(client)
 
     await one(0)
@@ -135,7 +168,7 @@ def _swarm_process(args, results):
         results.put({"error": f"{type(failure).__name__}: {failure}"})
 
 
-def measure(url: str, clients: int, processes: int, warmup_s: float, seconds: float) -> dict:
+def measure(urls: list, clients: int, processes: int, warmup_s: float, seconds: float) -> dict:
     """Clients spread over `processes` processes (so client-side decoding is not one core's worth), measuring
     one common wall-clock window that starts once every process has had time to connect and subscribe."""
     processes = max(1, min(processes, clients))
@@ -146,7 +179,7 @@ def measure(url: str, clients: int, processes: int, warmup_s: float, seconds: fl
     workers, first = [], 0
     for index, count in enumerate(share):
         worker = context.Process(target=_swarm_process,
-                                 args=((url, first, count, start_at, seconds, index == 0), results))
+                                 args=((urls, first, count, start_at, seconds, index == 0), results))
         worker.start()
         workers.append(worker)
         first += count
@@ -172,25 +205,28 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--speed", default="max")
+    parser.add_argument("--webs", default="0", help="team mode: web processes behind one collector and Redis, "
+                        "e.g. 0,2,4 (0: the one-process server)")
     parser.add_argument("--procs", type=int, default=min(4, os.cpu_count() or 1),
                         help="client processes the clients are spread over")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"replay speed {args.speed}, {args.seconds:g} s measured after {args.warmup:g} s, "
           f"clients in {args.procs} processes")
-    print(f"{'mode':<10} {'clients':>7} {'frames/s in':>12} {'ticks/s/client':>15} {'slowest':>8} "
+    print(f"{'mode':<10} {'webs':>4} {'clients':>7} {'frames/s in':>12} {'ticks/s/client':>15} {'slowest':>8} "
           f"{'age p50 ms':>11} {'p99 ms':>8} {'max ms':>8} {'CPU %':>6} {'RSS MB':>7}")
     for mode in args.modes.split(","):
-        for clients in map(int, args.clients.split(",")):
-            with running_server(mode, args.speed) as (port, pid):
-                cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
-                row = measure(f"http://127.0.0.1:{port}", clients, args.procs, args.warmup, args.seconds)
-                cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before) * 100
-                rss = rss_mb(pid)
-            fmt = lambda v: f"{v:.1f}" if v is not None else "n/a"  # noqa: E731
-            print(f"{mode:<10} {clients:>7} {row['frames_per_s']:>12,.0f} {row['ticks_per_client']:>15,.0f} "
-                  f"{row['slowest_client']:>8,.0f} {fmt(row['p50']):>11} {fmt(row['p99']):>8} {fmt(row['max']):>8} "
-                  f"{cpu:>6.0f} {rss:>7.0f}", flush=True)
+        for webs in map(int, args.webs.split(",")):
+            for clients in map(int, args.clients.split(",")):
+                with running_team(mode, args.speed, webs) as (urls, pids):
+                    cpu_before, wall_before = sum(map(cpu_seconds, pids)), time.monotonic()
+                    row = measure(urls, clients, args.procs, args.warmup, args.seconds)
+                    cpu = (sum(map(cpu_seconds, pids)) - cpu_before) / (time.monotonic() - wall_before) * 100
+                    rss = sum(map(rss_mb, pids))
+                fmt = lambda v: f"{v:.1f}" if v is not None else "n/a"  # noqa: E731
+                print(f"{mode:<10} {webs:>4} {clients:>7} {row['frames_per_s']:>12,.0f} "
+                      f"{row['ticks_per_client']:>15,.0f} {row['slowest_client']:>8,.0f} {fmt(row['p50']):>11} "
+                      f"{fmt(row['p99']):>8} {fmt(row['max']):>8} {cpu:>6.0f} {rss:>7.0f}", flush=True)
     return 0
 
 
