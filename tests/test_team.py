@@ -1,6 +1,7 @@
 """Team mode with real processes: one collector, two web processes and a real redis-server (Debian's), all on
 loopback, started and killed by the tests. Clients are python-socketio clients that behave as the page does: on
 every (re)connect they subscribe their markets again, and a backfill replaces what they showed."""
+import json
 import os
 import shutil
 import signal
@@ -115,6 +116,8 @@ def test_clients_of_two_web_processes_get_the_same_ticks_and_a_new_one_backfills
     end = min(seqs(first["ticks"].items)[-1], seqs(second["ticks"].items)[-1])
     window = [[s for s in seqs(events["ticks"].items) if start < s <= end] for events in (first, second)]
     assert window[0] == window[1] and len(window[0]) >= 10  # the same ticks, in the same order, once each
+    status, body = get(f"{team.webs[1].url}/api/ticks?market={MARKET}")  # the collector's history, read here
+    assert status == 200 and json.loads(body)["count"] > 0
 
 
 def test_a_killed_web_process_leaves_the_other_alone_and_its_clients_come_back(team):
