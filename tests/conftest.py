@@ -139,3 +139,89 @@ def replay_server():
     server = ServerProcess("--replay", "--speed", "5")
     yield server
     assert server.stop() == 0, "".join(server.lines.items[-20:])
+
+
+# --- team mode: real redis-server, collector and web processes ---------------------------------------------------
+TEAM_MARKET = "coinbase:SKL-USD"
+STALE_AFTER_S = 2
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, with nothing saved to disk."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+        self.start()
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", tempfile.gettempdir()], stdout=subprocess.PIPE, text=True)
+        for line in self.process.stdout:  # its own word that it accepts connections, not a sleep
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise RuntimeError("redis-server did not start")
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait(10)
+
+
+class Team:
+    def __init__(self, redis, data):
+        self.redis, self.data = redis, data
+        self.history = f"sqlite:///{data}/history.sqlite3"
+        self.collector = self.start_collector()
+        self.webs = [self.start_web() for _ in range(2)]
+
+    def common(self):
+        return ("--replay", "--redis-url", self.redis.url, "--history-url", self.history, "--no-rest",
+                "--stale-after", str(STALE_AFTER_S), "--async-mode", "eventlet")
+
+    def start_collector(self):
+        return ServerProcess("--role", "collector", "--speed", "5", *self.common())
+
+    def start_web(self, port=None):
+        return ServerProcess("--role", "web", *self.common(), port=port)
+
+    def stop(self):
+        for process in (self.collector, *self.webs):
+            if process.process.poll() is None:
+                process.process.kill()
+                process.process.wait(10)
+
+
+@pytest.fixture
+def team():
+    """A redis-server, a collector and two web processes replaying the shipped recordings; `team.client(web)`
+    connects a python-socketio client that re-subscribes TEAM_MARKET after every (re)connect, as the page does."""
+    import socketio
+    redis = RedisServer()
+    team = Team(redis, tempfile.mkdtemp(prefix="dashboard-team-"))
+    clients = []
+
+    def client(web):
+        """A client of `web` that re-subscribes after every reconnect, as the page does."""
+        sio = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
+        events = {name: Collector() for name in ("feeds", "backfill", "ticks", "service", "connect")}
+        for name, collector in events.items():
+            if name != "connect":
+                sio.on(name, collector)
+
+        @sio.on("connect")
+        def resubscribe():
+            events["connect"](True)
+            sio.emit("subscribe", {"market": TEAM_MARKET})
+        sio.connect(web.url, transports=["websocket"], wait_timeout=10)
+        clients.append(sio)
+        return events
+
+    team.client = client
+    yield team
+    for sio in clients:
+        sio.disconnect()
+    team.stop()
+    redis.kill()

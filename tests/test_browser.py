@@ -1,5 +1,6 @@
 """The page in a real browser (Playwright driving Debian's chromium, headless) against `server.py --replay`."""
 import os
+import shutil
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_a_malformed_pair_is_refused_in_the_form(page):
 
 
 # --- feed health, in its own server with faults -------------------------------------------------------------------
-from conftest import ServerProcess, two_venue_recording  # noqa: E402
+from conftest import TEAM_MARKET, ServerProcess, two_venue_recording  # noqa: E402
 
 FAULTY = ("--replay", "--speed", "5", "--stale-after", "2", "--fault", "coinbase:stall@5s",
           "--fault", "binanceus:garbage=html@2s")
@@ -226,3 +227,31 @@ def test_a_geo_block_shows_a_banner_with_the_alternative_and_dims_its_panels(bro
         context.close()
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None and not os.environ.get("REQUIRE_TEAM"),
+                    reason="needs redis-server")
+def test_team_mode_page_shows_a_banner_while_redis_is_away_and_goes_on_without_duplicates(browser, team):
+    """A page on a web process: Redis killed -> the service banner with the reason; Redis back -> the banner goes,
+    the panel is resynced by a backfill and live rows follow, never a row twice."""
+    context, page = open_page(browser, team.webs[0])
+    try:
+        page.evaluate("market => localStorage.setItem('dashboard.watchlist.replay', JSON.stringify([market]))",
+                      TEAM_MARKET)
+        page.reload()
+        rows = first_rows(page, TEAM_MARKET, 2)
+        banner = page.locator("#service-banner")
+        assert not banner.is_visible()
+        team.redis.kill()
+        banner.wait_for(state="visible", timeout=15_000)
+        assert "Redis unreachable" in banner.inner_text()
+        assert not page.locator("#connection-banner").is_visible()  # the web process itself is still there
+        team.redis.start()
+        banner.wait_for(state="hidden", timeout=15_000)
+        newest = rows.first.get_attribute("data-seq")
+        page.wait_for_function("([market, seq]) => document.querySelector(`.panel[data-market=\"${market}\"] "
+                               "tbody tr`).dataset.seq !== seq", arg=[TEAM_MARKET, newest], timeout=30_000)
+        seqs = rows.evaluate_all("rows => rows.map(r => r.dataset.seq)")
+        assert len(seqs) == len(set(seqs))
+    finally:
+        context.close()
