@@ -29,6 +29,16 @@ from .watchers import Watchers
 
 log = logging.getLogger(__name__)
 
+class _QuietRedisRetries(logging.Filter):
+    """python-socketio logs each failed publish to Redis (several a second while it is away) and each retry of its
+    listener; RedisHealth logs the change once, which is what our logs promise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Cannot publish to redis", "Cannot receive from redis"))
+
+
+logging.getLogger("socketio.server").addFilter(_QuietRedisRetries())
+
 LEASE_S = 5.0       # a web process's lease on its watched markets: it renews every second, so 5 s is 4 misses
 OFFER_EVERY_S = 10.0
 
