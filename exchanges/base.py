@@ -148,6 +148,7 @@ class ExchangeListener:
         self._streaming: set[str] = set()   # symbols that delivered a tick on this connection
         self._hinted: set[str] = set()
         self._ws: Optional[websocket.WebSocket] = None
+        self._reconnect_asked: Optional[str] = None  # the exchange's reason, until the read loop reconnects
         self._attempt = 0
         self._next_send_at = 0.0
         self.state, self.reason, self.state_since = IDLE, "", _now_ms()
@@ -256,6 +257,7 @@ class ExchangeListener:
         self.geo_blocked = False
         connected_at = time.monotonic()
         self.on_connected()
+        self._reconnect_asked = None
         self._streaming.clear()
         self._hinted.clear()
         self._subscribed_at = dict.fromkeys(symbols, connected_at)
@@ -277,6 +279,9 @@ class ExchangeListener:
                 last_frame = now
                 if self._handle(opcode, data):
                     last_data = now
+                if self._reconnect_asked is not None:
+                    reason, self._reconnect_asked = self._reconnect_asked, None
+                    raise _Reconnect(f"the exchange asked for a reconnect: {reason}")
                 if self.frames % YIELD_EVERY_FRAMES == 0:
                     time.sleep(0)  # a green yield under eventlet (monkey-patched), a GIL release otherwise
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
@@ -360,8 +365,8 @@ class ExchangeListener:
                 self._rejected(item)
             elif kind is ExchangeError:
                 self._exchange_error(item.reason)
-            elif kind is Reconnect:
-                raise _Reconnect(f"the exchange asked for a reconnect: {item.reason}")
+            elif kind is Reconnect:  # acted on by the read loop, once this frame's items are all handled
+                self._reconnect_asked = item.reason
             elif kind is Gap:
                 if item.symbol in self._subscribed_at:
                     stats = self._stats(item.symbol)

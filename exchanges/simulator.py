@@ -118,6 +118,9 @@ class LocalExchange:
             for frame in read_frames(path):
                 if frame.exchange in EXCHANGES and (exchanges is None or frame.exchange in exchanges):
                     frames.setdefault(frame.exchange, []).append(frame)
+        for recorded in frames.values():  # several recordings of one exchange (Kraken: ticker, trade) interleave
+            if all(frame.received is not None for frame in recorded):
+                recorded.sort(key=lambda frame: frame.received)  # stable: one file's order is kept on ties
         self.replays = {name: _Replay(name, recorded, listed.get(name, set()), listings.get(name))
                         for name, recorded in sorted(frames.items())}
         self.urls: dict[str, str] = {}
