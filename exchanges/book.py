@@ -32,6 +32,8 @@ class OrderBook:
         if levels is None:
             raise BadFrame(f"bad book side: {str(side)[:20]!r}")
         price, size = decimal_str(price), decimal_str(size)
+        if "e" in price or "E" in price:  # books quote plain decimals; an exponent could overflow the ordering
+            raise BadFrame(f"not a plain decimal: {price[:40]!r}")
         try:
             key, amount = Decimal(price), Decimal(size)
         except InvalidOperation:

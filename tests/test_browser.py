@@ -72,7 +72,7 @@ def test_rows_stream_into_coinbase_and_binance_panels_with_utc_times(page):
 
 
 def test_feed_badges_show_each_feed_state(page):
-    for exchange in ("coinbase", "binance", "binanceus"):
+    for exchange in EXCHANGES:  # every registered exchange, each from its own module
         badge = page.locator(f'#feeds .badge[data-exchange="{exchange}"]')
         badge.wait_for()
         assert badge.get_attribute("data-state") in ("live", "quiet", "connecting")
@@ -113,6 +113,7 @@ def test_a_malformed_pair_is_refused_in_the_form(page):
 
 # --- feed health, in its own server with faults -------------------------------------------------------------------
 from conftest import TEAM_MARKET, ServerProcess, two_venue_recording  # noqa: E402
+from exchanges import EXCHANGES  # noqa: E402
 
 FAULTY = ("--replay", "--speed", "5", "--stale-after", "2", "--fault", "coinbase:stall@5s",
           "--fault", "binanceus:garbage=html@2s")

@@ -2,6 +2,7 @@
 import pytest
 import socketio
 
+from exchanges import EXCHANGES
 from conftest import Collector, ServerProcess, two_venue_recording
 
 
@@ -30,10 +31,12 @@ def markets_in(batches):
 def test_connect_offers_markets_and_feed_states(client):
     sio, events = client()
     [offer] = events["markets"].wait_for(lambda items: items)
-    assert offer["watchlist"] == ["binance:NKN-USDT", "binanceus:OMG-BUSD", "coinbase:SKL-USD"]
+    # in replay, the watchlist is each exchange's busiest recorded market
+    assert {"binance:NKN-USDT", "binanceus:OMG-BUSD", "coinbase:SKL-USD"} <= set(offer["watchlist"])
+    assert sorted(market.partition(":")[0] for market in offer["watchlist"]) == sorted(EXCHANGES)
     assert "DASH-BTC" in offer["available"]["coinbase"]
     feeds = events["feeds"].wait_for(lambda items: items)[0]
-    assert {feed["exchange"] for feed in feeds} == {"coinbase", "binance", "binanceus"}
+    assert {feed["exchange"] for feed in feeds} == set(EXCHANGES)
 
 
 def test_subscribe_gets_backfill_then_live_ticks_of_its_markets_only(client):
