@@ -148,6 +148,8 @@ class TickBook:
         if ask is not None:
             state["ask"], state["ask_size"] = ask, ask_size
         if last is not None:
+            if last_side is None and last == state["last"] and last_size == state["last_size"]:
+                last_side = state["last_side"]  # a ticker repeating the trade just seen (Kraken's "c"): same side
             state["last"], state["last_size"], state["last_side"] = last, last_size, last_side
         tick = state.copy()
         tick["time"], tick["received"] = time, received

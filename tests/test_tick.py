@@ -18,6 +18,17 @@ def test_tick_book_merges_quote_and_trade_and_keeps_exchange_time_honest():
     assert other["bid"] is None and other["last"] == "9"
 
 
+def test_a_price_keeps_its_own_size_and_a_trade_its_own_side():
+    book = TickBook("kraken")
+    book.apply(Update("BTC-USD", bid="1.10", bid_size="2", ask="1.20", ask_size="3"), 1)
+    assert book.apply(Update("BTC-USD", bid="1.11"), 2)["bid_size"] is None  # not the old level's size
+    book.apply(Update("BTC-USD", time=5, last="1.15", last_size="0.5", last_side="sell"), 3)
+    echo = book.apply(Update("BTC-USD", last="1.15", last_size="0.5"), 4)  # a ticker repeating that trade
+    assert echo["last_side"] == "sell"
+    other = book.apply(Update("BTC-USD", last="1.16", last_size="0.5"), 5)  # another trade, side unknown
+    assert other["last_side"] is None
+
+
 def test_decimal_strings_pass_unchanged_and_garbage_is_refused():
     for text in ("0.00001305", "56010.12000000", "1", "1e-7"):
         assert decimal_str(text) is text
