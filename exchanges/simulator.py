@@ -214,7 +214,8 @@ class LocalExchange:
         for offset, (name, replay) in enumerate(self.replays.items()):
             port = self.base_port + offset if self.base_port else 0
             server = await serve(lambda connection, replay=replay: self._serve(replay, connection), self.host, port,
-                                 max_size=2 ** 20, process_request=lambda c, r, replay=replay: self._gate(replay, c, r))
+                                 max_size=2 ** 20, close_timeout=0.5,  # loopback: a closing handshake is quick or never
+                                 process_request=lambda c, r, replay=replay: self._gate(replay, c, r))
             servers.append(server)
             bound = server.sockets[0].getsockname()[1]
             self.urls[name] = f"ws://{self.host}:{bound}{replay.venue.path}"
