@@ -139,7 +139,7 @@ def test_the_ticks_api_in_json_and_csv_agree(replay_server):
 
 @pytest.mark.parametrize("query, message", [
     ("", "market must be EXCHANGE:BASE-QUOTE"),
-    ("market=kraken:BTC-USD", "unknown exchange"),
+    ("market=nosuchexchange:BTC-USD", "unknown exchange"),
     ("market=coinbase:BTC-USD&from=yesterday", "from must be a whole number"),
     ("market=coinbase:BTC-USD&from=10&to=5", "from must not be after to"),
     ("market=coinbase:BTC-USD&limit=0", "limit must be a whole number from 1"),
