@@ -18,7 +18,8 @@ from decimal import Decimal
 import orjson
 
 from .base import ExchangeListener
-from .tick import SYMBOL, BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms, symbol_str
+from .tick import (SYMBOL, BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms,
+                   split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue
 
 STREAMS = ("bookTicker", "trade")
@@ -74,10 +75,10 @@ class Binance(ExchangeListener):
         unified = self._unified.get(native)
         if unified is not None:
             return unified
-        for quote in QUOTES:
-            if native.endswith(quote) and len(native) > len(quote):
-                return symbol_str(f"{native[:-len(quote)]}-{quote}")
-        raise BadFrame(f"unknown symbol {native[:30]!r}")
+        split = split_by_quote(native, QUOTES)
+        if split is None:
+            raise BadFrame(f"unknown symbol {native[:30]!r}")
+        return symbol_str("-".join(split))
 
     def parse(self, frame, received):
         message = orjson.loads(frame)

@@ -31,7 +31,7 @@ import orjson
 from .base import ExchangeListener
 from .book import OrderBook
 from .tick import (SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update, decimal_str,
-                   symbol_str)
+                   split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue
 
 BOOK, DIFF, TRADES = "order_book_", "diff_order_book_", "live_trades_"
@@ -97,10 +97,10 @@ class Bitstamp(ExchangeListener):
             return unified
         if type(native) is not str or not _NATIVE.fullmatch(native):
             raise BadFrame(f"bad pair {str(native)[:30]!r}")
-        for quote in QUOTES:
-            if native.endswith(quote.lower()) and len(native) > len(quote):
-                return symbol_str(f"{native[:-len(quote)].upper()}-{quote}")
-        raise BadFrame(f"unknown pair {native[:30]!r}")
+        split = split_by_quote(native, QUOTES)
+        if split is None:
+            raise BadFrame(f"unknown pair {native[:30]!r}")
+        return symbol_str("-".join(split))
 
     def parse(self, frame, received):
         message = orjson.loads(frame)

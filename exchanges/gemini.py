@@ -32,7 +32,7 @@ import orjson
 from .base import ExchangeListener
 from .book import OrderBook
 from .tick import (SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, decimal_str,
-                   epoch_ms, side_str, symbol_str)
+                   epoch_ms, side_str, split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue
 
 CHANNEL = "l2"
@@ -45,11 +45,8 @@ QUOTES = ("GUSD", "USDT", "USDC", "USD", "DAI", "EUR", "GBP", "SGD", "BTC", "ETH
 
 
 def split_native(native: str) -> Optional[tuple[str, str]]:
-    """'BTCUSD' -> ('BTC', 'USD') by the known quote currencies, longest first; None if none fits."""
-    for quote in QUOTES:
-        if native.endswith(quote) and len(native) > len(quote):
-            return native[:-len(quote)], quote
-    return None
+    """'BTCUSD' -> ('BTC', 'USD') by Gemini's quote currencies, longest first; None if none fits."""
+    return split_by_quote(native, QUOTES)
 
 
 class Gemini(ExchangeListener):

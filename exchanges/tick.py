@@ -96,6 +96,16 @@ def symbol_str(value) -> str:
     return value
 
 
+def split_by_quote(native: str, quotes) -> Optional[tuple[str, str]]:
+    """'BTCUSDT' (or 'btcusdt') -> ('BTC', 'USDT') by the first of `quotes` (upper case, longest first) it ends
+    with; None if none does. For exchanges whose symbols join base and quote with no separator."""
+    upper = native.upper()
+    for quote in quotes:
+        if upper.endswith(quote) and len(upper) > len(quote):
+            return upper[:-len(quote)], quote
+    return None
+
+
 def side_str(value) -> str:
     if value not in ("buy", "sell"):
         raise BadFrame(f"bad side: {str(value)[:20]!r}")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,15 @@ def documented(name: str) -> str:
         if name in entries:
             return entries[name]["frame"]
     raise KeyError(name)
+
+
+def get(url):
+    """(status, body) of a GET, errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def two_venue_recording(folder) -> Path:

@@ -5,14 +5,12 @@ import os
 import signal
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 
 import orjson
 import pytest
 import socketio
 
-from conftest import Collector, ServerProcess
+from conftest import get, Collector, ServerProcess
 from dashboard.history import SQLiteHistory
 
 
@@ -103,13 +101,6 @@ def test_kill_9_during_writes_leaves_the_file_intact_and_loses_at_most_a_batch(t
                                     ("coinbase:SKL-USD",)).fetchone()
     assert count > 0 and last_seen - last_stored <= 1500  # at most the unwritten batch (flushed every 0.5 s)
 
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read().decode()
 
 
 def test_the_ticks_api_in_json_and_csv_agree(replay_server):

@@ -1,7 +1,5 @@
 """/healthz, /metrics, and hostile Socket.IO clients against a real server process."""
 import time
-import urllib.error
-import urllib.request
 
 import orjson
 import pytest
@@ -9,15 +7,8 @@ import socketio
 import websocket
 
 from exchanges import EXCHANGES
-from conftest import Collector, ServerProcess
+from conftest import get, Collector, ServerProcess
 
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def connect(server):

@@ -6,12 +6,11 @@ import os
 import shutil
 import signal
 import subprocess
-import urllib.request
 
 import pytest
 import socketio
 
-from conftest import ROOT, STALE_AFTER_S, TEAM_MARKET, Collector, free_port
+from conftest import get, ROOT, STALE_AFTER_S, TEAM_MARKET, Collector, free_port
 
 # Skipped where redis-server is missing, except in CI (REQUIRE_TEAM=1), where that is a failure.
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None and not os.environ.get("REQUIRE_TEAM"),
@@ -92,13 +91,6 @@ def test_a_killed_collector_shows_every_feed_down_within_the_stale_time(team):
     team.collector = team.start_collector()
     events["feeds"].wait_for(lambda items: all(f["state"] == "live" for f in items[-1]), timeout=30)
 
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None and not os.environ.get("REQUIRE_TEAM"),
