@@ -97,7 +97,7 @@ class Bitstamp(ExchangeListener):
             return unified
         if type(native) is not str or not _NATIVE.fullmatch(native):
             raise BadFrame(f"bad pair {str(native)[:30]!r}")
-        split = split_by_quote(native, QUOTES)
+        split = split_by_quote(native.upper(), QUOTES)  # its pairs are lower case: "btcusd"
         if split is None:
             raise BadFrame(f"unknown pair {native[:30]!r}")
         return symbol_str("-".join(split))

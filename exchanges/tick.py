@@ -97,12 +97,11 @@ def symbol_str(value) -> str:
 
 
 def split_by_quote(native: str, quotes) -> Optional[tuple[str, str]]:
-    """'BTCUSDT' (or 'btcusdt') -> ('BTC', 'USDT') by the first of `quotes` (upper case, longest first) it ends
-    with; None if none does. For exchanges whose symbols join base and quote with no separator."""
-    upper = native.upper()
+    """'BTCUSDT' -> ('BTC', 'USDT') by the first of `quotes` (longest first) it ends with; None if none does. For
+    exchanges whose symbols join base and quote with no separator."""
     for quote in quotes:
-        if upper.endswith(quote) and len(upper) > len(quote):
-            return upper[:-len(quote)], quote
+        if native.endswith(quote) and len(native) > len(quote):
+            return native[:-len(quote)], quote
     return None
 
 
