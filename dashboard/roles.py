@@ -179,6 +179,18 @@ class WebQueue(socketio.RedisManager):
     a ticks batch for a room skips those clients (they are resynced with a backfill once they drain)."""
     conflation: Optional[Conflation] = None
 
+    def _redis_listen_with_retries(self):
+        """Listen on the queue; when Redis is away, try again every second (the library doubles its wait up to a
+        minute, which would leave pages without live ticks long after Redis is back)."""
+        while True:
+            try:
+                self._redis_connect()
+                self.pubsub.subscribe(self.channel)
+                yield from self.pubsub.listen()
+            except Exception as error:  # any connection failure: the health line says so once
+                self._get_logger().error("Cannot receive from redis... retrying in 1 s (%s)", error)
+                time.sleep(1.0)
+
     def _handle_emit(self, message):
         if message.get("event") == "ticks" and self.conflation is not None and message.get("room"):
             slow = self.conflation.slow_clients(message["room"])
