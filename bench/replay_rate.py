@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,10 +31,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def measure(speed: str, seconds: float) -> dict:
+def measure(speed: str, seconds: float, max_markets: int) -> dict:
     port = free_port()
+    history = tempfile.mkdtemp(prefix="bench-history-")  # a fresh store, never the project's own data/
     server = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--replay", "--speed", speed,
-                               "--port", str(port), "--log-level", "WARNING"], cwd=ROOT,
+                               "--port", str(port), "--log-level", "WARNING", "--no-rest", "--subscribe-rate", "1000",
+                               "--max-markets-per-client", "1000",
+                               "--history-url", f"sqlite:///{history}/history.sqlite3"], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = socketio.Client()
@@ -48,7 +53,8 @@ def measure(speed: str, seconds: float) -> dict:
             except socketio.exceptions.ConnectionError:
                 time.sleep(0.05)
         ready.wait(10)
-        markets = [f"{name}:{symbol}" for name, symbols in offer["available"].items() for symbol in symbols]
+        markets = [f"{name}:{symbol}" for name, symbols in offer["available"].items()
+                   for symbol in symbols][:max_markets]
         for market in markets:
             client.call("subscribe", {"market": market})
         time.sleep(2)  # warm-up: every market subscribed and streaming
@@ -63,18 +69,20 @@ def measure(speed: str, seconds: float) -> dict:
     finally:
         server.terminate()
         server.wait(10)
+        shutil.rmtree(history, ignore_errors=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--speeds", default="1,max")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--max-markets", type=int, default=1000, help="subscribe at most this many markets")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.platform()}")
     print(f"{'speed':>6} {'markets':>8} {'frames/s in':>12} {'ticks/s to client':>18}")
     for speed in args.speeds.split(","):
-        row = measure(speed, args.seconds)
+        row = measure(speed, args.seconds, args.max_markets)
         print(f"{row['speed']:>6} {row['markets']:>8} {row['frames_per_s']:>12.0f} {row['ticks_per_s']:>18.0f}")
     return 0
 
