@@ -88,7 +88,7 @@ class Settings:
     backoff_cap_s: float = 30.0
     max_rows: int = 500
     ring_size: int = 500
-    emit_interval_ms: int = 100
+    emit_interval_ms: int = 50
     record_dir: Optional[str] = None
     replay: Optional[list] = None  # None: live; []: the shipped recordings; else these paths
     speed: float = 1.0
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--backoff-cap", type=float, dest="backoff_cap_s", help="reconnect backoff cap in s (BACKOFF_CAP_S, 30)")
     add("--max-rows", type=int, help="rows kept per panel on the page (MAX_ROWS, default 500)")
     add("--ring-size", type=int, help="recent ticks kept per market for backfill (RING_SIZE, default 500)")
-    add("--emit-interval-ms", type=int, help="batching interval of emits (EMIT_INTERVAL_MS, default 100)")
+    add("--emit-interval-ms", type=int, help="batching interval of emits (EMIT_INTERVAL_MS, default 50)")
     add("--record", dest="record_dir", metavar="DIR", help="write every frame received to DIR (RECORD_DIR)")
     add("--replay", nargs="*", metavar="PATH", help="replay recordings through the local exchange instead of "
         "connecting to the exchanges (no PATH: the shipped recordings)")
@@ -177,7 +177,7 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         backoff_cap_s=pick(args.backoff_cap_s, "BACKOFF_CAP_S", 30.0, float),
         max_rows=pick(args.max_rows, "MAX_ROWS", 500, int),
         ring_size=pick(args.ring_size, "RING_SIZE", 500, int),
-        emit_interval_ms=pick(args.emit_interval_ms, "EMIT_INTERVAL_MS", 100, int),
+        emit_interval_ms=pick(args.emit_interval_ms, "EMIT_INTERVAL_MS", 50, int),
         record_dir=pick(args.record_dir, "RECORD_DIR", None),
         replay=args.replay,
         speed=pick(args.speed, "SPEED", 1.0, _speed_from_env),

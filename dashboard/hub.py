@@ -37,7 +37,7 @@ def pair_room(pair: str) -> str:
 
 
 class Hub:
-    def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 100, max_batch: int = 500,
+    def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 50, max_batch: int = 500,
                  feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None, sink=None):
         self.socketio = socketio
         self.ring_size, self.max_batch = ring_size, max_batch
