@@ -111,7 +111,7 @@ async def swarm(urls: list, first: int, clients: int, start_at: float, seconds: 
     `start_at` for `seconds`."""
     counts, ages, feeds, markets = [0] * clients, [], {}, []
     measuring = asyncio.Event()
-    connected = []
+    connected, failed = [], [0]
     got_markets = asyncio.Event()
 
     async def one(index: int):
@@ -137,7 +137,11 @@ async def swarm(urls: list, first: int, clients: int, start_at: float, seconds: 
             client.on("markets", on_markets)
             if report_feeds:
                 client.on("feeds", on_feeds)
-        await client.connect(urls[(first + index) % len(urls)], transports=["websocket"], wait_timeout=20)
+        try:
+            await client.connect(urls[(first + index) % len(urls)], transports=["websocket"], wait_timeout=20)
+        except socketio.exceptions.ConnectionError:  # counted: a server that refuses clients is a result too
+            failed[0] += 1
+            return
         connected.append(client)
 
     await one(0)
@@ -157,7 +161,7 @@ async def swarm(urls: list, first: int, clients: int, start_at: float, seconds: 
     frames_after = sum(feeds.values())
     await asyncio.gather(*(client.disconnect() for client in connected), return_exceptions=True)
     return {"frames": frames_after - frames_before, "elapsed": elapsed, "counts": counts, "ages": ages,
-            "connected": len(connected)}
+            "failed": failed[0]}
 
 
 def _swarm_process(args, results):
@@ -190,12 +194,12 @@ def measure(urls: list, clients: int, processes: int, warmup_s: float, seconds: 
     if errors:
         raise RuntimeError("; ".join(errors))
     elapsed = max(part["elapsed"] for part in parts)
-    counts = [count for part in parts for count in part["counts"]]
+    counts = [count for part in parts for count in part["counts"]]  # a client that never connected counts 0
     ages = sorted(age for part in parts for age in part["ages"])
     return {"frames_per_s": sum(part["frames"] for part in parts) / elapsed,
             "ticks_per_client": statistics.mean(counts) / elapsed, "slowest_client": min(counts) / elapsed,
             "p50": ages[len(ages) // 2] if ages else None, "p99": ages[int(len(ages) * 0.99)] if ages else None,
-            "max": ages[-1] if ages else None}
+            "max": ages[-1] if ages else None, "connected": clients - sum(part["failed"] for part in parts)}
 
 
 def main(argv=None) -> int:
@@ -213,7 +217,7 @@ def main(argv=None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"replay speed {args.speed}, {args.seconds:g} s measured after {args.warmup:g} s, "
           f"clients in {args.procs} processes")
-    print(f"{'mode':<10} {'webs':>4} {'clients':>7} {'frames/s in':>12} {'ticks/s/client':>15} {'slowest':>8} "
+    print(f"{'mode':<10} {'webs':>4} {'clients':>7} {'connected':>9} {'frames/s in':>12} {'ticks/s/client':>15} {'slowest':>8} "
           f"{'age p50 ms':>11} {'p99 ms':>8} {'max ms':>8} {'CPU %':>6} {'RSS MB':>7}")
     for mode in args.modes.split(","):
         for webs in map(int, args.webs.split(",")):
@@ -224,7 +228,7 @@ def main(argv=None) -> int:
                     cpu = (sum(map(cpu_seconds, pids)) - cpu_before) / (time.monotonic() - wall_before) * 100
                     rss = sum(map(rss_mb, pids))
                 fmt = lambda v: f"{v:.1f}" if v is not None else "n/a"  # noqa: E731
-                print(f"{mode:<10} {webs:>4} {clients:>7} {row['frames_per_s']:>12,.0f} "
+                print(f"{mode:<10} {webs:>4} {clients:>7} {row['connected']:>9} {row['frames_per_s']:>12,.0f} "
                       f"{row['ticks_per_client']:>15,.0f} {row['slowest_client']:>8,.0f} {fmt(row['p50']):>11} "
                       f"{fmt(row['p99']):>8} {fmt(row['max']):>8} {cpu:>6.0f} {rss:>7.0f}", flush=True)
     return 0
