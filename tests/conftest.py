@@ -40,13 +40,19 @@ def documented(name: str) -> str:
     raise KeyError(name)
 
 
-def get(url):
-    """(status, body) of a GET, errors included."""
+def fetch(url):
+    """(status, headers, body) of a GET, errors included."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
+            return response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        return error.code, error.headers, error.read().decode()
+
+
+def get(url):
+    """(status, body) of a GET, errors included."""
+    status, _, body = fetch(url)
+    return status, body
 
 
 def two_venue_recording(folder) -> Path:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 import socketio
 
-from conftest import get, Collector, ServerProcess
+from conftest import fetch, Collector, ServerProcess
 from dashboard.history import SQLiteHistory
 
 
@@ -110,17 +110,17 @@ def test_the_ticks_api_in_json_and_csv_agree(replay_server):
     query = f"{replay_server.url}/api/ticks?market=binanceus:OMG-BUSD&limit=3"
     deadline = time.monotonic() + 10
     while True:  # the writer flushes every 0.5 s: ask until it has written them
-        status, _, body = get(query)
+        status, _, body = fetch(query)
         page = orjson.loads(body)
         if page["count"] == 3 or time.monotonic() > deadline:
             break
     assert status == 200 and page["market"] == "binanceus:OMG-BUSD" and page["next"] is not None
     first = page["ticks"][0]
     assert first["received_iso"].endswith("Z") and (first["time_iso"] is None or first["time_iso"].endswith("Z"))
-    status, _, next_body = get(f"{query}&after={page['next']}")
+    status, _, next_body = fetch(f"{query}&after={page['next']}")
     assert orjson.loads(next_body)["ticks"][0]["id"] > page["ticks"][-1]["id"]
 
-    status, headers, text = get(query.replace("/api/ticks?", "/api/ticks.csv?"))
+    status, headers, text = fetch(query.replace("/api/ticks?", "/api/ticks.csv?"))
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
     assert 'filename="binanceus_OMG-BUSD.csv"' in headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -139,12 +139,12 @@ def test_the_ticks_api_in_json_and_csv_agree(replay_server):
 ])
 def test_bad_api_parameters_are_400_with_a_json_error(replay_server, query, message):
     for path in ("/api/ticks", "/api/ticks.csv"):
-        status, headers, body = get(f"{replay_server.url}{path}?{query}")
+        status, headers, body = fetch(f"{replay_server.url}{path}?{query}")
         assert status == 400 and message.split(" from 1 to")[0] in orjson.loads(body)["error"]
 
 
 def test_api_markets_lists_what_the_server_knows(replay_server):
-    status, _, body = get(f"{replay_server.url}/api/markets")
+    status, _, body = fetch(f"{replay_server.url}/api/markets")
     markets = orjson.loads(body)
     assert status == 200 and "coinbase:SKL-USD" in markets["streaming"]
     assert "SKL-USD" in markets["available"]["coinbase"]
