@@ -261,11 +261,8 @@ class BinanceVenue(Venue):
         return _reply({"code": 0, "msg": text or "Unknown property"})
 
     def refusal(self, session, text):
-        try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return None
-        if type(message) is not dict or message.get("method") != "SUBSCRIBE":
+        message = self.request_of(text, "method", "SUBSCRIBE")
+        if message is None:
             return None
         return [_reply({"error": {"code": 2, "msg": "Invalid request: too many streams"}, "id": message.get("id")})]
 

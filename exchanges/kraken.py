@@ -373,11 +373,8 @@ class KrakenVenue(Venue):
         return _event_error(text or "Internal error")
 
     def refusal(self, session, text):
-        try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return None
-        if type(message) is not dict or message.get("event") != "subscribe":
+        message = self.request_of(text, "event", "subscribe")
+        if message is None:
             return None
         subscription = message.get("subscription")
         name = subscription.get("name") if type(subscription) is dict else None

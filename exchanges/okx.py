@@ -305,11 +305,8 @@ class OKXVenue(Venue):
         return _reply({"event": "error", "code": "64007", "msg": text or "WebSocket internal error"})
 
     def refusal(self, session, text):
-        try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return None
-        if type(message) is not dict or message.get("op") != "subscribe":
+        message = self.request_of(text, "op", "subscribe")
+        if message is None:
             return None
         return [self._error(session, message.get("id"), "60014", "Requests too frequent")]
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import orjson
+
 BROADCAST = "*"  # the key of recorded frames every client gets: errors, and frames no channel claims (garbage)
 
 
@@ -48,6 +50,15 @@ class Venue:
     def refusal(self, session: dict, text: str) -> Optional[list]:
         """If `text` is a subscribe request: the exchange's refusal of it (fault injection); else None."""
         raise NotImplementedError
+
+    @staticmethod
+    def request_of(text: str, key: str, value: str) -> Optional[dict]:
+        """A client's JSON request whose `key` is `value` (`"op": "subscribe"`), or None for anything else."""
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        return message if type(message) is dict and message.get(key) == value else None
 
     def wants(self, session: dict, key: str) -> bool:
         return key in session["keys"]
