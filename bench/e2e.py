@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--speed", default="max")
-    parser.add_argument("--webs", default="0", help="team mode: web processes behind one collector and Redis, "
+    parser.add_argument("--webs", "--web", default="0", help="team mode: web processes behind one collector and Redis, "
                         "e.g. 0,2,4 (0: the one-process server)")
     parser.add_argument("--procs", type=int, default=min(4, os.cpu_count() or 1),
                         help="client processes the clients are spread over")
