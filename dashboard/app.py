@@ -17,7 +17,7 @@ from .history import open_history
 from .listings import Listings
 from .rest import RestClient, backfill
 from .bus import Bus
-from .roles import CollectorLink, RemoteFeeds, WebHub, WebQueue
+from .roles import CollectorLink, RemoteFeeds, WebHub, emitting_queue, listening_queue
 from .hub import Hub, pair_room
 from .limits import EventRateLimit
 from .metrics import Metrics
@@ -85,7 +85,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     if settings.role == "web":
         return _web(app, settings, mode)
     if settings.role == "collector":  # emits through the message queue only: it serves no Socket.IO itself
-        socketio = SocketIO(message_queue=settings.redis_url, async_mode=settings.async_mode)
+        socketio = SocketIO(message_queue=settings.redis_url, client_manager=emitting_queue(settings.redis_url),
+                            async_mode=settings.async_mode)
     else:
         socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
                             max_http_buffer_size=MAX_EVENT_BYTES)
@@ -129,7 +130,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
 
 def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
     """A web process: the page and Socket.IO for its own clients; ticks come through the message queue."""
-    queue = WebQueue(settings.redis_url, channel="flask-socketio")
+    queue = listening_queue(settings.redis_url)
     socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
                         max_http_buffer_size=MAX_EVENT_BYTES, client_manager=queue)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}

@@ -31,10 +31,15 @@ def ticks_key(market: str) -> str:
     return f"{PREFIX}ticks:{market}"
 
 
+def options(read_timeout: Optional[float] = 2.0) -> dict:
+    """Connection options that never wait long: a Redis that is away must show as away, not hang a request or an
+    emit. (A listener waits for messages without a read timeout: a quiet channel is not a failure; a dead one
+    closes.) Also given to Flask-SocketIO's own Redis managers."""
+    return {"socket_timeout": read_timeout, "socket_connect_timeout": 2, "socket_keepalive": True}
+
+
 def connect(url: str, read_timeout: Optional[float] = 2.0) -> redis.Redis:
-    """A client that never waits long: a Redis that is away must show as away, not hang a request. (A listener
-    waits for messages without a read timeout: a quiet channel is not a failure; a dead one closes.)"""
-    return redis.Redis.from_url(url, socket_timeout=read_timeout, socket_connect_timeout=2, socket_keepalive=True)
+    return redis.Redis.from_url(url, **options(read_timeout))
 
 
 class Bus:

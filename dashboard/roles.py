@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import socketio
 from redis import RedisError
 
+from . import bus
 from .bus import Bus
 from .config import parse_market
 from .conflation import Conflation
@@ -199,6 +200,20 @@ class WebQueue(socketio.RedisManager):
                 message["skip_sid"] = (skip if isinstance(skip, list) else [skip]) + slow
                 self.conflation.skipped(slow, message["room"])
         super()._handle_emit(message)
+
+
+QUEUE_CHANNEL = "flask-socketio"  # Flask-SocketIO's default channel on the message queue
+
+
+def emitting_queue(url: str) -> socketio.RedisManager:
+    """The collector's side of the message queue: write-only, with timeouts, so an emit never hangs on a Redis
+    that is away (Flask-SocketIO's default manager has none)."""
+    return socketio.RedisManager(url, channel=QUEUE_CHANNEL, write_only=True, redis_options=bus.options())
+
+
+def listening_queue(url: str) -> "WebQueue":
+    """A web process's side: it listens without a read timeout (a quiet queue is not a failure)."""
+    return WebQueue(url, channel=QUEUE_CHANNEL, redis_options=bus.options(read_timeout=None))
 
 
 class WebHub:
