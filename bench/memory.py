@@ -43,8 +43,14 @@ def server_rss(ticks_wanted: int) -> list[tuple[int, float]]:
     return samples
 
 
-def page_heap(minutes: float) -> list[tuple[float, float, int]]:
-    """(minutes, used JS heap MB, rows in the DOM), sampled every 30 s (or at the end) at full-speed replay."""
+LONG_TASKS = """window.__longTasks = [];
+new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries().map((e) => e.duration)))
+  .observe({ type: "longtask", buffered: true });"""
+
+
+def page_heap(minutes: float) -> list[tuple[float, float, int, int, float]]:
+    """(minutes, used JS heap MB, rows in the DOM, long tasks since the last sample, the longest in ms), sampled
+    every 30 s (or at the end) at full-speed replay. A long task (> 50 ms) is a moment the page could not answer."""
     from playwright.sync_api import sync_playwright
     samples = []
     with running_server("eventlet", "max") as (port, _), sync_playwright() as p:
@@ -53,6 +59,7 @@ def page_heap(minutes: float) -> list[tuple[float, float, int]]:
             "--disable-sync", "--no-first-run", "--enable-precise-memory-info"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"http://127.0.0.1:{port}/")
+        page.evaluate(LONG_TASKS)
         started = time.monotonic()
         while True:
             elapsed = (time.monotonic() - started) / 60
@@ -60,7 +67,8 @@ def page_heap(minutes: float) -> list[tuple[float, float, int]]:
             elapsed = (time.monotonic() - started) / 60
             heap = page.evaluate("performance.memory.usedJSHeapSize") / 2 ** 20
             rows = page.locator("tbody tr").count()
-            samples.append((elapsed, heap, rows))
+            long_tasks = page.evaluate("window.__longTasks.splice(0)")
+            samples.append((elapsed, heap, rows, len(long_tasks), max(long_tasks, default=0.0)))
             if elapsed >= minutes:
                 break
         browser.close()
@@ -71,15 +79,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=1_000_000)
     parser.add_argument("--page-minutes", type=float, default=10.0)
+    parser.add_argument("--page-only", action="store_true", help="skip the server's million ticks")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    rss = server_rss(args.ticks)
-    warm = next((mb for ticks, mb in rss if ticks >= args.ticks // 10), rss[0][1])
-    print(f"server RSS: {rss[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up ({args.ticks // 10:,} ticks), "
-          f"{rss[-1][1]:.0f} MB after {rss[-1][0]:,} ticks, max {max(mb for _, mb in rss):.0f} MB: "
-          f"{(rss[-1][1] - warm) / warm * 100:+.1f} % since warm-up")
+    if not args.page_only:
+        rss = server_rss(args.ticks)
+        warm = next((mb for ticks, mb in rss if ticks >= args.ticks // 10), rss[0][1])
+        print(f"server RSS: {rss[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up ({args.ticks // 10:,} ticks), "
+              f"{rss[-1][1]:.0f} MB after {rss[-1][0]:,} ticks, max {max(mb for _, mb in rss):.0f} MB: "
+              f"{(rss[-1][1] - warm) / warm * 100:+.1f} % since warm-up")
     heap = page_heap(args.page_minutes)
-    print("page at full speed: " + ", ".join(f"{m:.1f} min {mb:.1f} MB heap {rows} rows" for m, mb, rows in heap))
+    print("page at full speed: " + ", ".join(f"{m:.1f} min {mb:.1f} MB heap {rows} rows, {count} long tasks "
+                                             f"(max {longest:.0f} ms)" for m, mb, rows, count, longest in heap))
     return 0
 
 
