@@ -294,7 +294,8 @@ class ExchangeListener:
             if now - last_ping >= self.ping_every_s:
                 self._ws.ping()
                 last_ping = now
-            if self.keepalive_message and now - last_keepalive >= self.keepalive_every_s:
+            if (self.keepalive_message and now - last_keepalive >= self.keepalive_every_s
+                    and now >= self._next_send_at):  # never wait for the pace inside the read loop
                 self._send(self.keepalive_message)
                 last_keepalive = now
             if self._attempt and now - connected_at > self.healthy_after_s:
@@ -422,6 +423,8 @@ class ExchangeListener:
             log.warning("%s: bad frame #%d skipped: %s", self.name, self.bad_frames, self.last_bad_reason)
 
     def _apply_ops(self) -> None:
+        if time.monotonic() < self._next_send_at:
+            return  # not yet allowed to send: the ops wait, the socket goes on being read
         with self._lock:
             if not self._ops:
                 return

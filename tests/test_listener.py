@@ -33,6 +33,18 @@ def test_coinbase_handshake_ticks_then_add_a_market_on_the_same_connection(local
     assert listener.status()["reconnects"] == 0 and states.items[:2] == ["connecting", "live"]
 
 
+def test_a_send_waiting_for_the_exchanges_pace_never_stops_the_reading(local_exchange, start_listener):
+    listener, ticks, markets, _ = make(Coinbase, local_exchange, ["SKL-USD"])
+    listener.max_messages_per_s = 0.2  # one message per 5 s: the next subscribe must wait its turn
+    start_listener(listener)
+    markets.wait_for(lambda m: ("coinbase:SKL-USD", "subscribed", "") in m)
+    listener.add("DASH-BTC")
+    count = len(ticks.items)
+    ticks.wait_for(lambda t: len(t) >= count + 3)  # ticks go on arriving meanwhile
+    assert ("subscribe", "DASH-BTC") in listener._ops  # read on while the subscribe waits, unsent
+    ticks.wait_for(lambda t: any(tick["symbol"] == "DASH-BTC" for tick in t), timeout=20)  # then it goes
+
+
 def test_binance_subscribe_with_id_is_acknowledged_without_reconnect(local_exchange, start_listener):
     listener, ticks, markets, states = make(Binance, local_exchange, ["NKN-USDT"])
     start_listener(listener)
