@@ -147,13 +147,15 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
         return {"watchlist": watchlist, "available": offer.get("available", {}),
                 "listing_source": offer.get("listing_source", {}), "exchanges": exchanges}
 
-    _health_routes(app, feeds, Metrics(None, hub))  # the feeds' counters are the collector's to report
+    _health_routes(app, feeds, Metrics(None, hub), problem=hub.problem)  # feed counters are the collector's
     dashboard = Dashboard(app, socketio, hub, feeds, role="web")
     _page(app, socketio, dashboard, settings, mode, history, markets_offer)
     return dashboard
 
 
-def _health_routes(app: Flask, feeds, metrics: Metrics) -> None:
+def _health_routes(app: Flask, feeds, metrics: Metrics, problem=lambda: "") -> None:
+    """`problem`: what else makes this process unhealthy, in words ("" when nothing: a web process's Redis and
+    collector)."""
     @app.get("/healthz")
     def healthz():
         """200 when every feed with markets to stream is live or quiet; 503 naming the failing ones."""
@@ -162,8 +164,10 @@ def _health_routes(app: Flask, feeds, metrics: Metrics) -> None:
                     "last_data_at": s.get("last_data_at")} for s in statuses]
         failing = [brief for brief, full in zip(summary, statuses)
                    if full["symbols"] and full["state"] not in HEALTHY_STATES]
-        ok = bool(statuses) and not failing
-        return jsonify({"ok": ok, "feeds": summary, "failing": failing}), 200 if ok else 503
+        trouble = problem()
+        ok = bool(statuses) and not failing and not trouble
+        body = {"ok": ok, "feeds": summary, "failing": failing, **({"problem": trouble} if trouble else {})}
+        return jsonify(body), 200 if ok else 503
 
     @app.get("/metrics")
     def prometheus():

@@ -230,6 +230,7 @@ class WebHub:
         self.health = RedisHealth(f"web {web_id}", self._redis_changed)
         self.statuses: list = []        # the feeds as this process last showed them
         self._last_feeds_at: Optional[float] = None
+        self._collector_heard = False
         self._offer: dict = {}
         self._stopping = False
         self._resync = False
@@ -269,6 +270,12 @@ class WebHub:
 
     def offer(self) -> dict:
         return self._offer
+
+    def problem(self) -> str:
+        """Why this web process cannot serve live data, or "": Redis away, or no word from the collector."""
+        if not self.health.up:
+            return self.health.reason
+        return "" if self._collector_heard else "no status from the collector"
 
     def service(self) -> dict:
         """What the page's service banner shows."""
@@ -315,6 +322,7 @@ class WebHub:
             except RedisError as error:
                 self.health.failed(error)
         now = time.monotonic()
+        self._collector_heard = statuses is not None
         if statuses is not None:
             self._last_feeds_at = now
         else:  # the collector is silent (or Redis is away): every feed is down as far as anyone here can tell

@@ -69,6 +69,8 @@ def test_redis_going_away_shows_a_banner_crashes_nothing_and_publishing_resumes(
     assert down["redis"] is False and "Redis unreachable" in down["reason"]
     status, body = get(team.collector.url + "/healthz")
     assert status == 200  # the collector keeps its listeners
+    status, body = get(team.webs[0].url + "/healthz")
+    assert status == 503 and "Redis unreachable" in json.loads(body)["problem"]
     team.redis.start()
     events["service"].wait_for(lambda items: items[-1]["redis"] is True, timeout=15)
     count = len(events["ticks"].items)
@@ -86,8 +88,8 @@ def test_a_killed_collector_shows_every_feed_down_within_the_stale_time(team):
     feeds = events["feeds"].wait_for(lambda items: len(items) > mark and all(
         f["state"] == "stale" for f in items[-1]), timeout=STALE_AFTER_S + 2)[-1]
     assert all("collector" in f["reason"] for f in feeds)
-    status, _ = get(team.webs[0].url + "/healthz")
-    assert status == 503
+    status, body = get(team.webs[0].url + "/healthz")
+    assert status == 503 and "no status from the collector" in json.loads(body)["problem"]
     team.collector = team.start_collector()
     events["feeds"].wait_for(lambda items: all(f["state"] == "live" for f in items[-1]), timeout=30)
 
