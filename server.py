@@ -35,7 +35,8 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 
 from dashboard.app import create_app  # noqa: E402
-from dashboard.config import load_settings  # noqa: E402
+from dashboard.config import leftovers, load_settings  # noqa: E402
+from dashboard.history import StoreModeError  # noqa: E402
 from exchanges.recording import Recorder  # noqa: E402
 
 log = logging.getLogger("server")
@@ -74,9 +75,12 @@ def main(argv=None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # our own line says when REST fails
     available = {}
-    mode = "live"
-    if settings.replay is not None:
-        mode = "replay"
+    mode = settings.mode  # live or replay: each keeps its own history and listings (dashboard/config.py)
+    log.info("%s: history %s, listings %s", mode, settings.history_url or "off",
+             settings.listings_dir if settings.rest else "off")
+    for path in leftovers(settings):
+        log.warning("%s is from before live and replay were kept apart (it may hold both): no longer read, "
+                    "delete it when you no longer need it (README, \"History and the API\")", path)
     if settings.replay is not None and settings.role != "web":  # a web process connects to no exchange
         local = start_local_exchange(settings)
         settings.ws_urls.update(local["urls"])
@@ -87,7 +91,12 @@ def main(argv=None) -> int:
                                 if symbols and name in settings.exchanges]
         log.info("replay: local exchange at %s, watchlist %s", local["urls"], ",".join(settings.markets))
     recorder = Recorder(settings.record_dir) if settings.record_dir else None
-    dashboard = create_app(settings, available=available, on_frame=recorder, mode=mode)
+    try:
+        dashboard = create_app(settings, available=available, on_frame=recorder)
+    except StoreModeError as refused:
+        for child in CHILDREN:
+            child.terminate()
+        raise SystemExit(str(refused))
 
     def shut_down(signum, frame):
         # A signal handler runs on top of whatever was running (under eventlet, any green thread or the hub

@@ -77,9 +77,11 @@ class Dashboard:
             self.hub.history.close()
 
 
-def create_app(settings: Settings, available: dict = None, on_frame=None, mode: str = "live") -> Dashboard:
+def create_app(settings: Settings, available: dict = None, on_frame=None) -> Dashboard:
     """`available`: exchange -> symbols the server can serve beyond the watchlist (a recording's markets).
-    The role decides what runs here: everything (the default), the collector, or a web process."""
+    The role decides what runs here: everything (the default), the collector, or a web process; the mode (live or
+    replay, settings.mode) which history and listings: each mode's own (history.StoreModeError for another's)."""
+    mode = settings.mode
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config["SECRET_KEY"] = settings.secret_key
     if settings.role == "web":
@@ -90,7 +92,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     else:
         socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
                             max_http_buffer_size=MAX_EVENT_BYTES)
-    history = open_history(settings.history_url, settings.history_retention_days, base=ROOT)
+    history = open_history(settings.history_url, settings.history_retention_days, base=ROOT, mode=mode)
     hub = Hub(socketio, ring_size=settings.ring_size, emit_interval_ms=settings.emit_interval_ms,
               max_batch=settings.max_rows, history=history)
     feeds = Feeds(hub, settings.exchanges, settings.ws_urls, settings.markets, stale_after_s=settings.stale_after_s,
@@ -102,7 +104,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None, mode: 
     listings = None
     if rest is not None:
         listings = Listings(feeds.listeners, rest, ROOT / settings.listings_dir,
-                            on_change=lambda: socketio.emit("markets", markets_offer()))
+                            on_change=lambda: socketio.emit("markets", markets_offer()), mode=mode)
 
     def markets_offer() -> dict:
         """What the server can serve: the exchanges' listings, the recordings' markets, the watchlist."""
@@ -139,7 +141,7 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
     queue.conflation = hub.conflation
     feeds = RemoteFeeds(hub, bus, settings.exchanges, settings.markets)
     # The history the collector writes, read here (SQLite on this machine; a server database for a team).
-    history = open_history(settings.history_url, settings.history_retention_days, base=ROOT)
+    history = open_history(settings.history_url, settings.history_retention_days, base=ROOT, mode=mode)
 
     def markets_offer() -> dict:
         offer = hub.offer()

@@ -26,6 +26,15 @@ MAX_MARKET_LENGTH = 64
 ASYNC_MODES = ("eventlet", "threading")
 ROLES = ("all", "collector", "web")
 DEFAULT_MARKETS = "coinbase:BTC-USD,binance:BTC-USDT,binanceus:BTC-USD"
+MODES = ("live", "replay")
+# Live and replay never share stored data: each mode keeps its own history and listing cache, in a folder named
+# after it. "{mode}" in HISTORY_URL or LISTINGS_DIR is replaced by the mode, so a setting of one's own keeps the two
+# apart the same way; a path without it is used as given, in either mode (the store itself refuses the other mode's
+# data: see history.claim).
+DEFAULT_HISTORY_URL = "sqlite:///data/{mode}/history.sqlite3"
+DEFAULT_LISTINGS_DIR = "data/{mode}/listings"
+# Where both modes kept their data before they were kept apart: mixed, so no longer read (see leftovers()).
+LEGACY_PATHS = ("data/history.sqlite3", "data/listings")
 
 
 def parse_market(text) -> tuple[str, str]:
@@ -83,7 +92,7 @@ class Settings:
     ws_urls: dict = field(default_factory=dict)
     rest_urls: dict = field(default_factory=dict)
     rest: bool = True  # listings and REST backfill
-    listings_dir: str = "data/listings"
+    listings_dir: str = "data/live/listings"
     stale_after_s: float = 10.0
     backoff_cap_s: float = 30.0
     max_rows: int = 500
@@ -93,7 +102,7 @@ class Settings:
     replay: Optional[list] = None  # None: live; []: the shipped recordings; else these paths
     speed: float = 1.0
     faults: list = field(default_factory=list)  # fault specs for the local exchange (replay only)
-    history_url: Optional[str] = "sqlite:///data/history.sqlite3"  # None: no history
+    history_url: Optional[str] = "sqlite:///data/live/history.sqlite3"  # None: no history
     history_retention_days: float = 7.0
     cors_origins: Optional[list] = None  # None: same origin only
     max_markets_per_client: int = 50
@@ -103,6 +112,11 @@ class Settings:
     role: str = "all"      # all (one process), collector or web (team mode, over Redis)
     redis_url: str = ""
     web_id: str = ""       # names a web process's lease in Redis (default host:port)
+
+    @property
+    def mode(self) -> str:
+        """live or replay: decided by --replay alone, and deciding where history and listings are kept."""
+        return "live" if self.replay is None else "replay"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,13 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-markets-per-client", type=int, help="markets one browser may watch (MAX_MARKETS_PER_CLIENT, 50)")
     add("--subscribe-rate", type=float, help="subscribe/unsubscribe events a second per client, bursts of twice "
         "that (SUBSCRIBE_RATE, default 10)")
-    add("--history-url", help="where every tick is kept (HISTORY_URL, default sqlite:///data/history.sqlite3, "
-        "relative to the project)")
+    add("--history-url", help="where every tick is kept (HISTORY_URL, default sqlite:///data/{mode}/history.sqlite3, "
+        "relative to the project; {mode} is live or replay)")
     add("--no-history", action="store_true", help="keep no history (ticks live in memory only)")
     add("--history-retention-days", type=float, help="days of history kept (HISTORY_RETENTION_DAYS, default 7)")
     add("--no-rest", action="store_true", help="ask the exchanges' REST APIs nothing (no listings, no REST "
         "backfill)")
-    add("--listings-dir", help="where the exchanges' listings are cached (LISTINGS_DIR, default data/listings)")
+    add("--listings-dir", help="where the exchanges' listings are cached (LISTINGS_DIR, default data/{mode}/listings;"
+        " {mode} is live or replay)")
     add("--log-level", help="DEBUG, INFO, WARNING ... (LOG_LEVEL, default INFO)")
     add("--role", choices=ROLES, help="all: one process does everything (default); collector: the exchange "
         "connections, history and listings, publishing to Redis; web: the page and Socket.IO, fed from Redis "
@@ -147,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
         add(f"--{name}-rest-url", dest=f"rest_{name}", metavar="URL", help=f"{name} REST API ({rest_key(name)})")
         add(f"--no-{name}", dest=f"no_{name}", action="store_true", help=f"do not start the {name} listener")
     return parser
+
+
+def for_mode(text: str, mode: str) -> str:
+    """HISTORY_URL or LISTINGS_DIR with "{mode}" replaced by the mode (live or replay)."""
+    return text.replace("{mode}", mode)
+
+
+def leftovers(settings: Settings, root: Path = ENV_FILE.parent) -> list:
+    """The data kept before live and replay were kept apart (one store and one listing cache for both, so
+    possibly replay ticks and recorded listings) that these settings no longer read: to say so at start."""
+    in_use = {settings.history_url or "", settings.listings_dir}
+    return [path for path in LEGACY_PATHS if (root / path).exists()
+            and f"sqlite:///{path}" not in in_use and path not in in_use]
 
 
 def environment(env_file=ENV_FILE) -> dict:
@@ -186,8 +214,8 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         subscribe_rate=pick(args.subscribe_rate, "SUBSCRIBE_RATE", 10.0, float),
     )
     settings.subscribe_burst = max(1, int(settings.subscribe_rate * 2))
-    settings.history_url = None if args.no_history else pick(args.history_url, "HISTORY_URL",
-                                                              "sqlite:///data/history.sqlite3")
+    settings.history_url = None if args.no_history else for_mode(
+        pick(args.history_url, "HISTORY_URL", DEFAULT_HISTORY_URL), settings.mode)
     settings.history_retention_days = pick(args.history_retention_days, "HISTORY_RETENTION_DAYS", 7.0, float)
     settings.faults = args.fault if args.fault is not None else env.get("FAULTS", "").split()
     for spec in settings.faults:
@@ -221,7 +249,7 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         raise SystemExit(f"--role {settings.role} needs REDIS_URL (or --redis-url): Redis connects the roles")
     settings.web_id = env.get("WEB_ID") or f"{socket.gethostname()}:{settings.port}"
     settings.rest = not args.no_rest
-    settings.listings_dir = pick(args.listings_dir, "LISTINGS_DIR", "data/listings")
+    settings.listings_dir = for_mode(pick(args.listings_dir, "LISTINGS_DIR", DEFAULT_LISTINGS_DIR), settings.mode)
     try:
         settings.markets_from_cli = args.markets is not None
         settings.markets = [market for market in parse_markets(pick(args.markets, "MARKETS", DEFAULT_MARKETS))

@@ -156,9 +156,49 @@ def _entry(row) -> dict:
     return tick
 
 
-def open_history(url: Optional[str], retention_days: float, base: Path = Path(".")) -> Optional[SQLiteHistory]:
-    """The store HISTORY_URL names (a relative path is relative to `base`), or None when history is off."""
+def open_history(url: Optional[str], retention_days: float, base: Path = Path("."),
+                 mode: Optional[str] = None) -> Optional[SQLiteHistory]:
+    """The store HISTORY_URL names (a relative path is relative to `base`), or None when history is off.
+    With a `mode` (live or replay), a store that holds the other mode's ticks is refused (StoreModeError)."""
     if not url:
         return None
     path = sqlite_path(url)
-    return SQLiteHistory(path if path.is_absolute() else base / path, retention_days)
+    store = SQLiteHistory(path if path.is_absolute() else base / path, retention_days)
+    if mode is not None:
+        claim(store, mode)
+    return store
+
+
+# Which mode wrote a store: SQLite's application_id, a number in the file's header (not a table, so the schema is
+# untouched). Live and replay each keep their own store (config.DEFAULT_HISTORY_URL); this stamp makes sure a
+# HISTORY_URL given to both cannot mix them either: replay ticks are never served as live, nor live as replay.
+STORE_MODES = {"live": int.from_bytes(b"DBLV", "big"), "replay": int.from_bytes(b"DBRP", "big")}
+
+
+class StoreModeError(ValueError):
+    """The store holds another mode's ticks, or ticks of unknown mode."""
+
+
+def claim(store: SQLiteHistory, mode: str) -> None:
+    """Keep `store` to `mode`'s ticks: a new (empty) store is stamped with the mode; one stamped with the other mode,
+    or an unstamped one holding entries (kept before live and replay were kept apart: perhaps both), is closed and
+    refused with a reason."""
+    wanted = STORE_MODES[mode]
+    with store._lock:
+        stamp = store._db.execute("PRAGMA application_id").fetchone()[0]
+        if stamp == wanted:
+            return
+        if stamp == 0 and store._db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None:
+            store._db.execute(f"PRAGMA application_id = {wanted:d}")
+            return
+    store.close()
+    holder = {number: name for name, number in STORE_MODES.items()}.get(stamp)
+    if holder is not None:
+        why = f"it holds {holder} ticks, and {mode} never reads them"
+    elif stamp == 0:
+        why = (f"it was written before live and replay were kept apart, so it may hold both, and {mode} does not read "
+               f"it (to keep it as {mode} history after checking: sqlite3 FILE 'PRAGMA application_id = {wanted}')")
+    else:
+        why = f"it is not a dashboard history (application_id {stamp})"
+    raise StoreModeError(f"history {store.path}: {why}. Leave HISTORY_URL unset (each mode keeps its own store), "
+                         f"or give it a path with {{mode}} in it, or one of its own for {mode}.")

@@ -71,3 +71,36 @@ def test_bad_markets_are_refused(text):
 def test_market_lists_drop_duplicates_and_blanks():
     assert parse_markets("coinbase:BTC-USD,,coinbase:btc-usd, binance:ETH-BTC") == ["coinbase:BTC-USD",
                                                                                   "binance:ETH-BTC"]
+
+
+@pytest.fixture
+def no_storage_keys(monkeypatch, tmp_path):
+    for key in ("HISTORY_URL", "LISTINGS_DIR", "FAULTS"):
+        monkeypatch.delenv(key, raising=False)
+    return tmp_path / "missing.env"
+
+
+def test_each_mode_keeps_its_own_history_and_listings(no_storage_keys):
+    live = load_settings([], env_file=no_storage_keys)
+    assert (live.mode, live.history_url, live.listings_dir) == ("live", "sqlite:///data/live/history.sqlite3",
+                                                                "data/live/listings")
+    replay = load_settings(["--replay"], env_file=no_storage_keys)
+    assert (replay.mode, replay.history_url, replay.listings_dir) == ("replay", "sqlite:///data/replay/history.sqlite3",
+                                                                      "data/replay/listings")
+    assert load_settings(["--replay", "some/recording"], env_file=no_storage_keys).mode == "replay"
+    assert load_settings(["--replay", "--no-history"], env_file=no_storage_keys).history_url is None
+
+
+@pytest.mark.parametrize("mode", [[], ["--replay"]])
+def test_an_explicit_history_url_and_listings_dir_are_honoured_in_either_mode(no_storage_keys, monkeypatch, mode):
+    settings = load_settings([*mode, "--history-url", "sqlite:////srv/h.sqlite3", "--listings-dir", "/srv/l"],
+                             env_file=no_storage_keys)
+    assert (settings.history_url, settings.listings_dir) == ("sqlite:////srv/h.sqlite3", "/srv/l")
+    no_storage_keys.write_text("HISTORY_URL=sqlite:///from/dotenv.sqlite3\nLISTINGS_DIR=from/dotenv\n")
+    settings = load_settings(mode, env_file=no_storage_keys)
+    assert (settings.history_url, settings.listings_dir) == ("sqlite:///from/dotenv.sqlite3", "from/dotenv")
+    monkeypatch.setenv("HISTORY_URL", "sqlite:////var/{mode}/h.sqlite3")  # {mode}: one setting, each mode its own
+    monkeypatch.setenv("LISTINGS_DIR", "/var/{mode}/listings")
+    settings = load_settings(mode, env_file=no_storage_keys)
+    assert (settings.history_url, settings.listings_dir) == (f"sqlite:////var/{settings.mode}/h.sqlite3",
+                                                             f"/var/{settings.mode}/listings")
