@@ -87,7 +87,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
     if settings.role == "web":
         return _web(app, settings, mode)
     if settings.role == "collector":  # emits through the message queue only: it serves no Socket.IO itself
-        socketio = SocketIO(message_queue=settings.redis_url, client_manager=emitting_queue(settings.redis_url),
+        socketio = SocketIO(message_queue=settings.redis_url, client_manager=emitting_queue(settings.redis_url, mode),
                             async_mode=settings.async_mode)
     else:
         socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
@@ -121,7 +121,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
     _health_routes(app, feeds, metrics)
     dashboard = Dashboard(app, socketio, hub, feeds, listings, rest, role=settings.role)
     if settings.role == "collector":
-        link = CollectorLink(Bus(settings.redis_url, settings.ring_size), hub, feeds, markets_offer,
+        link = CollectorLink(Bus(settings.redis_url, settings.ring_size, mode), hub, feeds, markets_offer,
                              dashboard.backfill_later, settings.stale_after_s, socketio.sleep)
         hub.sink = link
         dashboard.tasks += [link.follow_watchers, link.follow_commands]
@@ -132,11 +132,11 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
 
 def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
     """A web process: the page and Socket.IO for its own clients; ticks come through the message queue."""
-    queue = listening_queue(settings.redis_url)
+    queue = listening_queue(settings.redis_url, mode)
     socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
                         max_http_buffer_size=MAX_EVENT_BYTES, client_manager=queue)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
-    bus = Bus(settings.redis_url, settings.ring_size)
+    bus = Bus(settings.redis_url, settings.ring_size, mode)
     hub = WebHub(socketio, bus, exchanges, settings.web_id, settings.ring_size, settings.stale_after_s)
     queue.conflation = hub.conflation
     feeds = RemoteFeeds(hub, bus, settings.exchanges, settings.markets)

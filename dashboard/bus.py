@@ -10,6 +10,9 @@ the rest, so that any web process can serve any market:
     dashboard:watch:<web id>   the markets one web process's clients watch; a lease that expires with the process
     dashboard:commands         pub/sub: "stream this market now" from a web process, so a panel need not wait
 
+Those are live's names. A replaying team uses the same names under `dashboard:replay:` (and its own Socket.IO
+channel, roles.queue_channel), so a live and a replaying team can share one Redis and never see each other's ticks.
+
 Every call raises redis.RedisError when Redis is away; the callers decide what that means for them.
 """
 from __future__ import annotations
@@ -20,15 +23,11 @@ import orjson
 import redis
 
 PREFIX = "dashboard:"
-STATES = PREFIX + "states"
-FEEDS = PREFIX + "feeds"
-OFFER = PREFIX + "offer"
-COMMANDS = PREFIX + "commands"
-WATCH = PREFIX + "watch:"
 
 
-def ticks_key(market: str) -> str:
-    return f"{PREFIX}ticks:{market}"
+def namespace(mode: str = "live") -> str:
+    """The prefix of a mode's keys and channels: live keeps the plain names, replay has its own beside them."""
+    return PREFIX if mode == "live" else f"{PREFIX}{mode}:"
 
 
 def options(read_timeout: Optional[float] = 2.0) -> dict:
@@ -43,9 +42,13 @@ def connect(url: str, read_timeout: Optional[float] = 2.0) -> redis.Redis:
 
 
 class Bus:
-    def __init__(self, url: str, ring_size: int = 500):
+    def __init__(self, url: str, ring_size: int = 500, mode: str = "live"):
         self.url, self.ring_size = url, ring_size
+        self.prefix = namespace(mode)  # every key and channel below is the mode's own
         self.redis = connect(url)
+
+    def _key(self, name: str) -> str:
+        return self.prefix + name
 
     def ping(self) -> None:
         self.redis.ping()
@@ -55,22 +58,22 @@ class Bus:
         """New entries of each market (oldest first) and changed market states, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for market, ticks in entries.items():
-            key = ticks_key(market)
+            key = self._key(f"ticks:{market}")
             for tick in ticks[-self.ring_size:]:
                 pipe.xadd(key, {"t": orjson.dumps(tick)}, maxlen=self.ring_size, approximate=True)
         if states:
-            pipe.hset(STATES, mapping={market: orjson.dumps(state) for market, state in states.items()})
+            pipe.hset(self._key("states"), mapping={market: orjson.dumps(state) for market, state in states.items()})
         pipe.execute()
 
     def set_feeds(self, statuses: list, ttl_s: float) -> None:
-        self.redis.set(FEEDS, orjson.dumps(statuses), px=max(1, int(ttl_s * 1000)))
+        self.redis.set(self._key("feeds"), orjson.dumps(statuses), px=max(1, int(ttl_s * 1000)))
 
     def set_offer(self, offer: dict) -> None:
-        self.redis.set(OFFER, orjson.dumps(offer))
+        self.redis.set(self._key("offer"), orjson.dumps(offer))
 
     def watched(self) -> set:
         """Every market some web process's clients watch (the union of the live leases)."""
-        keys = list(self.redis.scan_iter(match=WATCH + "*", count=1000))
+        keys = list(self.redis.scan_iter(match=self._key("watch:*"), count=1000))
         markets = set()
         for value in self.redis.mget(keys) if keys else ():
             if value:
@@ -80,7 +83,7 @@ class Bus:
     def commands(self) -> Iterator[dict]:
         """Commands from the web processes, as they come (blocks; raises when Redis goes away)."""
         listener = connect(self.url, read_timeout=None).pubsub(ignore_subscribe_messages=True)
-        listener.subscribe(COMMANDS)
+        listener.subscribe(self._key("commands"))
         try:
             for message in listener.listen():
                 if message.get("type") == "message":
@@ -94,24 +97,24 @@ class Bus:
     # Read (and leased) by the web processes ---------------------------------------------------------------------
     def recent(self, market: str, count: int) -> list:
         """The market's latest entries, oldest first."""
-        return [orjson.loads(fields[b"t"]) for _, fields in reversed(self.redis.xrevrange(ticks_key(market),
+        return [orjson.loads(fields[b"t"]) for _, fields in reversed(self.redis.xrevrange(self._key(f"ticks:{market}"),
                                                                                          count=count))]
 
     def state(self, market: str) -> Optional[dict]:
-        value = self.redis.hget(STATES, market)
+        value = self.redis.hget(self._key("states"), market)
         return orjson.loads(value) if value else None
 
     def feeds(self) -> Optional[list]:
         """The feeds' status as the collector last wrote it; None when it has not written for its ttl."""
-        value = self.redis.get(FEEDS)
+        value = self.redis.get(self._key("feeds"))
         return orjson.loads(value) if value else None
 
     def offer(self) -> Optional[dict]:
-        value = self.redis.get(OFFER)
+        value = self.redis.get(self._key("offer"))
         return orjson.loads(value) if value else None
 
     def lease(self, web_id: str, markets, ttl_s: float) -> None:
-        self.redis.set(WATCH + web_id, orjson.dumps(sorted(markets)), px=max(1, int(ttl_s * 1000)))
+        self.redis.set(self._key("watch:" + web_id), orjson.dumps(sorted(markets)), px=max(1, int(ttl_s * 1000)))
 
     def send(self, command: dict) -> None:
-        self.redis.publish(COMMANDS, orjson.dumps(command))
+        self.redis.publish(self._key("commands"), orjson.dumps(command))

@@ -205,15 +205,20 @@ class WebQueue(socketio.RedisManager):
 QUEUE_CHANNEL = "flask-socketio"  # Flask-SocketIO's default channel on the message queue
 
 
-def emitting_queue(url: str) -> socketio.RedisManager:
+def queue_channel(mode: str = "live") -> str:
+    """Live's ticks on Flask-SocketIO's default channel, a replay's on its own: a live page never gets a replay's."""
+    return QUEUE_CHANNEL if mode == "live" else f"{QUEUE_CHANNEL}:{mode}"
+
+
+def emitting_queue(url: str, mode: str = "live") -> socketio.RedisManager:
     """The collector's side of the message queue: write-only, with timeouts, so an emit never hangs on a Redis
     that is away (Flask-SocketIO's default manager has none)."""
-    return socketio.RedisManager(url, channel=QUEUE_CHANNEL, write_only=True, redis_options=bus.options())
+    return socketio.RedisManager(url, channel=queue_channel(mode), write_only=True, redis_options=bus.options())
 
 
-def listening_queue(url: str) -> "WebQueue":
+def listening_queue(url: str, mode: str = "live") -> "WebQueue":
     """A web process's side: it listens without a read timeout (a quiet queue is not a failure)."""
-    return WebQueue(url, channel=QUEUE_CHANNEL, redis_options=bus.options(read_timeout=None))
+    return WebQueue(url, channel=queue_channel(mode), redis_options=bus.options(read_timeout=None))
 
 
 class WebHub:

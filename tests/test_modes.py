@@ -1,5 +1,7 @@
 """Replay never leaks into live: each mode opens its own history and listing cache, and a store or cache given to
 both modes serves only the mode that wrote it. Nothing here reaches an exchange (no listener is started)."""
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -171,3 +173,34 @@ def test_data_from_before_the_modes_were_kept_apart_is_named_at_start(project):
     assert leftovers(settings, root=project.root) == ["data/history.sqlite3", "data/listings"]
     settings = load_settings(["--history-url", "sqlite:///data/history.sqlite3"], env_file=project.root / "no.env")
     assert leftovers(settings, root=project.root) == ["data/listings"]  # the one given explicitly is in use
+
+
+@pytest.fixture
+def redis_url():
+    from conftest import RedisServer
+    if shutil.which("redis-server") is None and not os.environ.get("REQUIRE_TEAM"):
+        pytest.skip("needs redis-server (apt install redis-server; .ci/run installs it)")
+    server = RedisServer()
+    yield server.url
+    server.kill()
+
+
+def test_a_live_and_a_replaying_team_can_share_a_redis_without_seeing_each_other(redis_url):
+    from dashboard.bus import Bus
+    from dashboard.roles import emitting_queue, listening_queue
+    live, replay = Bus(redis_url, 10, "live"), Bus(redis_url, 10, "replay")
+    replay.store({MARKET: [tick(1)]}, {MARKET: {"state": "streaming"}})
+    replay.set_feeds([{"exchange": "okx", "state": "live"}], ttl_s=60)
+    replay.set_offer({"watchlist": [MARKET]})
+    replay.lease("web-1", [MARKET], ttl_s=60)
+    assert replay.recent(MARKET, 10) == [tick(1)] and replay.watched() == {MARKET} and replay.offer()
+    assert (live.recent(MARKET, 10), live.state(MARKET), live.feeds(), live.offer(), live.watched()) == \
+        ([], None, None, None, set())
+    live.set_offer({"watchlist": ["coinbase:BTC-USD"]})
+    assert replay.offer() == {"watchlist": [MARKET]}
+    assert live._key("commands") != replay._key("commands")
+    # Flask-SocketIO's queue (every tick batch): a live web process listens where no replaying collector emits
+    assert emitting_queue(redis_url, "replay").channel != listening_queue(redis_url, "live").channel
+    assert emitting_queue(redis_url, "live").channel == listening_queue(redis_url, "live").channel == "flask-socketio"
+    for bus in (live, replay):
+        bus.redis.close()
