@@ -163,7 +163,11 @@ class Hub:
             latest = self._latest.get(f"{status['exchange']}:{pair}")
             if latest is not None and pair in status["symbols"]:
                 quotes.append({**latest, "healthy": status["state"] in ("live", "quiet")})
-        return spread(pair, quotes, now)
+        row = spread(pair, quotes, now)
+        empty = {quote["exchange"]: quote.get("empty") for quote in quotes}
+        for venue in row["venues"]:  # the page shows an empty book side as empty, as in the panels
+            venue.setdefault("empty", empty.get(venue["exchange"]))
+        return row
 
     def _spreads_due(self, every_pair: bool) -> list[str]:
         """The watched pairs whose spread row should be sent now: those with new ticks, or all of them."""

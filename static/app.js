@@ -75,6 +75,24 @@ function cell(price, size, extraClass) {
   }
   return td;
 }
+// A book side named in the tick's "empty" is empty now: it shows as empty, never as an old price. A null price not
+// named there is not known yet (only trades so far): a dash, as any unknown field.
+const isEmptySide = (empty, side) => empty === side || empty === "both";
+function emptyMark(text) {
+  const mark = document.createElement("span");
+  mark.className = "side-empty";
+  mark.textContent = text;
+  return mark;
+}
+function sideCell(tick, side) {
+  if (!isEmptySide(tick.empty, side)) return cell(tick[side], tick[`${side}_size`], side);
+  const td = document.createElement("td");
+  td.className = `text-end ${side}`;
+  td.dataset.empty = side;
+  td.title = side === "bid" ? "no bids in the book" : "no asks in the book";
+  td.append(emptyMark("empty"));
+  return td;
+}
 function tickRow(tick) {
   const tr = document.createElement("tr");
   const exchangeTime = tick.time != null;
@@ -91,7 +109,7 @@ function tickRow(tick) {
     timeCell.classList.add("from-rest");
     timeCell.title += "; filled from the exchange's REST API when the panel opened";
   }
-  tr.append(timeCell, cell(tick.bid, tick.bid_size, "bid"), cell(tick.ask, tick.ask_size, "ask"),
+  tr.append(timeCell, sideCell(tick, "bid"), sideCell(tick, "ask"),
     cell(tick.last, tick.last_size, tick.last_side ? `last side-${tick.last_side}` : "last"));
   return tr;
 }
@@ -284,6 +302,25 @@ function priceAt(side) {
   td.append(venue);
   return td;
 }
+// One venue of a spread row: its name, an empty book side as empty, and why it is left out of the best bid and ask.
+function venueEntry(v) {
+  const span = document.createElement("span");
+  span.className = "venue-entry";
+  span.dataset.exchange = v.exchange;
+  span.textContent = config.exchanges[v.exchange] ?? v.exchange;
+  const empty = v.empty; // null, "bid", "ask" or "both", as in a tick
+  if (empty) {
+    span.dataset.empty = empty;
+    span.append(" ", emptyMark(empty === "both" ? "book empty" : `${empty} empty`));
+  }
+  if (v.excluded) { // any reason the server gives: a feed not live, a quote not comparable ...
+    const why = document.createElement("span");
+    why.className = "venue-excluded";
+    why.textContent = ` (excluded: ${v.excluded})`;
+    span.append(why);
+  }
+  return span;
+}
 function renderSpreads() {
   const pairs = new Set([...panels.values()].map((p) => p.market.split(":")[1]));
   const rows = [...pairs].sort().map((pair) => {
@@ -298,8 +335,8 @@ function renderSpreads() {
     const cell = (text) => { const td = document.createElement("td"); td.className = "text-end"; td.textContent = text ?? "–"; return td; };
     const venues = document.createElement("td");
     venues.className = "venue";
-    venues.textContent = row.venues.map((v) => `${config.exchanges[v.exchange] ?? v.exchange}` +
-      (v.excluded ? ` (excluded: ${v.excluded})` : "")).join(", ") + (row.crossed ? " · crossed" : "");
+    row.venues.forEach((v, i) => venues.append(...(i ? [", "] : []), venueEntry(v)));
+    if (row.crossed) venues.append(" · crossed");
     tr.append(priceAt(row.best_bid), priceAt(row.best_ask), cell(row.spread), cell(row.spread_bps), venues);
     return tr;
   });
@@ -309,6 +346,7 @@ function renderSpreads() {
 
 // --- the connection --------------------------------------------------------------------------------------------
 const socket = io({ transports: ["websocket", "polling"] });
+window.__socket = socket; // for the browser tests: they hand events to the page's own handlers
 
 socket.on("connect", () => {
   banner.classList.add("d-none");

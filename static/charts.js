@@ -39,7 +39,9 @@ export class PairCharts {
       localization: { timeFormatter: (t) => new Date(t * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC" },
     });
     // blanks: the whitespace points put for gaps (the chart does not list them back), for the tests
-    const entry = { el, chart, series: {}, last: new Map(), precision: new Map(), blanks: [], ready: false, early: [] };
+    // breaks: the whitespace points put for a null bid or ask (an empty book side), for the tests too
+    const entry = { el, chart, series: {}, last: new Map(), precision: new Map(), blanks: [], breaks: [],
+      broken: new Set(), ready: false, early: [] };
     this.charts.set(pair, entry);
     const params = new URLSearchParams({ pair, from: Math.max(0, Math.floor(serverNow - HISTORY_MS)) });
     fetch(`/api/chart?${params}`).then((r) => r.json()).then((data) => {
@@ -77,8 +79,14 @@ export class PairCharts {
     for (const side of Object.keys(SIDES)) {
       const column = { bid: 1, ask: 2, last: 3 }[side];
       const data = new Map();
+      let drawn = false;
       for (const point of points) {
-        if (point[column] == null) continue;
+        if (point[column] == null) { // an empty book side (or none known): a break in its line, never carried on
+          if (drawn && side !== "last") data.set(toSeconds(point[0]), { time: toSeconds(point[0]) });
+          drawn = false;
+          continue;
+        }
+        drawn = true;
         this.precise(entry, series[side], point[column]);
         data.set(toSeconds(point[0]), { time: toSeconds(point[0]), value: Number(point[column]) });
       }
@@ -92,6 +100,7 @@ export class PairCharts {
       const sorted = [...data.values()].sort((a, b) => a.time - b.time);
       series[side].setData(sorted);
       if (sorted.length) entry.last.set(series[side], sorted[sorted.length - 1].time);
+      if (sorted.length && sorted[sorted.length - 1].value === undefined) entry.broken.add(series[side]);
     }
   }
 
@@ -118,7 +127,18 @@ export class PairCharts {
       }
       const time = toSeconds(e.received);
       for (const side of Object.keys(SIDES)) {
-        if (e[side] == null) continue;
+        if (e[side] == null) {
+          // A bid or ask that is null now (the side is empty, or no longer known) breaks its line: never the
+          // previous value carried on, never 0. (A null last is only "no trade yet": nothing to break.)
+          if (side !== "last" && entry.last.has(series[side]) && !entry.broken.has(series[side])) {
+            this.put(entry, series[side], { time }); // one whitespace point breaks the line until the next value
+            entry.broken.add(series[side]);
+            entry.breaks.push({ exchange: e.exchange, side, time });
+            if (entry.breaks.length > 100) entry.breaks.shift();
+          }
+          continue;
+        }
+        entry.broken.delete(series[side]);
         this.precise(entry, series[side], e[side]);
         this.put(entry, series[side], { time, value: Number(e[side]) });
       }

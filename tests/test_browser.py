@@ -256,3 +256,121 @@ def test_team_mode_page_shows_a_banner_while_redis_is_away_and_goes_on_without_d
         assert len(seqs) == len(set(seqs))
     finally:
         context.close()
+
+
+# --- what a row shows: the last trade's side, an empty book side ---------------------------------------------------
+COLOUR_OF = """(variable) => {  // the computed colour of a Bootstrap colour variable, as the browser resolves it
+  const probe = document.createElement("span");
+  probe.style.color = `var(${variable})`;
+  document.body.append(probe);
+  const colour = getComputedStyle(probe).color;
+  probe.remove();
+  return colour;
+}"""
+
+
+def test_the_last_trade_shows_green_for_a_buy_and_red_for_a_sell(page):
+    # the recordings' trades: both sides come within seconds (Coinbase's ticker and Binance's aggTrade say which)
+    buy, sell = page.locator("td.last.side-buy").first, page.locator("td.last.side-sell").first
+    buy.wait_for(timeout=30_000)
+    sell.wait_for(timeout=30_000)
+    colour = lambda cell: cell.evaluate("cell => getComputedStyle(cell).color")  # noqa: E731
+    success, danger = page.evaluate(COLOUR_OF, "--bs-success"), page.evaluate(COLOUR_OF, "--bs-danger")
+    plain = colour(buy.locator("xpath=../td[contains(@class, 'bid')]"))
+    assert colour(buy) == success and colour(sell) == danger
+    assert plain not in (success, danger) and success != danger
+    buy.hover()  # Bootstrap's hovered row sets its own cell colour: the side's colour stays
+    assert colour(buy) == success
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "trade-sides.png"))
+
+
+# Hands events to the page's own Socket.IO handlers and reads what they drew, in one task: nothing from the
+# server can come between (the handlers render synchronously).
+INJECT = """([event, payload, selector]) => {
+  for (const handler of window.__socket.listeners(event)) handler(payload);
+  return [...document.querySelectorAll(selector)].map((el) => ({
+    text: el.textContent, empty: el.dataset.empty ?? null, marks: el.querySelectorAll(".side-empty").length,
+    sizes: el.querySelectorAll(".size").length, html: el.innerHTML }));
+}"""
+MARKET = "coinbase:SKL-USD"
+
+
+def injected_tick(**fields):
+    tick = {"exchange": "coinbase", "symbol": "SKL-USD", "time": None, "received": 0, "bid": "0.7901",
+            "bid_size": "10", "ask": "0.7911", "ask_size": "20", "last": "0.7905", "last_size": "1",
+            "last_side": "buy", "empty": None, "seq": 0}
+    return {**tick, **fields}
+
+
+def test_an_empty_book_side_shows_as_empty_and_an_unknown_one_as_a_dash(page):
+    first_rows(page, MARKET)  # the panel has had its backfill: ticks are rendered as they come
+    # seqs above anything the server numbers (its start time in µs): these rows stay on top
+    seq = page.evaluate(f"""Math.max(...[...document.querySelectorAll('.panel[data-market="{MARKET}"] tbody tr')]
+                            .map((tr) => Number(tr.dataset.seq))) + 1e9""")
+    top = f'.panel[data-market="{MARKET}"] tbody tr:first-child td'
+    ticks = [injected_tick(seq=seq),
+             injected_tick(seq=seq + 1, bid=None, bid_size=None, empty="bid"),  # the bid side emptied
+             ]
+    time_cell, bid, ask, last = page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": ticks}, top])
+    assert bid["empty"] == "bid" and bid["marks"] == 1 and bid["text"] == "empty" and bid["sizes"] == 0
+    assert "0.7901" not in bid["html"]  # never the old price
+    assert ask["empty"] is None and ask["text"] == "0.7911× 20"
+
+    both = injected_tick(seq=seq + 2, bid=None, bid_size=None, ask=None, ask_size=None, empty="both")
+    _, bid, ask, last = page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [both]}, top])
+    assert bid["text"] == ask["text"] == "empty" and bid["empty"] == "bid" and ask["empty"] == "ask"
+    assert last["text"] == "0.7905× 1"
+
+    # a side not known yet (only a trade so far): a dash, not "empty"
+    unknown = injected_tick(seq=seq + 3, bid=None, bid_size=None, ask=None, ask_size=None, empty=None)
+    _, bid, ask, _ = page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [unknown]}, top])
+    assert bid["text"] == ask["text"] == "–" and bid["marks"] == ask["marks"] == 0
+
+    # outside text is text: an "empty" value that is not one of ours names no side and runs nothing
+    odd = injected_tick(seq=seq + 4, empty="<img src=x onerror=window.__xss=1>")
+    _, bid, ask, _ = page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [odd]}, top])
+    assert bid["text"] == "0.7901× 10" and page.evaluate("window.__xss") is None
+
+
+def test_the_spread_row_shows_an_empty_side_and_an_excluded_venue_with_its_reason(page):
+    first_rows(page, MARKET)
+    page.locator('#spreads tr[data-pair="SKL-USD"]').wait_for()
+    row = {"pair": "SKL-USD", "quote": "USD", "crossed": False, "spread": None, "spread_bps": None,
+           "best_bid": None, "best_ask": {"price": "0.7911", "exchange": "coinbase", "age_ms": 5},
+           "venues": [
+               {"exchange": "binanceus", "bid": "0.79", "ask": "0.80", "age_ms": 5, "empty": None,
+                "excluded": "quote not comparable: <b>crossed</b>"},
+               {"exchange": "coinbase", "bid": None, "ask": "0.7911", "age_ms": 5, "empty": "bid", "excluded": ""},
+               {"exchange": "kraken", "bid": None, "ask": None, "age_ms": 5, "empty": "both",
+                "excluded": "feed not live"},
+           ]}
+    entries = page.evaluate(INJECT, ["spread", row, '#spreads tr[data-pair="SKL-USD"] .venue-entry'])
+    binanceus, coinbase, kraken = entries
+    assert binanceus["text"] == "Binance.US (excluded: quote not comparable: <b>crossed</b>)"
+    assert binanceus["marks"] == 0 and "<b>" not in binanceus["html"]
+    assert coinbase["text"] == "Coinbase bid empty" and coinbase["empty"] == "bid" and coinbase["marks"] == 1
+    assert kraken["text"] == "Kraken book empty (excluded: feed not live)" and kraken["empty"] == "both"
+
+
+def test_a_null_bid_breaks_the_chart_line(page):
+    first_rows(page, MARKET)
+    page.wait_for_function("window.__charts.get('SKL-USD')?.ready === true", timeout=30_000)
+    later = page.evaluate("Date.now()") + 3_600_000  # after anything drawn so far
+    ticks = [injected_tick(received=later, seq=1), injected_tick(received=later + 2000, seq=2, bid=None,
+                                                                  bid_size=None, empty="bid"),
+             injected_tick(received=later + 4000, seq=3)]
+    page.evaluate("([market, ticks]) => { for (const h of window.__socket.listeners('ticks')) h({ market, ticks }); }",
+                  [MARKET, ticks])
+    drawn = page.evaluate("""(t) => {
+      const chart = window.__charts.get('SKL-USD');
+      const bid = chart.series.coinbase.bid.data().filter((p) => p.time >= t);
+      const ask = chart.series.coinbase.ask.data().filter((p) => p.time >= t);
+      return { breaks: chart.breaks.filter((b) => b.time >= t), bid, ask };
+    }""", later // 1000)
+    assert drawn["breaks"] == [{"exchange": "coinbase", "side": "bid", "time": later // 1000 + 2}]
+    # the bid's line: a value, then at the break a whitespace point (the chart lists only values: no 0, no repeat
+    # of the previous one there), then a value again; the ask's line goes on through it
+    t = later // 1000
+    assert [(p["time"], p["value"]) for p in drawn["bid"]] == [(t, 0.7901), (t + 4, 0.7901)]
+    assert [(p["time"], p["value"]) for p in drawn["ask"]] == [(t, 0.7911), (t + 2, 0.7911), (t + 4, 0.7911)]
