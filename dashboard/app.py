@@ -1,7 +1,9 @@
 """The Flask + Flask-SocketIO application: routes, Socket.IO events, and the wiring of hub and feeds."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,11 @@ NODE_MODULES = ROOT / "node_modules"
 VENDOR_FOLDERS = ("bootstrap/dist/", "socket.io-client/dist/", "lightweight-charts/dist/")
 MAX_EVENT_BYTES = 16 * 1024  # subscribe/unsubscribe events are tiny: a bigger packet closes that client
 HEALTHY_STATES = ("live", "quiet")
+# A market nobody watches any more is let go after this long, not at once: a page that reloads, or a panel closed
+# and added again, finds it still streamed and gets its current state (say "waiting", with the reason) in the
+# backfill, instead of a fresh subscription at the exchange that starts over at "subscribing". (A team's collector
+# waits the length of a web process's lease the same way: roles.LEASE_S.)
+RELEASE_AFTER_S = 5.0
 
 
 @dataclass
@@ -94,7 +101,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
                             max_http_buffer_size=MAX_EVENT_BYTES)
     history = open_history(settings.history_url, settings.history_retention_days, base=ROOT, mode=mode)
     hub = Hub(socketio, ring_size=settings.ring_size, emit_interval_ms=settings.emit_interval_ms,
-              max_batch=settings.max_rows, history=history)
+              max_batch=settings.max_rows, history=history, replay=settings.mode == "replay")
     feeds = Feeds(hub, settings.exchanges, settings.ws_urls, settings.markets, stale_after_s=settings.stale_after_s,
                   backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame)
     hub.feeds = feeds.status
@@ -219,8 +226,10 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
             return _reject("subscribe", f"at most {settings.max_markets_per_client} markets per client", market)
         join_room(market)
         join_room(pair_room(market.partition(":")[2]))
-        hub.watch(sid, market)
-        if feeds.ensure(market):
+        with streaming:
+            hub.watch(sid, market)
+            new = feeds.ensure(market)
+        if new:
             dashboard.backfill_later(market)
         emit("backfill", hub.backfill(market), ignore_queue=True)
         spread_row = hub.spread_of(market.partition(":")[2])
@@ -235,7 +244,7 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
             return error
         leave_room(market)
         if hub.unwatch(request.sid, market):
-            feeds.release(market)
+            release_later([market])
         pair = market.partition(":")[2]
         if not any(other.partition(":")[2] == pair for other in hub.watched_by(request.sid)):
             leave_room(pair_room(pair))
@@ -245,8 +254,25 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
     def disconnected(reason=None):
         hub.clients -= 1
         event_limit.forget(request.sid)
-        for market in hub.forget_client(request.sid):
-            feeds.release(market)
+        release_later(hub.forget_client(request.sid))
+
+    # A market's watchers and its listener's subscription change together: a release decided on "nobody watches
+    # it" never undoes a subscribe that came in between. (A web process releases nothing itself: the collector
+    # lets a market go when no web process's lease names it.)
+    streaming = contextlib.nullcontext() if dashboard.role == "web" else threading.Lock()
+
+    def release_later(markets: list[str]) -> None:
+        """Stop streaming these markets after RELEASE_AFTER_S, each unless someone watches it again by then."""
+        if not markets or dashboard.role == "web":
+            return
+
+        def release():
+            socketio.sleep(RELEASE_AFTER_S)
+            for market in markets:
+                with streaming:
+                    if market not in hub.watchers:
+                        feeds.release(market)
+        socketio.start_background_task(release)
 
     @socketio.on_error_default
     def failed(error):  # a handler bug answers the client instead of vanishing

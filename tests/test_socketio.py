@@ -1,4 +1,7 @@
 """Socket.IO against a real server process replaying the shipped recordings (eventlet, and threading)."""
+import re
+import time
+
 import pytest
 import socketio
 
@@ -109,7 +112,9 @@ def test_threading_mode_serves_the_same(client):
 
 
 def test_the_spread_row_compares_one_pair_across_exchanges(client, tmp_path):
-    """Two venues quote SKL-USD (see two_venue_recording); the spread is computed on the server in Decimal."""
+    """Two venues quote SKL-USD (see two_venue_recording); the spread is computed on the server in Decimal, over
+    quotes of one moment only: in a replay Binance.US's book ticker has no exchange time, so it cannot be placed
+    against Coinbase's 2021 quote (its renamed OMG-BUSD prices would make a crossed market that never existed)."""
     from decimal import Decimal
     server = ServerProcess("--replay", str(two_venue_recording(tmp_path)), "--speed", "5", "--markets",
                            "coinbase:SKL-USD,binanceus:SKL-USD")
@@ -119,15 +124,18 @@ def test_the_spread_row_compares_one_pair_across_exchanges(client, tmp_path):
         sio.on("spread", events["spread"])
         sio.call("subscribe", {"market": "coinbase:SKL-USD"}, timeout=5)
         rows = events["spread"].wait_for(
-            lambda rows: any(len(r["venues"]) == 2 and r["best_bid"] and r["best_ask"] for r in rows), timeout=30)
-        row = next(r for r in rows if len(r["venues"]) == 2 and r["best_bid"] and r["best_ask"])
+            lambda rows: any(len(r["venues"]) == 2 and all(v["bid"] for v in r["venues"]) and r["best_bid"]
+                             for r in rows), timeout=30)
+        row = next(r for r in rows if len(r["venues"]) == 2 and all(v["bid"] for v in r["venues"]) and r["best_bid"])
         assert row["pair"] == "SKL-USD" and row["quote"] == "USD"
-        assert {v["exchange"] for v in row["venues"]} == {"coinbase", "binanceus"}
-        bids = [Decimal(v["bid"]) for v in row["venues"] if v["bid"]]
-        asks = [Decimal(v["ask"]) for v in row["venues"] if v["ask"]]
-        assert Decimal(row["best_bid"]["price"]) == max(bids) and Decimal(row["best_ask"]["price"]) == min(asks)
+        venues = {v["exchange"]: v for v in row["venues"]}
+        assert set(venues) == {"coinbase", "binanceus"}
+        assert venues["binanceus"]["excluded"] == "no exchange time: its moment in the recording is unknown"
+        assert venues["coinbase"]["excluded"] == ""
+        assert (row["best_bid"]["price"], row["best_ask"]["price"]) == (venues["coinbase"]["bid"],
+                                                                        venues["coinbase"]["ask"])
         assert Decimal(row["spread"]) == Decimal(row["best_ask"]["price"]) - Decimal(row["best_bid"]["price"])
-        assert row["crossed"] == (Decimal(row["spread"]) < 0)
+        assert row["crossed"] is False
         sio.disconnect()
     finally:
         assert server.stop() == 0
@@ -142,3 +150,45 @@ def test_a_new_panel_fills_at_once_from_the_rest_api(client):
         t.get("source") == "rest" for b in batches if b["market"] == "coinbase:YFI-BTC" for t in b["ticks"]))
     rest = [t for b in batches if b["market"] == "coinbase:YFI-BTC" for t in b["ticks"] if t.get("source") == "rest"]
     assert rest[-1]["bid"] and rest[-1]["ask"] and rest[-1]["last"] and rest[-1]["time"]
+
+
+def test_a_later_subscriber_gets_the_current_market_state_and_its_reason(client):
+    """A panel's "waiting" explanation reaches whoever subscribes later: a second page, a page that reloads (its old
+    connection gone first), a panel closed and added again. The market is let go only once nobody has watched it
+    for a few seconds (app.RELEASE_AFTER_S), so none of these starts a new subscription at the exchange."""
+    from conftest import get
+    server = ServerProcess("--replay", "--speed", "5")
+    market, hint = "binance:NOPE-USDT", EXCHANGES["binance"].no_data_hint  # Binance accepts it, then sends nothing
+    try:
+        first, first_events = client(server)
+        first.call("subscribe", {"market": market}, timeout=5)
+        waiting = first_events["market_state"].wait_for(
+            lambda states: any(s["state"] == "waiting" for s in states), timeout=40)[-1]
+        assert waiting == {**waiting, "market": market, "state": "waiting", "reason": hint}
+
+        second, second_events = client(server)  # another page
+        second.call("subscribe", {"market": market}, timeout=5)
+        assert second_events["backfill"].wait_for(lambda items: items)[0]["state"] == waiting
+
+        first.disconnect()  # a reload: the page's connection is gone before the new one subscribes
+        second.disconnect()
+        clients = lambda: re.search(r"^dashboard_connected_clients (\S+)", get(server.url + "/metrics")[1], re.M)  # noqa: E731
+        deadline = time.monotonic() + 10
+        while float(clients()[1]) > 0:
+            assert time.monotonic() < deadline, "the server still counts the old connections"
+            time.sleep(0.05)
+        third, third_events = client(server)
+        third.call("subscribe", {"market": market}, timeout=5)
+        assert third_events["backfill"].wait_for(lambda items: items)[0]["state"] == waiting  # the same "since"
+
+        third.call("unsubscribe", {"market": market}, timeout=5)  # its panel closed and added again
+        third.call("subscribe", {"market": market}, timeout=5)
+        assert third_events["backfill"].wait_for(lambda items: len(items) == 2)[1]["state"] == waiting
+        assert not [s for s in third_events["market_state"].items if s["state"] != "waiting"]
+
+        third.disconnect()  # nobody watches it now: it is let go, after the grace
+        _, events = client(server)
+        symbols = lambda feeds: next(f["symbols"] for f in feeds if f["exchange"] == "binance")  # noqa: E731
+        events["feeds"].wait_for(lambda items: items and "NOPE-USDT" not in symbols(items[-1]), timeout=20)
+    finally:
+        assert server.stop() == 0
