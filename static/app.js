@@ -350,9 +350,10 @@ window.__socket = socket; // for the browser tests: they hand events to the page
 
 socket.on("connect", () => {
   banner.classList.add("d-none");
-  for (const panel of panels.values()) { // (re)subscribe; each backfill replaces the panel's rows
+  for (const panel of panels.values()) { // (re)subscribe; each backfill replaces the panel's rows and state
     panel.ready = false;
     panel.early = [];
+    setMarketState(panel, { state: "subscribing", reason: "" }); // not what a server we lost said
     socket.emit("subscribe", { market: panel.market });
   }
 });
