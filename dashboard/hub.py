@@ -38,13 +38,15 @@ def pair_room(pair: str) -> str:
 
 class Hub:
     def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 50, max_batch: int = 500,
-                 feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None, sink=None):
+                 feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None, sink=None,
+                 replay: bool = False):
         self.socketio = socketio
         self.ring_size, self.max_batch = ring_size, max_batch
         self.interval_s = emit_interval_ms / 1000
         self.feeds, self.feeds_every_s = feeds, feeds_every_s
         self.history = history  # a HistoryStore, or None: every entry is kept there too
         self.sink = sink        # a collector's shared store (bus.CollectorBus), or None
+        self.replay = replay    # replay mode: our clock says nothing of when a recorded quote was made
         self._to_sink: dict[str, list] = {}
         # Sequence numbers start at the start time in microseconds, so a restarted server's numbers are higher
         # than any a page kept from before (a page drops what is not newer than what it has).
@@ -162,8 +164,9 @@ class Hub:
         for status in statuses if statuses is not None else self.feeds():
             latest = self._latest.get(f"{status['exchange']}:{pair}")
             if latest is not None and pair in status["symbols"]:
-                quotes.append({**latest, "healthy": status["state"] in ("live", "quiet")})
-        row = spread(pair, quotes, now)
+                quotes.append({**latest, "healthy": status["state"] in ("live", "quiet"),
+                               "every_change": status.get("quote_on_every_change", True)})
+        row = spread(pair, quotes, now, replay=self.replay)
         empty = {quote["exchange"]: quote.get("empty") for quote in quotes}
         for venue in row["venues"]:  # the page shows an empty book side as empty, as in the panels
             venue.setdefault("empty", empty.get(venue["exchange"]))

@@ -25,6 +25,8 @@ class _Snapshot:
         bad = CounterMetricFamily("dashboard_bad_frames", "Bad frames skipped", labels=["exchange", "reason"])
         reconnects = CounterMetricFamily("dashboard_reconnects", "Reconnect attempts", labels=["exchange"])
         gaps = CounterMetricFamily("dashboard_gaps", "Gaps recorded", labels=["exchange"])
+        older = CounterMetricFamily("dashboard_older_updates", "Updates dropped as older than the state shown "
+                                    "(by the venue's sequence)", labels=["exchange"])
         rate = GaugeMetricFamily("dashboard_message_rate", "Frames per second", labels=["exchange"])
         age = GaugeMetricFamily("dashboard_last_data_age_seconds", "Seconds since the last market data",
                                 labels=["exchange"])
@@ -40,6 +42,7 @@ class _Snapshot:
                 bad.add_metric([name, reason], count)
             reconnects.add_metric([name], status["reconnects"])
             gaps.add_metric([name], status["gaps"])
+            older.add_metric([name], status.get("older", 0))
             rate.add_metric([name], status["message_rate"])
             if status["last_data_at"]:
                 age.add_metric([name], (now_ms - status["last_data_at"]) / 1000)
@@ -55,7 +58,7 @@ class _Snapshot:
         conflated.add_metric([], self.hub.batches_conflated)
         behind = GaugeMetricFamily("dashboard_clients_behind", "Slow clients waiting to be resynced")
         behind.add_metric([], self.hub.clients_behind())
-        yield from (state, frames, ticks, bad, reconnects, gaps, rate, age, market_ticks, market_gaps, clients, emits,
+        yield from (state, frames, ticks, bad, reconnects, gaps, older, rate, age, market_ticks, market_gaps, clients, emits,
                     conflated, behind)
 
 

@@ -41,7 +41,9 @@ def backfill(rest: RestClient, listener, symbol: str) -> list[dict]:
         for path, params in listener.backfill_requests(symbol):
             received = time.time_ns() // 1_000_000
             for update in listener.parse_backfill(symbol, path, rest.get(listener.name, path, params)):
-                ticks.append({**book.apply(update, received), "source": "rest"})
+                tick = book.apply(update, received)
+                if tick is not None:
+                    ticks.append({**tick, "source": "rest"})
     except Exception as failure:  # network, HTTP status, or an answer of the wrong shape
         log.warning("%s:%s REST backfill failed: %s", listener.name, symbol, failure)
         return []

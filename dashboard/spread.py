@@ -19,21 +19,65 @@ def _decimal(text) -> Optional[Decimal]:
         return None
 
 
-def spread(pair: str, quotes: list[dict], now: int) -> dict:
-    """`quotes`: the latest tick of `pair` on each exchange, each with a "healthy" flag (its feed live or quiet).
-    Stale venues are listed but excluded from the best bid and ask."""
-    venues, best_bid, best_ask = [], None, None
+COEXIST_MS = 2_000  # how far apart two venues' clocks (and ours) may be for their quotes to count as one moment
+
+
+def _moment(quote: dict, now: int, replay: bool) -> tuple[Optional[int], Optional[int]]:
+    """When the quote held, on the exchanges' clock: (since, until), epoch ms; (None, None) when unknown.
+
+    A quote holds from its exchange time. A venue that sends its quote on every change of the book, on a healthy
+    feed, vouches for it until now (no change came since); one that sends it only with a trade (Coinbase's and
+    Kraken's tickers) vouches for it at its own time only. A quote with no exchange time (Binance's bookTicker) is
+    placed at its receipt in live mode; in a replay our clock says nothing of when it was recorded."""
+    since = quote.get("time")
+    if since is None:
+        if replay:
+            return None, None
+        since = quote["received"]
+    until = since + max(0, now - quote["received"]) if quote.get("every_change", True) else since
+    return since, until
+
+
+def _span(ms: int) -> str:
+    """30_000 -> '30.0 s'; longer spans in minutes, hours or days."""
+    for unit, size in (("days", 86_400_000), ("h", 3_600_000), ("min", 60_000)):
+        if ms >= 2 * size:
+            return f"{ms // size} {unit}"
+    return f"{ms / 1000:.1f} s"
+
+
+def spread(pair: str, quotes: list[dict], now: int, replay: bool = False) -> dict:
+    """`quotes`: the latest tick of `pair` on each exchange, each with "healthy" (its feed live or quiet) and
+    "every_change" (the venue sends its quote on every change of the book). Only quotes of one moment are compared
+    (see `_moment`): a stale feed, a quote older than its feed can vouch for or recorded on another day is listed
+    with the reason it is excluded, and never makes the best bid, the best ask or a crossed market. An empty side
+    (null price) is no price. Times are epoch ms UTC; prices the exchanges' decimal strings."""
+    venues, best_bid, best_ask, moments = [], None, None, {}
     for quote in sorted(quotes, key=lambda q: q["exchange"]):
-        bid, ask = _decimal(quote.get("bid")), _decimal(quote.get("ask"))
         venue = {"exchange": quote["exchange"], "bid": quote.get("bid"), "ask": quote.get("ask"),
                  "age_ms": now - quote["received"], "excluded": "" if quote["healthy"] else "feed not live"}
-        venues.append(venue)
+        venues.append((venue, quote))
+        if not venue["excluded"]:
+            moments[quote["exchange"]] = _moment(quote, now, replay)
+    known = [moment for moment in moments.values() if moment[0] is not None]
+    # The moment everything is compared at: the newest quote's, as long as it holds.
+    reference = max(known, key=lambda moment: moment[1]) if known else None
+    for venue, quote in venues:
         if venue["excluded"]:
             continue
+        since, until = moments[quote["exchange"]]
+        if since is None:
+            venue["excluded"] = "no exchange time: its moment in the recording is unknown"
+            continue
+        if until + COEXIST_MS < reference[0]:
+            venue["excluded"] = f"not the same moment: quoted {_span(reference[0] - until)} before the others"
+            continue
+        bid, ask = _decimal(quote.get("bid")), _decimal(quote.get("ask"))
         if bid is not None and (best_bid is None or bid > best_bid[0]):
             best_bid = (bid, venue)
         if ask is not None and (best_ask is None or ask < best_ask[0]):
             best_ask = (ask, venue)
+    venues = [venue for venue, _ in venues]
     row = {"pair": pair, "quote": pair.partition("-")[2], "venues": venues, "best_bid": None, "best_ask": None,
            "spread": None, "spread_bps": None, "crossed": False}
     if best_bid:

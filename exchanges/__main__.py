@@ -39,8 +39,10 @@ def normalize(path, exchange=None, stats=None):
             continue
         for item in items:
             if type(item) is Update:
-                stats["ticks"] += 1
-                yield books[name].apply(item, received)
+                tick = books[name].apply(item, received)
+                if tick is not None:  # None: older than the state (by the venue's sequence)
+                    stats["ticks"] += 1
+                    yield tick
 
 
 def main(argv=None) -> int:

@@ -54,7 +54,15 @@ class MarketStats:
 
 
 class _Reconnect(Exception):
-    """Leave the read loop and reconnect, for the reason given."""
+    """Leave the read loop and reconnect, for the reason given. `clean`: the exchange asked for it (a maintenance
+    notice, a close saying "going away" or "restart"), so the next attempt comes at once, with no backoff to grow."""
+
+    def __init__(self, reason: str, clean: bool = False):
+        super().__init__(reason)
+        self.clean = clean
+
+
+CLEAN_CLOSE_CODES = (1001, 1012)  # going away, service restart: the server ends the session, not a failure
 
 
 class ExchangeListener:
@@ -76,6 +84,9 @@ class ExchangeListener:
     # or it disconnects); sent every `keepalive_every_s` seconds when set. Its reply is the parser's to accept.
     keepalive_message = ""
     keepalive_every_s = 25.0
+    # Whether its top-of-book channel is sent on every change of the best bid or ask (a book, a book ticker), or
+    # only now and then (a ticker sent with trades): the spread trusts an unchanged quote until now only if so.
+    quote_on_every_change = True
     colour = ""               # its line colour on the charts ("#rrggbb"); a spare one when empty
     recordings: tuple = ()    # its files in tests/fixtures/upstream that `--replay` plays by default
 
@@ -208,6 +219,7 @@ class ExchangeListener:
             "symbols": self.symbols(), "frames": self.frames, "ticks": self.ticks, "bad_frames": self.bad_frames,
             "bad_by_reason": dict(self.bad_by_reason), "last_bad_reason": self.last_bad_reason,
             "last_bad_frame": self.last_bad_frame, "reconnects": self.reconnects, "gaps": self.gaps,
+            "older": self.book.older, "quote_on_every_change": self.quote_on_every_change,
             "last_frame_at": self.last_frame_at, "last_data_at": self.last_data_at,
             "message_rate": round(self.message_rate, 1), "stale_after_s": self.stale_after_s,
             "last_error": self.last_error, "last_error_at": self.last_error_at, "last_incident": self.last_incident, "geo_blocked": self.geo_blocked, "alternative": self.geo_alternative if self.geo_blocked else "",
@@ -230,7 +242,7 @@ class ExchangeListener:
                 self._open_gaps(str(why))
                 if self.state == STALE:
                     self._close(graceful=False)  # the path is dead: no close handshake to wait for
-                self._retry_later(RECONNECTING, str(why))
+                self._retry_later(RECONNECTING, str(why), clean=why.clean)
             except websocket.WebSocketBadStatusException as refused:
                 self._open_gaps(f"HTTP {refused.status_code}")
                 self._refused(refused)
@@ -260,6 +272,7 @@ class ExchangeListener:
         self._reconnect_asked = None
         self._streaming.clear()
         self._hinted.clear()
+        self.book.reset()  # nothing from before the gap is merged with what this connection sends
         self._subscribed_at = dict.fromkeys(symbols, connected_at)
         for message in self.initial_messages(symbols):
             self._send(message)
@@ -281,11 +294,13 @@ class ExchangeListener:
                     last_data = now
                 if self._reconnect_asked is not None:
                     reason, self._reconnect_asked = self._reconnect_asked, None
-                    raise _Reconnect(f"the exchange asked for a reconnect: {reason}")
+                    raise _Reconnect(f"the exchange asked for a reconnect: {reason}", clean=True)
                 if self.frames % YIELD_EVERY_FRAMES == 0:
                     time.sleep(0)  # a green yield under eventlet (monkey-patched), a GIL release otherwise
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                raise _Reconnect(f"closed by the exchange{self._close_detail(data)}")
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                raise _Reconnect(f"closed by the exchange{self._close_detail(data)}",
+                                 clean=code in CLEAN_CLOSE_CODES and last_data > connected_at)
             elif opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
                 if opcode == websocket.ABNF.OPCODE_PONG:
                     last_pong = now
@@ -346,6 +361,8 @@ class ExchangeListener:
                 if symbol not in self._subscribed_at:
                     continue  # in flight after an unsubscribe, or never asked for
                 tick = self.book.apply(item, received)
+                if tick is None:  # older than what is shown (by the venue's sequence): counted, never a tick
+                    continue
                 self.ticks += 1
                 self.last_data_at = received
                 got_data = True
@@ -437,12 +454,14 @@ class ExchangeListener:
                 self._send(message)
             for symbol in subscribe:
                 self._subscribed_at[symbol] = now
+                self._hinted.discard(symbol)  # a market closed and added again is explained again
         if unsubscribe:
             for message in self.unsubscribe_messages(unsubscribe):
                 self._send(message)
             for symbol in unsubscribe:
                 self._subscribed_at.pop(symbol, None)
                 self._streaming.discard(symbol)
+                self._hinted.discard(symbol)
                 self.book.forget(symbol)
 
     def _send(self, message: str) -> None:
@@ -470,11 +489,12 @@ class ExchangeListener:
         else:
             self._retry_later(ERROR, f"HTTP {code} on connect")
 
-    def _retry_later(self, state: str, reason: str, at_least_s: float = 0.0) -> None:
-        """Wait before the next attempt; the feed shows `state`, `reason` and when it will try again."""
+    def _retry_later(self, state: str, reason: str, at_least_s: float = 0.0, clean: bool = False) -> None:
+        """Wait before the next attempt; the feed shows `state`, `reason` and when it will try again. A clean
+        reconnect waits a short jitter only, and leaves the backoff where it was."""
         if self._stopping.is_set():
             return
-        delay = max(at_least_s, self.next_backoff_s())
+        delay = random.uniform(0, self.backoff_base_s) if clean else max(at_least_s, self.next_backoff_s())
         self.reconnects += 1
         self.next_attempt_at = _now_ms() + int(delay * 1000)
         self._set_state(state, reason, f"; next attempt in {delay:.1f} s")

@@ -20,7 +20,7 @@ import orjson
 from .base import ExchangeListener
 from .tick import (SYMBOL, BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms,
                    split_by_quote, symbol_str)
-from .venue import BROADCAST, Venue
+from .venue import BROADCAST, Venue, renumbered
 
 STREAMS = ("bookTicker", "trade")
 EIGHT_PLACES = Decimal("0.00000001")  # how Binance writes quoteQty
@@ -92,15 +92,18 @@ class Binance(ExchangeListener):
             kind = stream.rpartition("@")[2]
             if kind == "bookTicker":
                 # positional (symbol, time, bid, bid_size, ask, ask_size): the hot path, keywords cost more
+                # `u`, the book's update id, orders them: an older one never becomes the quote (TickBook)
                 return [Update(self._symbol(data), None, decimal_str(data["b"]), decimal_str(data["B"]),
-                               decimal_str(data["a"]), decimal_str(data["A"]))]
+                               decimal_str(data["a"]), decimal_str(data["A"]), None, None, None, _order(data, "u"))]
             if kind in ("trade", "aggTrade"):
                 maker = data["m"]
                 if type(maker) is not bool:
                     raise BadFrame("bad 'm'")
                 # (symbol, time, 4 x no quote, last, last_size, side): buyer is maker => the taker sold
+                # ordered by the trade id: `a` (aggTrade) or `t` (trade)
                 return [Update(self._symbol(data), epoch_ms(data["T"]), None, None, None, None,
-                               decimal_str(data["p"]), decimal_str(data["q"]), "sell" if maker else "buy")]
+                               decimal_str(data["p"]), decimal_str(data["q"]), "sell" if maker else "buy",
+                               _order(data, "a" if kind == "aggTrade" else "t"))]
             return []  # depth, kline ...: no tick
         if "result" in message and "id" in message:
             return [Subscribed(self._pending.pop(message["id"], None))]
@@ -180,6 +183,13 @@ class BinanceVenue(Venue):
         super().__init__(listed, listing_body)
         self._books: dict[str, dict] = {}   # native symbol -> its latest bookTicker played
         self._trades: dict[str, deque] = {}  # native symbol -> its recent trades played
+
+    def next_pass(self, frame, passes):
+        message = orjson.loads(frame)
+        data = message.get("data") if type(message) is dict else None
+        if type(data) is not dict or not renumbered(data, ("u", "U", "a", "t", "f", "l"), passes):
+            return frame
+        return orjson.dumps(message).decode()
 
     def observe(self, frame):
         head = frame[:60]
@@ -280,3 +290,9 @@ def _reply(message):
 
 
 Binance.venue = BinanceVenue
+
+
+def _order(data: dict, field: str):
+    """The payload's ordering id (an int), or None where it is missing: the update then is not ordered."""
+    value = data.get(field)
+    return value if type(value) is int else None

@@ -30,8 +30,8 @@ import orjson
 
 from .base import ExchangeListener
 from .book import OrderBook
-from .tick import (SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update, decimal_str,
-                   split_by_quote, symbol_str)
+from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update, decimal_str,
+                   optional_decimal, split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue
 
 BOOK, DIFF, TRADES = "order_book_", "diff_order_book_", "live_trades_"
@@ -66,6 +66,7 @@ class Bitstamp(ExchangeListener):
         self._refused: set[str] = set()         # symbols already reported refused on this connection
         self._snapshots: dict[str, tuple] = {}  # symbol -> (bids, asks) of its last full book, not yet a book
         self._books: dict[str, OrderBook] = {}  # symbol -> book kept from diffs
+        self._partial: set[str] = set()         # symbols whose book was built from diffs alone (no full book)
         super().__init__(*args, **kwargs)
         # No server heartbeat: our own, answered, is what shows the exchange still speaks on a silent market.
         self.keepalive_every_s = max(0.5, self.stale_after_s / 3)
@@ -75,6 +76,7 @@ class Bitstamp(ExchangeListener):
         self._refused.clear()
         self._snapshots.clear()
         self._books.clear()
+        self._partial.clear()
 
     def subscribe_messages(self, symbols):
         self._refused.difference_update(symbols)
@@ -84,6 +86,7 @@ class Bitstamp(ExchangeListener):
         for symbol in symbols:
             self._snapshots.pop(symbol, None)
             self._books.pop(symbol, None)
+            self._partial.discard(symbol)
         return self._requests("bts:unsubscribe", symbols)
 
     def to_native(self, symbol):
@@ -163,9 +166,9 @@ class Bitstamp(ExchangeListener):
     def parse_backfill(self, symbol, path, body):
         answer = orjson.loads(body)
         if "/ticker/" in path:  # {"timestamp", "open", "high", "low", "last", "volume", "bid", "ask", "side", ...}
-            last = _optional(answer.get("last"))
-            return [Update(symbol=symbol, time=_seconds_to_ms(answer["timestamp"]), bid=_optional(answer.get("bid")),
-                           ask=_optional(answer.get("ask")), last=last,
+            last = optional_decimal(answer.get("last"))
+            return [Update(symbol=symbol, time=_seconds_to_ms(answer["timestamp"]), bid=optional_decimal(answer.get("bid")),
+                           ask=optional_decimal(answer.get("ask")), last=last,
                            last_side=_rest_side(answer["side"]) if last and answer.get("side") is not None else None)]
         # /transactions, newest first: [{"date", "tid", "amount", "type", "price"}], type "0" buy / "1" sell (taker)
         return [Update(symbol=symbol, time=_seconds_to_ms(trade["date"]), last=decimal_str(trade["price"]),
@@ -195,13 +198,13 @@ class Bitstamp(ExchangeListener):
         if type(bids) is not list or type(asks) is not list:
             raise BadFrame("bids/asks not lists")
         time = _micros_to_ms(data["microtimestamp"])
-        bid, bid_size = _level(bids[0]) if bids else (None, None)
-        ask, ask_size = _level(asks[0]) if asks else (None, None)
+        # An empty list is an empty side (Bitstamp's thin books): shown empty, never as its last price.
+        bid, bid_size = _level(bids[0]) if bids else (EMPTY, EMPTY)
+        ask, ask_size = _level(asks[0]) if asks else (EMPTY, EMPTY)
         # Kept as sent: turned into a book only if diffs follow (the local exchange), never on the live path.
         self._snapshots[symbol] = (bids, asks)
         self._books.pop(symbol, None)
-        if bid is None and ask is None:
-            return []
+        self._partial.discard(symbol)
         return [Update(symbol, time, bid, bid_size, ask, ask_size)]
 
     def _diff(self, symbol, data):
@@ -213,11 +216,15 @@ class Bitstamp(ExchangeListener):
             snapshot = self._snapshots.pop(symbol, None)  # popped first: a bad one is not tried again
             if snapshot is not None:
                 _fill(book, _levels(snapshot[0]), _levels(snapshot[1]))
+            else:
+                self._partial.add(symbol)
             self._books[symbol] = book
         _fill(book, bids, asks)
         bid, bid_size, ask, ask_size = book.top()
-        if bid is None and ask is None:
-            return []
+        if symbol in self._partial:  # diffs with no full book first: a side with no level is unknown, not empty
+            bid, bid_size, ask, ask_size = bid or None, bid_size or None, ask or None, ask_size or None
+            if bid is None and ask is None:
+                return []
         return [Update(symbol, time, bid, bid_size, ask, ask_size)]
 
     def _answered(self, event, channel):
@@ -299,10 +306,6 @@ def _fill(book: OrderBook, bids, asks) -> None:
         book.set("bid", price, size)
     for price, size in asks:
         book.set("ask", price, size)
-
-
-def _optional(value):
-    return None if value is None else decimal_str(value)
 
 
 def _rest_side(value) -> str:
@@ -421,6 +424,7 @@ class BitstampVenue(Venue):
     def _ticker(self, pair, trades):
         book = self._books.get(pair) or OrderBook()
         bid, _, ask, _ = book.top()
+        bid, ask = bid or None, ask or None  # an empty side: no "bid" in the answer
         by_price = sorted(trades, key=lambda trade: Decimal(trade["price_str"]))
         last = trades[-1] if trades else None
         stamp = last["microtimestamp"] if last else self._stamps.get(pair, "0")

@@ -7,11 +7,11 @@ one level, and no float ever decides an order.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Optional
-
 from sortedcontainers import SortedDict
 
-from .tick import BadFrame, decimal_str
+from .tick import EMPTY, BadFrame, decimal_str
+
+_EMPTY_SIDE = (EMPTY, EMPTY)
 
 
 class OrderBook:
@@ -43,10 +43,11 @@ class OrderBook:
         else:
             levels[key] = (price, size)
 
-    def top(self) -> tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:
-        """(bid, bid_size, ask, ask_size) of the best levels; None where a side is empty."""
-        bid = self.bids.peekitem(-1)[1] if self.bids else (None, None)
-        ask = self.asks.peekitem(0)[1] if self.asks else (None, None)
+    def top(self) -> tuple[str, str, str, str]:
+        """(bid, bid_size, ask, ask_size) of the best levels, decimal strings; EMPTY ("") for both of a side that is
+        empty, which an Update carries as "this side is empty now"."""
+        bid = self.bids.peekitem(-1)[1] if self.bids else _EMPTY_SIDE
+        ask = self.asks.peekitem(0)[1] if self.asks else _EMPTY_SIDE
         return bid[0], bid[1], ask[0], ask[1]
 
     def crossed(self) -> bool:

@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 import orjson
 
 from .base import ExchangeListener
-from .tick import (BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, decimal_str, iso_to_ms,
-                   side_str, symbol_str, SYMBOL)
-from .venue import BROADCAST, Venue
+from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update,
+                   book_price, decimal_str, iso_to_ms, last_price, optional_decimal, side_str, symbol_str)
+from .venue import BROADCAST, Venue, renumbered
 
 CHANNELS = ["ticker", "heartbeat"]
 _TAKER_SIDE = {"buy": "sell", "sell": "buy"}  # Coinbase REST trades name the maker's side
@@ -29,6 +29,7 @@ class Coinbase(ExchangeListener):
     rest_url = "https://api.exchange.coinbase.com"
     listing_path = "/products"
     colour = "#1652f0"
+    quote_on_every_change = False  # `ticker` is sent when a trade happens
     recordings = ('COINBASE.ws.28.0', 'COINBASE.0')
     no_data_hint = "subscribed; no ticker yet (Coinbase sends one when a trade happens)"
 
@@ -64,17 +65,7 @@ class Coinbase(ExchangeListener):
             raise BadFrame("not a JSON object")
         kind = message.get("type")
         if kind == "ticker":
-            side = message.get("side")
-            update = Update(  # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side
-                _product(message), iso_to_ms(message["time"]),
-                decimal_str(message["best_bid"]), _optional_decimal(message.get("best_bid_size")),
-                decimal_str(message["best_ask"]), _optional_decimal(message.get("best_ask_size")),
-                decimal_str(message["price"]), _optional_decimal(message.get("last_size")),
-                side_str(side) if side is not None else None)
-            trade_id = message.get("trade_id")
-            if type(trade_id) is int:  # only once the ticker proved good
-                self._last_trade_id[update.symbol] = trade_id
-            return [update]
+            return [self._ticker(message)]
         if kind == "heartbeat":
             product = _product(message)
             return [Heartbeat(product), *self._missed_trades(product, message.get("last_trade_id"))]
@@ -101,6 +92,25 @@ class Coinbase(ExchangeListener):
             raise BadFrame("no 'type'")
         return []  # other channels (l2update, match, snapshot ...) carry no tick here
 
+
+    def _ticker(self, message) -> Update:
+        """A `ticker`. Sent on subscribe without `time`, `side`, `trade_id` or `last_size` (a valid quote: time null);
+        a product not trading yet sends zeros, which are not prices (an empty side, no last trade). `sequence` orders
+        it: an older ticker never becomes the quote (TickBook)."""
+        time, side, sequence = message.get("time"), message.get("side"), message.get("sequence")
+        bid, ask, last = book_price(message["best_bid"]), book_price(message["best_ask"]), last_price(message["price"])
+        update = Update(  # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
+            _product(message), None if time is None else iso_to_ms(time),
+            bid, optional_decimal(message.get("best_bid_size")) if bid else EMPTY,
+            ask, optional_decimal(message.get("best_ask_size")) if ask else EMPTY,
+            last, optional_decimal(message.get("last_size")) if last else None,
+            side_str(side) if side is not None and last else None,
+            sequence if type(sequence) is int else None)
+        trade_id = message.get("trade_id")
+        if type(trade_id) is int and trade_id > self._last_trade_id.get(update.symbol, -1):
+            # only once the ticker proved good, and never backwards: an older ticker opens no false gap
+            self._last_trade_id[update.symbol] = trade_id
+        return update
 
     def parse_listing(self, body):
         products = orjson.loads(body)
@@ -145,10 +155,6 @@ def _product(message) -> str:
     if product is None:
         raise BadFrame("no product_id")
     return symbol_str(product)  # Coinbase product ids are already BASE-QUOTE
-
-
-def _optional_decimal(value):
-    return None if value is None else decimal_str(value)
 
 
 class CoinbaseVenue(Venue):
@@ -217,6 +223,12 @@ class CoinbaseVenue(Venue):
         if '"subscribe"' not in text:
             return None
         return [_error("Failed to subscribe", "Subscription refused: too many requests")]
+
+    def next_pass(self, frame, passes):
+        if '"sequence"' not in frame and '"trade_id"' not in frame:
+            return frame
+        message = orjson.loads(frame)
+        return orjson.dumps(message).decode() if renumbered(message, ("sequence", "trade_id"), passes) else frame
 
     def observe(self, frame):
         # Only tickers move last_trade_id: a ticker subscriber then misses nothing unless a fault withholds it.

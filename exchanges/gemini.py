@@ -33,7 +33,7 @@ from .base import ExchangeListener
 from .book import OrderBook
 from .tick import (SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, decimal_str,
                    epoch_ms, side_str, split_by_quote, symbol_str)
-from .venue import BROADCAST, Venue
+from .venue import BROADCAST, Venue, renumbered
 
 CHANNEL = "l2"
 NO_VALID_PAIRS = "NoValidTradingPairs"
@@ -166,17 +166,19 @@ class Gemini(ExchangeListener):
                 raise BadFrame("l2 update before its snapshot")
         for side, price, size in levels:
             book.set(side, price, size)
-        if newest is not None and newest[0] > self._last_trade.get(native, (-1, -1)):
-            self._last_trade[native] = newest[0]
-            items.append(newest[1])  # the market's last trade, with its own time: history, published once
         if book.crossed():
             dropped = _uncross(book, levels)
             if dropped:
                 items.append(Gap(symbol, f"book crossed: an update was missed; {dropped} stale level(s) dropped"))
-        top = book.top()
+        top = book.top()  # EMPTY for a side whose last level went: shown empty
         if top != self._tops.get(native, _NO_TOP):
             self._tops[native] = top
             items.append(Update(symbol, None, *top))
+        # The book first, then the snapshot's trade: a trade is merged with the book it belongs to, never with the
+        # one from before a reconnect.
+        if newest is not None and newest[0] > self._last_trade.get(native, (-1, -1)):
+            self._last_trade[native] = newest[0]
+            items.append(newest[1])  # the market's last trade, with its own time: history, published once
         return items
 
     def _answered(self, native: str) -> None:
@@ -269,8 +271,9 @@ def _trade(symbol, trade) -> tuple[tuple, Update]:
     time = epoch_ms(trade["timestamp"])
     event_id = trade.get("event_id")
     key = (time, event_id if type(event_id) is int else 0)
+    # event_id orders trades: an older one never becomes the last trade (TickBook drops it)
     return key, Update(symbol, time, None, None, None, None, decimal_str(trade["price"]),
-                       decimal_str(trade["quantity"]), side_str(trade["side"]))
+                       decimal_str(trade["quantity"]), side_str(trade["side"]), key[1] or None)
 
 
 def _newest_trade(symbol, trades) -> Optional[tuple[tuple, Update]]:
@@ -356,7 +359,9 @@ class GeminiVenue(Venue):
             return []
         new = [key for key in dict.fromkeys(wanted) if key not in session["keys"]]
         session["keys"].update(new)
-        return [self.snapshot(self.symbol_of(key)) for key in new if key.startswith(CHANNEL + ":")]
+        # A book not played yet is not known to be empty: its recorded first message (a snapshot) answers instead.
+        return [self.snapshot(native) for native in (self.symbol_of(key) for key in new if key.startswith(CHANNEL + ":"))
+                if native in self._books]
 
     def snapshot(self, native: str) -> str:
         """The whole book and recent trades of `native` as played so far, in the shape of Gemini's first message."""
@@ -374,6 +379,16 @@ class GeminiVenue(Venue):
         if '"subscribe"' not in text:
             return None
         return [_error(NO_VALID_PAIRS)]  # the one refusal of a subscribe Gemini is known to send
+
+    def next_pass(self, frame, passes):
+        if '"event_id"' not in frame:
+            return frame
+        message = orjson.loads(frame)
+        if type(message) is not dict:
+            return frame
+        trades = message.get("trades") if message.get("type") == "l2_updates" else [message]
+        changed = [renumbered(trade, ("event_id",), passes) for trade in trades or () if type(trade) is dict]
+        return orjson.dumps(message).decode() if any(changed) else frame
 
     def observe(self, frame):
         if frame.startswith('{"type":"l2_updates"'):
@@ -410,6 +425,7 @@ class GeminiVenue(Venue):
                  "exchange": "gemini", "type": trade["side"]}
                 for trade in reversed(trades[-limit:]) if limit]).decode()
         bid, _, ask, _ = (self._books.get(native) or OrderBook()).top()
+        bid, ask = bid or None, ask or None  # an empty side
         base, quote = split_native(native) or (native, "")
         volume = {base: str(sum((Decimal(t["quantity"]) for t in trades), Decimal(0))),
                   quote: str(sum((Decimal(t["quantity"]) * Decimal(t["price"]) for t in trades), Decimal(0))),

@@ -60,6 +60,7 @@ class Kraken(ExchangeListener):
     max_messages_per_s = 5.0
     rest_url = "https://api.kraken.com"
     listing_path = "/0/public/AssetPairs"
+    quote_on_every_change = False  # v1 `ticker` is sent on trades
     colour = "#5741d9"
     recordings = ("KRAKEN.ws.49.0", "KRAKEN.ws.48.0")
     no_data_hint = "subscribed; no ticker yet (Kraken sends one on subscribing and on every trade)"

@@ -13,9 +13,11 @@ Protocol: https://www.okx.com/docs-v5/en/ — the sections relied on:
   connection: we reconnect at once.
 - #order-book-trading-market-data-ws-tickers-channel, -ws-trades-channel, -ws-order-book-channel, -get-ticker,
   -get-trades: tickers hold bidPx/bidSz/askPx/askSz/last/lastSz but no trade side; trades hold px/sz and `side`,
-  "trade side of taker". So the top of book comes from `tickers` and the last trade only from `trades`: a ticker's
-  `last` would replace the trade's side with none at every quote change. On subscribe OKX first pushes the current
-  ticker and the latest trade (the recording shows both), then changes; `ts` is epoch ms as a string.
+  "trade side of taker". So the top of book comes from `tickers` (pushed on every change of the best bid or ask, and
+  on trades), and the last trade from `trades`; a ticker's `last` fills the last trade only until `trades` has
+  pushed on the connection (a quiet market still shows the last price OKX told us). A side with no order is sent as
+  `"bidPx":"","bidSz":""`: shown empty. On subscribe OKX first pushes the current ticker and the latest trade
+  (the recording shows both), then changes; `ts` is epoch ms as a string.
 - #public-data-rest-api-get-instruments: the spot listing, `state` "live" when trading.
 
 Spot only: a spot instId is the unified BASE-QUOTE already; swaps (BTC-USDT-SWAP), dated futures (BTC-USD-220527)
@@ -33,8 +35,8 @@ from itertools import count
 import orjson
 
 from .base import ExchangeListener
-from .tick import (SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update, decimal_str,
-                   side_str)
+from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
+                   book_price, decimal_str, last_price, optional_decimal, side_str)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("tickers", "trades")
@@ -64,10 +66,12 @@ class OKX(ExchangeListener):
         self._asked: set[str] = set()    # markets subscribed on this connection, not refused
         self._refused: set[str] = set()  # markets refused on this connection (each channel's error names them)
         self._pending: dict[str, tuple] = {}  # request id -> its markets, until acknowledged or refused
+        self._traded: set[str] = set()   # markets whose `trades` channel has pushed on this connection
         self._next_id = 0
         super().__init__(*args, **kwargs)
 
     def on_connected(self):
+        self._traded.clear()
         self._asked.clear()
         self._refused.clear()
         self._pending.clear()
@@ -88,6 +92,19 @@ class OKX(ExchangeListener):
 
     def to_native(self, symbol):
         return symbol  # a spot instId is BASE-QUOTE
+
+    def _ticker(self, symbol, item, with_last=False) -> Update:
+        """A `tickers` push. `bidPx` "" (with `bidSz` "") is an empty side. Its `last` fills the last trade only
+        until the `trades` channel has spoken on this connection: from then on a trade's side is not to be lost."""
+        bid, ask = book_price(item["bidPx"]), book_price(item["askPx"])
+        bid_size = decimal_str(item["bidSz"]) if bid else EMPTY
+        ask_size = decimal_str(item["askSz"]) if ask else EMPTY
+        last = last_size = None
+        if with_last or symbol not in self._traded:
+            last = last_price(item.get("last"))
+            last_size = optional_decimal(item.get("lastSz") or None) if last else None
+        # positional (symbol, time, bid, bid_size, ask, ask_size, last, last_size): the hot path
+        return Update(symbol, _ms(item["ts"]), bid, bid_size, ask, ask_size, last, last_size)
 
     def from_native(self, native):
         if type(native) is not str or not SYMBOL.fullmatch(native):
@@ -112,12 +129,13 @@ class OKX(ExchangeListener):
             if symbol is None:
                 return []  # a swap, future or option
             if channel == "tickers":
-                # positional (symbol, time, bid, bid_size, ask, ask_size): the hot path, keywords cost more
-                return [Update(symbol, _ms(item["ts"]), decimal_str(item["bidPx"]), decimal_str(item["bidSz"]),
-                               decimal_str(item["askPx"]), decimal_str(item["askSz"])) for item in data]
+                return [self._ticker(symbol, item) for item in data]
             # (symbol, time, 4 x no quote, last, last_size, taker side)
-            return [Update(symbol, _ms(item["ts"]), None, None, None, None, decimal_str(item["px"]),
-                           decimal_str(item["sz"]), side_str(item["side"])) for item in data]
+            trades = [Update(symbol, _ms(item["ts"]), None, None, None, None, decimal_str(item["px"]),
+                             decimal_str(item["sz"]), side_str(item["side"])) for item in data]
+            if trades:
+                self._traded.add(symbol)
+            return trades
         event = message.get("event")
         if type(event) is not str:
             raise BadFrame("neither a push nor an event")
@@ -173,10 +191,8 @@ class OKX(ExchangeListener):
 
     def parse_backfill(self, symbol, path, body):
         data = _answer(body)["data"]
-        if path.endswith("/ticker"):  # the ticker's top of book; its last trade has no side, /trades gives it
-            return [Update(symbol=symbol, time=_ms(t["ts"]), bid=decimal_str(t["bidPx"]),
-                           bid_size=decimal_str(t["bidSz"]), ask=decimal_str(t["askPx"]),
-                           ask_size=decimal_str(t["askSz"])) for t in data]
+        if path.endswith("/ticker"):  # the websocket's shape; asked after /trades, so a repeated last keeps its side
+            return [self._ticker(symbol, t, with_last=True) for t in data]
         # /trades, newest first: [{"instId", "tradeId", "px", "sz", "side", "source", "ts"}]; side is the taker's
         return [Update(symbol=symbol, time=_ms(trade["ts"]), last=decimal_str(trade["px"]),
                        last_size=decimal_str(trade["sz"]), last_side=side_str(trade["side"]))

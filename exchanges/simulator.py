@@ -2,7 +2,8 @@
 each speaking that exchange's own protocol (its `Venue`), so the real listeners run their real code path.
 
 It accepts the exchange's subscribe messages, answers as the exchange does, and streams the recorded frames of the
-subscribed streams at the recorded pace times `speed` (0 = as fast as the clients take them), looping at the end.
+subscribed streams at the recorded pace times `speed` (0 = as fast as the clients take them), looping at the end
+(each pass after the first renumbered by the venue, so sequence numbers never go back on a connection).
 All clients of one exchange share one clock, as they would share one market.
 
     python -m exchanges.simulator [PATH ...] [--speed N] [--host H] [--port P]
@@ -266,6 +267,7 @@ class LocalExchange:
         if not timeline:
             return
         first = timeline[0][0]
+        passes = 0
         while True:
             # The market opens when a client has subscribed to something, so no client misses the start.
             while not any(client.session["keys"] for client in replay.clients):
@@ -281,6 +283,8 @@ class LocalExchange:
                 elif index % 64 == 0:
                     await asyncio.sleep(0)  # full speed, but let the servers breathe
                 try:
+                    if passes:  # an exchange never sends an older sequence number: the next pass continues them
+                        frame = replay.venue.next_pass(frame, passes)
                     replay.venue.observe(frame)
                 except Exception:  # garbage is replayed as is; it just tells the venue nothing
                     pass
@@ -292,6 +296,7 @@ class LocalExchange:
                             pass
             if not self.loop_replay:
                 return
+            passes += 1
             await asyncio.sleep(LOOP_PAUSE_S / self.speed if self.speed else 0.01)
 
     async def _heartbeats(self, replay: _Replay) -> None:

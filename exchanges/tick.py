@@ -19,17 +19,26 @@ class BadFrame(ValueError):
     """A frame that is not what the exchange's protocol says; the listener counts, logs and skips it."""
 
 
+EMPTY = ""  # an Update's bid or ask that says "this book side is empty now" (None: "this frame says nothing")
+
+
 class Update(NamedTuple):
-    """Part of a market's state from one frame; None means 'this frame says nothing about it'."""
+    """Part of a market's state from one frame; None means 'this frame says nothing about it'.
+
+    A bid (or ask) of EMPTY says the side is empty now: the tick shows it null and names it in "empty".
+    `sequence` is the venue's ordering field where its documentation gives one (Coinbase `sequence`, Binance
+    `u` / `a`, Gemini's trade `event_id`): an update older than one already applied to the same part of the state
+    is dropped, never merged (see TickBook.apply)."""
     symbol: str                      # unified BASE-QUOTE
     time: Optional[int] = None       # exchange event time, epoch ms UTC; None when the frame carries none
-    bid: Optional[str] = None
+    bid: Optional[str] = None        # decimal string, EMPTY, or None
     bid_size: Optional[str] = None
-    ask: Optional[str] = None
+    ask: Optional[str] = None        # decimal string, EMPTY, or None
     ask_size: Optional[str] = None
     last: Optional[str] = None
     last_size: Optional[str] = None
     last_side: Optional[str] = None  # "buy" / "sell": the taker's side
+    sequence: Optional[int] = None   # the venue's ordering field, or None where it has none
 
 
 class Subscribed(NamedTuple):
@@ -64,7 +73,9 @@ class Reconnect(NamedTuple):
     reason: str
 
 
-TICK_FIELDS = ("bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side")
+TICK_FIELDS = ("bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side", "empty")
+# A tick's "empty": which book sides are known to be empty now, from (bid empty, ask empty).
+EMPTY_SIDES = {(False, False): None, (True, False): "bid", (False, True): "ask", (True, True): "both"}
 
 
 _is_decimal = _DECIMAL.fullmatch
@@ -87,6 +98,32 @@ def decimal_str(value) -> str:
         _checked.add(value)
         return value
     raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
+
+
+def optional_decimal(value) -> Optional[str]:
+    """None stays None (the field was not sent); anything else must be a decimal string."""
+    return None if value is None else decimal_str(value)
+
+
+def _is_zero(text: str) -> bool:
+    return not text.strip("0.")
+
+
+def book_price(value) -> str:
+    """A best bid or ask as sent: a decimal string, or EMPTY where the exchange says the side is empty ("" as OKX
+    sends, or a zero price as Coinbase sends for a product not trading yet: zeros are not prices)."""
+    if value == "":
+        return EMPTY
+    checked = decimal_str(value)
+    return EMPTY if _is_zero(checked) else checked
+
+
+def last_price(value) -> Optional[str]:
+    """A ticker's last trade price: None where there is none yet ("", zero, or not sent)."""
+    if value is None or value == "":
+        return None
+    checked = decimal_str(value)
+    return None if _is_zero(checked) else checked
 
 
 def symbol_str(value) -> str:
@@ -138,24 +175,48 @@ def split_market(market: str) -> tuple[str, str]:
 class TickBook:
     """The latest full state of each market of one exchange; every update yields the merged tick.
 
+    Tick shape: {"exchange", "symbol", "time" (exchange epoch ms UTC or None), "received" (ours, epoch ms UTC),
+    "bid", "bid_size", "ask", "ask_size", "last", "last_size" (decimal strings or None), "last_side" ("buy" /
+    "sell" / None), "empty" (None, "bid", "ask" or "both": the sides that are empty now, their price null)}.
+    A null price not named in "empty" is not known yet.
+
     A price travels with its own size (and a trade with its side): an update that names a new bid without a size
-    clears the old size rather than pairing it with a price it never belonged to."""
+    clears the old size rather than pairing it with a price it never belonged to.
+
+    Order: an update carrying a `sequence` lower than the last one applied to the same part of the state (the quote,
+    or the last trade: venues number them apart, as Binance's `u` and `a`) is older than what is shown: `apply`
+    returns None and counts it in `older`. `reset` forgets everything: after a reconnect, nothing from before the
+    gap is merged with what follows it (a new snapshot replaces the book before any trade is merged with it)."""
 
     def __init__(self, exchange: str):
         self.exchange = exchange
         self._state: dict[str, dict] = {}
+        self._order: dict[str, list] = {}  # symbol -> [sequence of the quote, sequence of the last trade]
+        self.older = 0  # updates dropped as older than the state they would have replaced
 
-    def apply(self, update: Update, received: int) -> dict:
-        symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side = update
+    def apply(self, update: Update, received: int) -> Optional[dict]:
+        """The merged tick after `update`, or None when the update is older than the state (by its sequence)."""
+        symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence = update
+        if sequence is not None and self._is_older(symbol, sequence, bid is not None or ask is not None,
+                                                   last is not None):
+            self.older += 1
+            return None
         state = self._state.get(symbol)
         if state is None:
             state = self._state[symbol] = {"exchange": self.exchange, "symbol": symbol, "time": None,
                                            "received": None, **dict.fromkeys(TICK_FIELDS)}
         # Unrolled, not a loop over TICK_FIELDS: this runs once per tick (the parse benchmark's profile).
-        if bid is not None:
-            state["bid"], state["bid_size"] = bid, bid_size
-        if ask is not None:
-            state["ask"], state["ask_size"] = ask, ask_size
+        if bid is not None or ask is not None:
+            empty = state["empty"]
+            bid_empty = empty == "bid" or empty == "both"
+            ask_empty = empty == "ask" or empty == "both"
+            if bid is not None:
+                bid_empty = not bid
+                state["bid"], state["bid_size"] = (bid, bid_size) if bid else (None, None)
+            if ask is not None:
+                ask_empty = not ask
+                state["ask"], state["ask_size"] = (ask, ask_size) if ask else (None, None)
+            state["empty"] = EMPTY_SIDES[bid_empty, ask_empty]
         if last is not None:
             if last_side is None and last == state["last"] and last_size == state["last_size"]:
                 last_side = state["last_side"]  # a ticker repeating the trade just seen (Kraken's "c"): same side
@@ -164,5 +225,24 @@ class TickBook:
         tick["time"], tick["received"] = time, received
         return tick
 
+    def _is_older(self, symbol: str, sequence, quote: bool, trade: bool) -> bool:
+        order = self._order.get(symbol)
+        if order is None:
+            order = self._order[symbol] = [None, None]
+        if (quote and order[0] is not None and sequence < order[0]) or (
+                trade and order[1] is not None and sequence < order[1]):
+            return True
+        if quote:
+            order[0] = sequence
+        if trade:
+            order[1] = sequence
+        return False
+
     def forget(self, symbol: str) -> None:
         self._state.pop(symbol, None)
+        self._order.pop(symbol, None)
+
+    def reset(self) -> None:
+        """A new connection: every market starts again from what the exchange sends on it."""
+        self._state.clear()
+        self._order.clear()

@@ -12,6 +12,20 @@ import orjson
 BROADCAST = "*"  # the key of recorded frames every client gets: errors, and frames no channel claims (garbage)
 
 
+PASS_STRIDE = 10 ** 12  # added per replay pass to sequence numbers and trade ids: above any a recording holds
+
+
+def renumbered(payload: dict, fields: tuple, passes: int) -> bool:
+    """Add passes * PASS_STRIDE to the integer `fields` of `payload` in place; True if any was there."""
+    changed = False
+    for field in fields:
+        value = payload.get(field)
+        if type(value) is int:
+            payload[field] = value + passes * PASS_STRIDE
+            changed = True
+    return changed
+
+
 class Venue:
     path = "/"  # the websocket path the exchange serves
 
@@ -62,6 +76,12 @@ class Venue:
 
     def wants(self, session: dict, key: str) -> bool:
         return key in session["keys"]
+
+    def next_pass(self, frame: str, passes: int) -> str:
+        """The frame as the `passes`-th replay of the recording sends it (1 for the second pass ...). A venue whose
+        listener orders updates by a sequence field adds `passes * PASS_STRIDE` to it, so a looping recording never
+        sends an older sequence number on one connection. The default: the frame as recorded."""
+        return frame
 
     def observe(self, frame: str) -> None:
         """Every frame played, so heartbeats can say what the exchange has sent (last trade id ...)."""

@@ -9,17 +9,18 @@ from exchanges.tick import BadFrame, ExchangeError, Rejected, Subscribed, Update
 def test_book_ticker_has_no_exchange_time():
     assert Binance().parse(recorded("BINANCE.ws.1.0", "@bookTicker\""), 0) == [Update(
         symbol="NKN-USDT", time=None, bid="0.35210000", bid_size="672.00000000", ask="0.35260000",
-        ask_size="3199.00000000")]
+        ask_size="3199.00000000", sequence=499869768)]
 
 
 def test_agg_trade_gives_last_trade_with_trade_time_and_taker_side():
     assert BinanceUS().parse(recorded("BINANCE_US.ws.1.0", "@aggTrade\""), 0) == [Update(
-        symbol="OMG-BUSD", time=1633998288467, last="13.80480000", last_size="2.10000000", last_side="buy")]
+        symbol="OMG-BUSD", time=1633998288467, last="13.80480000", last_size="2.10000000", last_side="buy",
+        sequence=425085)]
 
 
 def test_trade_stream_buyer_maker_means_taker_sold():
     assert Binance().parse(documented("binance_trade"), 0) == [Update(
-        symbol="BNB-BTC", time=1672515782136, last="0.001", last_size="100", last_side="sell")]
+        symbol="BNB-BTC", time=1672515782136, last="0.001", last_size="100", last_side="sell", sequence=12345)]
 
 
 def test_subscribed_symbols_map_back_exactly():

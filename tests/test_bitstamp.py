@@ -9,7 +9,7 @@ from dashboard.rest import RestClient, backfill
 from exchanges.bitstamp import Bitstamp, BitstampVenue
 from exchanges.recording import read_frames
 from exchanges.simulator import LocalExchange
-from exchanges.tick import BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update
+from exchanges.tick import EMPTY, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, TickBook, Update
 
 FILE = "BITSTAMP.ws.1.0"
 
@@ -73,13 +73,27 @@ def test_diffs_after_a_full_book_apply_to_it():
     assert parse(diff.replace('"1.5"', '"2"'), listener)[0].ask_size == "2"
 
 
-def test_a_book_with_both_sides_empty_says_nothing():
+def test_an_empty_side_is_empty_and_a_book_with_both_sides_empty_says_so():
     frame = documented("bitstamp_order_book").replace('"bids":[["38400","0.15000000"],["38399","1.20000000"],'
                                                       '["38390","0.50000000"]]', '"bids":[]')
-    assert parse(frame)[0].bid is None
+    assert parse(frame)[0][2:6] == (EMPTY, EMPTY, "38410", "0.25000000")
     empty = ('{"data":{"timestamp":"1","microtimestamp":"1000000","bids":[],"asks":[]},"channel":"order_book_btcusd",'
              '"event":"data"}')
-    assert parse(empty) == []
+    assert parse(empty) == [Update("BTC-USD", 1000, EMPTY, EMPTY, EMPTY, EMPTY)]
+    tick = TickBook("bitstamp").apply(parse(empty)[0], 5)
+    assert (tick["bid"], tick["ask"], tick["empty"]) == (None, None, "both")
+
+
+def test_a_bid_side_that_empties_is_shown_empty_not_as_its_last_price():
+    """The issue's example: a thin book whose bids go."""
+    listener, book = Bitstamp(), TickBook("bitstamp")
+    first = ('{"event":"data","channel":"order_book_unibtc","data":{"microtimestamp":"1700000000000000",'
+             '"bids":[["0.0001125","40"]],"asks":[["0.000114","25"]]}}')
+    second = first.replace("1700000000000000", "1700000060000000").replace('[["0.0001125","40"]]', "[]")
+    ticks = [book.apply(item, 1) for frame in (first, second) for item in parse(frame, listener)]
+    assert (ticks[0]["bid"], ticks[0]["ask"], ticks[0]["empty"]) == ("0.0001125", "0.000114", None)
+    assert (ticks[-1]["bid"], ticks[-1]["bid_size"], ticks[-1]["ask"], ticks[-1]["ask_size"], ticks[-1]["empty"],
+            ticks[-1]["time"]) == (None, None, "0.000114", "25", "bid", 1700000060000)
 
 
 # --- protocol events ------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = sorted(EXCHANGES)
 
-TICK_KEYS = {"exchange", "symbol", "time", "received", "bid", "bid_size", "ask", "ask_size", "last", "last_size",
+TICK_KEYS = {"exchange", "symbol", "time", "received", "bid", "bid_size", "ask", "ask_size", "last", "last_size", "empty",
              "last_side"}
 DECIMAL_FIELDS = ("bid", "bid_size", "ask", "ask_size", "last", "last_size")
 SYMBOL = re.compile(r"[A-Z0-9]+-[A-Z0-9]+")  # used with fullmatch: ^...$ without a trailing newline
@@ -178,6 +178,11 @@ def check_tick(name: str, tick: dict, data: bytes = b"") -> None:
         assert value is None or (type(value) is str and _DECIMAL.fullmatch(value)), (
             f"{name}: {field} {value!r}{source}")
     assert tick["last_side"] in (None, "buy", "sell"), f"{name}: last_side {tick['last_side']!r}{source}"
+    empty = tick["empty"]
+    assert empty in (None, "bid", "ask", "both"), f"{name}: empty {empty!r}{source}"
+    for side in ("bid", "ask"):
+        if empty in (side, "both"):  # an empty side has no price and no size: never its last price
+            assert tick[side] is None and tick[f"{side}_size"] is None, f"{name}: empty {side} has a price{source}"
 
 
 def check_frame(listener, data: bytes, opcode: int = TEXT) -> bool:

@@ -5,11 +5,12 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from unittest.mock import ANY
 
 from conftest import Collector, UPSTREAM, documented, recorded
 from exchanges.gemini import Gemini, GeminiVenue
 from exchanges.recording import read_frames
-from exchanges.tick import BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update
+from exchanges.tick import EMPTY, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, TickBook, Update
 
 FILE = "GEMINI.ws.1.0"
 
@@ -24,9 +25,10 @@ def frames():
 
 # --- the parser on recorded frames -------------------------------------------------------------------------------
 def test_first_l2_updates_is_the_book_and_its_newest_trade_is_the_last_trade():
+    # The book first, then its trade: the trade is merged with the book it belongs to.
     assert parse(recorded(FILE, '"symbol":"ALCXUSD"')) == [
-        Update("ALCX-USD", 1624493651491, last="302.53", last_size="0.992143", last_side="buy"),
-        Update("ALCX-USD", None, "302.75", "0.00001", "303.05", "8.12974")]
+        Update("ALCX-USD", None, "302.75", "0.00001", "303.05", "8.12974"),
+        Update("ALCX-USD", 1624493651491, last="302.53", last_size="0.992143", last_side="buy", sequence=ANY)]
 
 
 def test_a_subscribed_pairs_snapshot_acknowledges_it():
@@ -37,8 +39,9 @@ def test_a_subscribed_pairs_snapshot_acknowledges_it():
 
 
 def test_snapshot_trades_are_history_taken_at_their_newest_even_out_of_order():
-    [trade, book] = parse(recorded(FILE, '"symbol":"ETHEUR"'))  # its 50 trades are not sorted by time
-    assert trade == Update("ETH-EUR", 1624492802863, last="1648.19", last_size="0.05", last_side="sell")
+    [book, trade] = parse(recorded(FILE, '"symbol":"ETHEUR"'))  # its 50 trades are not sorted by time
+    assert trade == Update("ETH-EUR", 1624492802863, last="1648.19", last_size="0.05", last_side="sell",
+                           sequence=ANY)
     assert book == Update("ETH-EUR", None, "1648.98", "2.537003", "1656.75", "1.263")
 
 
@@ -54,9 +57,10 @@ def test_updates_publish_the_top_only_when_it_changes():
 
 def test_trade_gives_last_price_size_taker_side_and_time():
     assert parse(recorded(FILE, '"event_id":45465818387')) == [
-        Update("ANKR-USD", 1624493670759, last="0.07946", last_size="1020.482111", last_side="buy")]
+        Update("ANKR-USD", 1624493670759, last="0.07946", last_size="1020.482111", last_side="buy",
+               sequence=45465818387)]
     assert parse(documented("gemini_trade")) == [
-        Update("BTC-USD", 151231241, last="9004.21000000", last_size="0.09110000", last_side="buy")]
+        Update("BTC-USD", 151231241, last="9004.21000000", last_size="0.09110000", last_side="buy", sequence=ANY)]
 
 
 def test_heartbeat_is_liveness_not_data():
@@ -66,9 +70,45 @@ def test_heartbeat_is_liveness_not_data():
 def test_documented_initial_response_and_update():
     gemini = Gemini()
     assert parse(documented("gemini_l2_initial"), gemini) == [
-        Update("BTC-USD", 1560976400428, last="9122.04", last_size="0.0073173", last_side="sell"),
-        Update("BTC-USD", None, "9122.04", "0.00121425", "9122.07", "0.98942292")]
+        Update("BTC-USD", None, "9122.04", "0.00121425", "9122.07", "0.98942292"),
+        Update("BTC-USD", 1560976400428, last="9122.04", last_size="0.0073173", last_side="sell", sequence=ANY)]
     assert parse(documented("gemini_l2_update"), gemini) == []  # a far ask: the top is unchanged
+
+
+def test_removing_the_last_level_of_a_side_empties_it():
+    gemini, book = Gemini(), TickBook("gemini")
+    parse('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","2"]],"trades":[]}', gemini)
+    [update] = parse('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","0"]]}', gemini)
+    assert update == Update("BTC-USD", None, EMPTY, EMPTY, "101", "2")
+    book.apply(Update("BTC-USD", None, "100", "1", "101", "2"), 1)
+    tick = book.apply(update, 2)
+    assert (tick["bid"], tick["bid_size"], tick["ask"], tick["empty"]) == (None, None, "101", "bid")
+
+
+def test_a_reconnect_snapshot_replaces_the_book_before_its_trade_is_merged():
+    """The trade of a fresh snapshot is shown with the fresh book, never with the bid/ask from before the
+    reconnect (a row that never existed)."""
+    gemini, book = Gemini(), TickBook("gemini")
+    before = ('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","2"]],'
+              '"trades":[]}')
+    for item in parse(before, gemini):
+        book.apply(item, 1)
+    gemini.on_connected()
+    book.reset()  # what the listener does on every new connection
+    after = ('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","90","1"],["sell","91","2"]],"trades":['
+             '{"type":"trade","symbol":"BTCUSD","event_id":7,"timestamp":1700000000000,"price":"90.5",'
+             '"quantity":"1","side":"buy"}]}')
+    ticks = [book.apply(item, 2) for item in parse(after, gemini) if type(item) is Update]
+    assert [(t["bid"], t["ask"], t["last"]) for t in ticks] == [("90", "91", None), ("90", "91", "90.5")]
+
+
+def test_an_older_trade_message_never_becomes_the_last_trade():
+    gemini, book = Gemini(), TickBook("gemini")
+    newer = ('{"type":"trade","symbol":"BTCUSD","event_id":9,"timestamp":1700000000500,"price":"101",'
+             '"quantity":"1","side":"buy"}')
+    older = newer.replace('"event_id":9', '"event_id":8').replace("500", "400").replace('"101"', '"99"')
+    assert book.apply(parse(newer, gemini)[0], 1)["last"] == "101"
+    assert book.apply(parse(older, gemini)[0], 2) is None and book.older == 1
 
 
 def test_other_channels_yield_no_tick():
@@ -85,8 +125,8 @@ def test_a_reconnect_snapshot_republishes_no_trade_already_published():
     newer["trades"].insert(0, {"type": "trade", "symbol": "ALCXUSD", "event_id": 45465790000,
                                "timestamp": 1624493660000, "price": "302.9", "quantity": "1", "side": "sell"})
     gemini.on_connected()
-    assert parse(orjson.dumps(newer), gemini)[0] == Update("ALCX-USD", 1624493660000, last="302.9", last_size="1",
-                                                           last_side="sell")  # traded while we were away
+    assert parse(orjson.dumps(newer), gemini)[-1] == Update("ALCX-USD", 1624493660000, last="302.9", last_size="1",
+                                                            last_side="sell", sequence=ANY)  # traded while away
 
 
 def test_the_book_stays_right_over_every_recorded_frame():
@@ -96,7 +136,7 @@ def test_the_book_stays_right_over_every_recorded_frame():
     for frame in frames():
         message = json.loads(frame)
         for item in gemini.parse(frame, 0):
-            if type(item) is Update and item.bid is not None:
+            if type(item) is Update and item.bid is not None and item.last is None:
                 published[item.symbol] = (item.bid, item.bid_size, item.ask, item.ask_size)
         if message.get("type") != "l2_updates":
             continue
@@ -151,7 +191,7 @@ def test_the_first_frame_after_subscribing_is_the_snapshot_even_without_trades()
     gemini = Gemini()
     gemini.subscribe_messages(["BTC-USD"])
     assert parse(documented("gemini_l2_update"), gemini) == [
-        Subscribed(("BTC-USD",)), Update("BTC-USD", None, None, None, "9160.20", "0.1921229751")]
+        Subscribed(("BTC-USD",)), Update("BTC-USD", None, EMPTY, EMPTY, "9160.20", "0.1921229751")]
 
 
 def test_no_valid_pairs_rejects_the_oldest_unanswered_subscribe():
@@ -280,10 +320,11 @@ def test_venue_snapshot_mid_replay_carries_on_as_if_subscribed_from_the_start():
             asks = [Decimal(price) for side, price, _ in shape["changes"] if side == "sell"]
             assert sides == sorted(sides) and bids == sorted(bids, reverse=True) and asks == sorted(asks)
             late_items = late.parse(snapshot, 0)
-            assert late_items[0] == Subscribed(("FIL-USD",)) and late_items[-1] == tops_from_start[-1]
+            late_top = [item for item in late_items if type(item) is Update and item.last is None][-1]
+            assert late_items[0] == Subscribed(("FIL-USD",)) and late_top == tops_from_start[-1]
         venue.observe(frame)
         for item in everything.parse(frame, 0):
-            if type(item) is Update and item.symbol == "FIL-USD" and item.bid is not None:
+            if type(item) is Update and item.symbol == "FIL-USD" and item.last is None:
                 tops_from_start.append(item)
         if index >= split and venue.route(frame) == "l2:FILUSD":
             late.parse(frame, 0)
@@ -318,7 +359,8 @@ def test_listener_against_the_local_exchange(local_exchange, start_listener):
     [client] = local_exchange.clients("gemini")
     assert list(client.messages) == ['{"type":"subscribe","subscriptions":[{"name":"l2","symbols":["FILUSD"]}]}']
     book = [t for t in ticks.items if t["bid"]]
-    assert all(t["exchange"] == "gemini" and t["symbol"] == "FIL-USD" and t["time"] is None for t in book)
+    assert all(t["exchange"] == "gemini" and t["symbol"] == "FIL-USD" for t in book)
+    assert all(t["last"] for t in book if t["time"] is not None)  # only a trade has a time: a book update none
     assert all(Decimal(t["bid"]) < Decimal(t["ask"]) for t in book)
 
     listener.add("BTC-GBP")  # mid-replay: the venue's snapshot of the book played so far, then its changes

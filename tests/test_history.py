@@ -89,12 +89,15 @@ def test_a_restarted_server_backfills_from_the_store(tmp_path):
 def test_kill_9_during_writes_leaves_the_file_intact_and_loses_at_most_a_batch(tmp_path):
     path = tmp_path / "history.sqlite3"
     server = ServerProcess("--replay", "--speed", "max", "--history-url", f"sqlite:///{path}")
-    sio, _, ticks = subscribe(server, "coinbase:SKL-USD")
-    ticks.wait_for(lambda batches: sum(len(b["ticks"]) for b in batches) >= 2000, timeout=60)
-    sio.disconnect()
-    last_seen = max(t["received"] for batch in ticks.items for t in batch["ticks"])
-    os.kill(server.process.pid, signal.SIGKILL)
-    server.process.wait(10)
+    try:
+        sio, _, ticks = subscribe(server, "coinbase:SKL-USD")
+        ticks.wait_for(lambda batches: sum(len(b["ticks"]) for b in batches) >= 2000, timeout=60)
+        sio.disconnect()
+        last_seen = max(t["received"] for batch in ticks.items for t in batch["ticks"])
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+    finally:
+        server.stop()  # whatever the outcome, by its pid (a no-op once killed)
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     last_stored, count = db.execute("SELECT max(received), count(*) FROM entries WHERE market = ?",

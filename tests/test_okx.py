@@ -8,7 +8,7 @@ from conftest import UPSTREAM, Collector, documented, recorded
 from exchanges.okx import OKX, OKXVenue, checksum
 from exchanges.recording import Recorder, read_frames
 from exchanges.simulator import LocalExchange
-from exchanges.tick import BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, TickBook, Update
+from exchanges.tick import EMPTY, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, TickBook, Update
 from exchanges.venue import BROADCAST
 
 FILE = "OKX.ws.1.0"
@@ -26,10 +26,24 @@ def push(channel, inst_id):
 
 # --- market data ---------------------------------------------------------------------------------------------------
 def test_ticker_gives_the_top_of_book_with_its_exchange_time():
+    # Before the trades channel has pushed, the ticker's own last is the last trade OKX told us of.
     assert parse(recorded(FILE, push("tickers", "BTC-USDT"))) == [Update(
         symbol="BTC-USDT", time=1652459224956, bid="30228.6", bid_size="0.23393", ask="30228.7",
-        ask_size="1.55896972")]
-    assert parse(documented("okx_ticker")) == [Update("BTC-USDT", 1597026383085, "8888.88", "5", "9999.99", "11")]
+        ask_size="1.55896972", last="30236", last_size="0.0002")]
+    assert parse(documented("okx_ticker")) == [Update("BTC-USDT", 1597026383085, "8888.88", "5", "9999.99", "11",
+                                                      "9999.99", "0.1")]
+
+
+def test_an_empty_side_is_empty_and_the_rest_of_the_push_is_kept():
+    frame = recorded(FILE, push("tickers", "BTC-USDT")).replace('"bidPx":"30228.6","bidSz":"0.23393"',
+                                                                 '"bidPx":"","bidSz":""')
+    assert '"bidPx":""' in frame
+    [update] = parse(frame)
+    assert (update.bid, update.ask, update.ask_size, update.last) == (EMPTY, "30228.7", "1.55896972", "30236")
+    book = TickBook("okx")
+    book.apply(parse(recorded(FILE, push("tickers", "BTC-USDT")))[0], 1)
+    tick = book.apply(update, 2)
+    assert (tick["bid"], tick["bid_size"], tick["ask"], tick["empty"]) == (None, None, "30228.7", "bid")
 
 
 def test_trades_give_the_last_trade_with_the_takers_side():
@@ -43,10 +57,11 @@ def test_trades_give_the_last_trade_with_the_takers_side():
 
 
 def test_a_ticker_keeps_the_last_trade_and_its_side():
-    """The ticker's own last has no side: taking it would wipe the trade's side at every quote change."""
-    book = TickBook("okx")
-    book.apply(parse(recorded(FILE, push("trades", "BTC-USDT")))[0], 1)
-    tick = book.apply(parse(recorded(FILE, push("tickers", "BTC-USDT"), index=1))[0], 2)
+    """Once the trades channel has pushed, a ticker's last (which has no side) would wipe the trade's side at every
+    quote change: from then on the last trade comes from trades only."""
+    book, listener = TickBook("okx"), OKX()
+    book.apply(parse(recorded(FILE, push("trades", "BTC-USDT")), listener)[0], 1)
+    tick = book.apply(parse(recorded(FILE, push("tickers", "BTC-USDT"), index=1), listener)[0], 2)
     assert (tick["last"], tick["last_size"], tick["last_side"]) == ("30236", "0.0002", "buy")
     assert (tick["bid"], tick["ask"], tick["time"]) == ("30228.6", "30228.7", 1652459226124)
 
@@ -166,7 +181,8 @@ def test_backfill_asks_for_trades_then_the_ticker_and_reads_them_as_documented()
         Update("BTC-USDT", time=1654161641568, last="29964.1", last_size="0.00001", last_side="sell"),
         Update("BTC-USDT", time=1654161646974, last="29963.2", last_size="0.00001", last_side="sell")]
     [ticker] = listener.parse_backfill("BTC-USDT", "/api/v5/market/ticker", documented("okx_rest_ticker"))
-    assert ticker == Update("BTC-USDT", time=1597026383085, bid="8888.88", bid_size="5", ask="9999.99", ask_size="11")
+    assert ticker == Update("BTC-USDT", time=1597026383085, bid="8888.88", bid_size="5", ask="9999.99", ask_size="11",
+                            last="9999.99", last_size="0.1")
     with pytest.raises(BadFrame, match="51001"):
         listener.parse_backfill("BTC-FOO", "/api/v5/market/ticker", '{"code":"51001","msg":"x","data":[]}')
 

@@ -54,4 +54,5 @@ def test_normalize_cli_prints_one_tick_per_line():
     assert len(ticks) == 139 and "480 frames, 139 ticks, 0 bad frames" in result.stderr
     assert ticks[0] == {"exchange": "binanceus", "symbol": "OMG-BUSD", "time": None, "received": 1633998276480,
                         "bid": "13.76640000", "bid_size": "30.28000000", "ask": "13.79520000",
-                        "ask_size": "31.57000000", "last": None, "last_size": None, "last_side": None}
+                        "ask_size": "31.57000000", "last": None, "last_size": None, "last_side": None,
+                        "empty": None}

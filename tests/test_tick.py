@@ -1,6 +1,6 @@
 import pytest
 
-from exchanges.tick import BadFrame, TickBook, Update, decimal_str, iso_to_ms
+from exchanges.tick import EMPTY, BadFrame, TickBook, Update, book_price, decimal_str, iso_to_ms, last_price
 
 
 def test_tick_book_merges_quote_and_trade_and_keeps_exchange_time_honest():
@@ -8,7 +8,7 @@ def test_tick_book_merges_quote_and_trade_and_keeps_exchange_time_honest():
     first = book.apply(Update("BTC-USDT", time=None, bid="1.10", bid_size="2", ask="1.20", ask_size="3"), 1000)
     assert first == {"exchange": "binance", "symbol": "BTC-USDT", "time": None, "received": 1000,
                      "bid": "1.10", "bid_size": "2", "ask": "1.20", "ask_size": "3",
-                     "last": None, "last_size": None, "last_side": None}
+                     "last": None, "last_size": None, "last_side": None, "empty": None}
     trade = book.apply(Update("BTC-USDT", time=1633998523963, last="1.15", last_size="0.5", last_side="buy"), 1001)
     assert (trade["bid"], trade["ask"], trade["last"], trade["time"]) == ("1.10", "1.20", "1.15", 1633998523963)
     quote = book.apply(Update("BTC-USDT", bid="1.11", bid_size="1", ask="1.19", ask_size="1"), 1002)
@@ -44,3 +44,47 @@ def test_iso_time_to_epoch_ms_is_exact():
         iso_to_ms("yesterday")
     with pytest.raises(BadFrame):
         iso_to_ms("2021-04-17T16:43:30")  # no zone: refuse to guess
+
+
+def test_an_emptied_side_is_empty_not_its_last_price_and_a_silent_side_keeps_its_state():
+    book = TickBook("bitstamp")
+    book.apply(Update("BTC-USD", bid="1.10", bid_size="2", ask="1.20", ask_size="3"), 1)
+    emptied = book.apply(Update("BTC-USD", bid=EMPTY, bid_size=EMPTY, ask="1.21", ask_size="1"), 2)
+    assert (emptied["bid"], emptied["bid_size"], emptied["ask"], emptied["empty"]) == (None, None, "1.21", "bid")
+    trade = book.apply(Update("BTC-USD", time=3, last="1.15", last_size="1", last_side="buy"), 3)
+    assert (trade["bid"], trade["empty"]) == (None, "bid")  # says nothing of the book: the side stays empty
+    both = book.apply(Update("BTC-USD", bid=EMPTY, ask=EMPTY), 4)
+    assert (both["bid"], both["ask"], both["empty"]) == (None, None, "both")
+    back = book.apply(Update("BTC-USD", bid="1.12", bid_size="5"), 5)
+    assert (back["bid"], back["bid_size"], back["ask"], back["empty"]) == ("1.12", "5", None, "ask")
+    unknown = book.apply(Update("ETH-USD", last="9", last_size="1"), 6)
+    assert (unknown["bid"], unknown["empty"]) == (None, None)  # not known yet, which is not empty
+
+
+def test_an_older_update_never_becomes_the_state_and_is_counted():
+    book = TickBook("coinbase")
+    newer = book.apply(Update("ETH-USD", bid="2500.1", ask="2500.2", last="2500.1", sequence=105), 1)
+    assert newer["bid"] == "2500.1"
+    assert book.apply(Update("ETH-USD", bid="2499", ask="2499.5", last="2499", sequence=101), 2) is None
+    assert book.older == 1
+    later = book.apply(Update("ETH-USD", bid="2500.3", ask="2500.4", sequence=106), 3)
+    assert (later["bid"], later["last"]) == ("2500.3", "2500.1")
+    # Quote and trade are ordered apart (Binance's `u` and `a` count different things).
+    binance = TickBook("binance")
+    binance.apply(Update("BTC-USDT", bid="1", ask="2", sequence=900), 1)
+    assert binance.apply(Update("BTC-USDT", time=5, last="1.5", last_size="1", sequence=7), 2)["last"] == "1.5"
+    assert binance.apply(Update("BTC-USDT", bid="0.9", ask="2", sequence=899), 3) is None
+    assert binance.apply(Update("BTC-USDT", time=4, last="1.4", last_size="1", sequence=6), 4) is None
+    # A reconnect starts afresh: nothing from before it is merged with what follows.
+    binance.reset()
+    fresh = binance.apply(Update("BTC-USDT", time=9, last="1.6", last_size="1", sequence=1), 5)
+    assert (fresh["bid"], fresh["ask"], fresh["last"]) == (None, None, "1.6")
+
+
+def test_book_prices_and_last_prices_say_empty_or_nothing_for_blanks_and_zeros():
+    assert book_price("") is EMPTY and book_price("0") is EMPTY and book_price("0.00000000") is EMPTY
+    assert book_price("0.0001") == "0.0001" and book_price("10") == "10"
+    assert last_price("") is None and last_price("0.00") is None and last_price(None) is None
+    assert last_price("30241.9") == "30241.9"
+    with pytest.raises(BadFrame):
+        book_price("abc")
