@@ -14,7 +14,7 @@ from .config import PAIR, parse_market
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_JSON_ROWS, MAX_CSV_ROWS = 5_000, 100_000
 CSV_COLUMNS = ("kind", "exchange", "symbol", "time", "time_iso", "received", "received_iso", "bid", "bid_size", "ask",
-               "ask_size", "last", "last_size", "last_side", "gap_from", "gap_to", "reason")
+               "ask_size", "last", "last_size", "last_side", "empty", "gap_from", "gap_to", "reason")
 
 
 class BadRequest(ValueError):

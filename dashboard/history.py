@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 0.5
 PRUNE_EVERY_S = 3600
-TICK_COLUMNS = ("time", "received", "bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side")
+TICK_COLUMNS = ("time", "received", "bid", "bid_size", "ask", "ask_size", "last", "last_size", "last_side", "empty")
+_ENTRY_COLUMNS = ("market", "kind", *TICK_COLUMNS, "gap_from", "gap_to", "reason")
+_INSERT = (f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}) VALUES ({', '.join('?' * len(_ENTRY_COLUMNS))})")
+_GAP_AT = 3 + len(TICK_COLUMNS)  # where a selected row's gap_from is
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY,
@@ -26,6 +29,7 @@ CREATE TABLE IF NOT EXISTS entries (
     kind TEXT NOT NULL,              -- 'tick' or 'gap'
     time INTEGER, received INTEGER NOT NULL,
     bid TEXT, bid_size TEXT, ask TEXT, ask_size TEXT, last TEXT, last_size TEXT, last_side TEXT,
+    empty TEXT,                      -- the book sides empty then: NULL, 'bid', 'ask' or 'both'
     gap_from INTEGER, gap_to INTEGER, reason TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_by_market ON entries (market, received);
@@ -59,6 +63,9 @@ class SQLiteHistory:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses at most the last commit, never the file
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
+        if "empty" not in columns:  # a store from before empty sides were told apart: they were never stored
+            self._db.execute("ALTER TABLE entries ADD COLUMN empty TEXT")
         self._lock = threading.Lock()  # one statement at a time on the shared connection
         self._pending: deque = deque()
         self._stopping = threading.Event()
@@ -73,16 +80,14 @@ class SQLiteHistory:
         while self._pending:
             market, entry = self._pending.popleft()
             if entry.get("kind") == "gap":
-                rows.append((market, "gap", None, entry["to"], *([None] * 7), entry["from"], entry["to"],
-                             entry["reason"]))
+                rows.append((market, "gap", None, entry["to"], *([None] * (len(TICK_COLUMNS) - 2)), entry["from"],
+                             entry["to"], entry["reason"]))
             else:
                 rows.append((market, "tick", *(entry.get(name) for name in TICK_COLUMNS), None, None, None))
         if rows:
             with self._lock:
                 self._db.execute("BEGIN")
-                self._db.executemany("INSERT INTO entries (market, kind, time, received, bid, bid_size, ask, ask_size,"
-                                     " last, last_size, last_side, gap_from, gap_to, reason)"
-                                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.executemany(_INSERT, rows)
                 self._db.execute("COMMIT")
             self.written += len(rows)
         return len(rows)
@@ -149,10 +154,10 @@ def _entry(row) -> dict:
     entry_id, market, kind = row[0], row[1], row[2]
     exchange, _, symbol = market.partition(":")
     if kind == "gap":
-        return {"kind": "gap", "id": entry_id, "exchange": exchange, "symbol": symbol, "from": row[12],
-                "to": row[13], "reason": row[14]}
+        return {"kind": "gap", "id": entry_id, "exchange": exchange, "symbol": symbol, "from": row[_GAP_AT],
+                "to": row[_GAP_AT + 1], "reason": row[_GAP_AT + 2]}
     tick = {"id": entry_id, "exchange": exchange, "symbol": symbol}
-    tick.update(zip(TICK_COLUMNS, row[3:12]))
+    tick.update(zip(TICK_COLUMNS, row[3:_GAP_AT]))
     return tick
 
 
