@@ -446,9 +446,14 @@ class ExchangeListener:
             if not self._ops:
                 return
             ops, self._ops = list(self._ops), deque()
-        subscribe = [symbol for op, symbol in ops if op == "subscribe" and symbol not in self._subscribed_at]
-        unsubscribe = [symbol for op, symbol in ops if op == "unsubscribe" and symbol in self._subscribed_at]
+        final = {symbol: op for op, symbol in ops}  # a market closed and added again: its last op counts
+        subscribe = [symbol for symbol, op in final.items() if op == "subscribe" and symbol not in self._subscribed_at]
+        unsubscribe = [symbol for symbol, op in final.items() if op == "unsubscribe" and symbol in self._subscribed_at]
         now = time.monotonic()
+        for symbol, op in final.items():
+            if op == "subscribe" and symbol in self._subscribed_at and symbol not in self._streaming:
+                self._subscribed_at[symbol] = now  # still subscribed: its explanation is due again in time
+                self._hinted.discard(symbol)
         if subscribe:
             for message in self.subscribe_messages(subscribe):
                 self._send(message)

@@ -112,3 +112,44 @@ def test_replayed_ticks_equal_the_normalized_recording(name, recording, start_li
         exchange.stop()
     strip = lambda tick: {k: v for k, v in tick.items() if k != "received"}  # noqa: E731
     assert [strip(t) for t in ticks.items] == [strip(t) for t in expected]
+
+
+@pytest.mark.parametrize("cls, symbol", [(Coinbase, "SKL-USD"), (Binance, "NKN-USDT")])
+def test_a_looping_replay_never_sends_an_older_sequence(cls, symbol, start_listener):
+    """Each pass of a recording continues the sequence numbers (the venue renumbers), so the second pass is not
+    dropped as older than the first."""
+    exchange = LocalExchange([UPSTREAM / cls.recordings[0]], speed=0).start()
+    try:
+        one_pass = sum(1 for tick in normalize(UPSTREAM / cls.recordings[0]) if tick["symbol"] == symbol)
+        listener, ticks, _, _ = make(cls, exchange, [symbol])
+        start_listener(listener)
+        ticks.wait_for(lambda t: len(t) > 2 * one_pass + 1, timeout=30)
+        assert listener.status()["older"] == 0 and listener.status()["reconnects"] == 0
+    finally:
+        exchange.stop()
+
+
+def test_a_close_for_a_restart_reconnects_at_once_and_leaves_the_backoff(local_exchange, start_listener):
+    """Code 1012 (service restart) or 1001 (going away) after data: a clean reconnect, its wait a short jitter."""
+    listener, ticks, markets, states = make(Coinbase, local_exchange, ["SKL-USD"], backoff_base_s=0.05)
+    start_listener(listener)
+    ticks.wait_for(lambda t: len(t) >= 1)
+    listener._attempt = 10  # as after many failures: a growing backoff would now wait up to the cap (30 s)
+    local_exchange.inject("coinbase:close=1012")
+    states.wait_for(lambda s: "reconnecting" in s)
+    assert listener.next_attempt_at - listener.state_since <= 50  # the jitter of backoff_base_s, not 30 s
+    states.wait_for(lambda s: s[-1] == "live" and "reconnecting" in s)
+    assert listener._attempt == 10 and "code 1012" in listener.status()["last_incident"]["reason"]
+
+
+def test_a_market_closed_and_added_again_is_explained_again(local_exchange, start_listener):
+    """The 'waiting' explanation is given again after a close-and-add of the same market, not only after a
+    reconnect."""
+    listener, ticks, markets, states = make(Coinbase, local_exchange, ["SKL-USD"], no_data_hint_s=0.3)
+    start_listener(listener)
+    listener.add("BAND-BTC")  # listed, but quiet in the recording for a while
+    markets.wait_for(lambda m: any(market == "coinbase:BAND-BTC" and state == "waiting" for market, state, _ in m))
+    listener.remove("BAND-BTC")
+    mark = len(markets.items)
+    listener.add("BAND-BTC")
+    markets.wait_for(lambda m: any(market == "coinbase:BAND-BTC" and state == "waiting" for market, state, _ in m[mark:]))
