@@ -18,7 +18,7 @@ from decimal import Decimal
 import orjson
 
 from .base import ExchangeListener
-from .tick import (SYMBOL, BadFrame, ExchangeError, Rejected, Subscribed, Update, decimal_str, epoch_ms,
+from .tick import (SYMBOL, BadFrame, ExchangeError, Rejected, Subscribed, Update, book_side, decimal_str, epoch_ms,
                    split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
@@ -93,8 +93,9 @@ class Binance(ExchangeListener):
             if kind == "bookTicker":
                 # positional (symbol, time, bid, bid_size, ask, ask_size): the hot path, keywords cost more
                 # `u`, the book's update id, orders them: an older one never becomes the quote (TickBook)
-                return [Update(self._symbol(data), None, decimal_str(data["b"]), decimal_str(data["B"]),
-                               decimal_str(data["a"]), decimal_str(data["A"]), None, None, None, _order(data, "u"))]
+                # a side with no order is sent as zeros: empty, not a price of 0
+                return [Update(self._symbol(data), None, *book_side(data["b"], data["B"]),
+                               *book_side(data["a"], data["A"]), None, None, None, _order(data, "u"))]
             if kind in ("trade", "aggTrade"):
                 maker = data["m"]
                 if type(maker) is not bool:

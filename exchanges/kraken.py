@@ -28,7 +28,8 @@ from itertools import count
 import orjson
 
 from .base import ExchangeListener
-from .tick import BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, decimal_str, symbol_str
+from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, book_side, decimal_str, last_price,
+                   symbol_str)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("ticker", "trade")
@@ -235,7 +236,10 @@ def _level(data: dict, key: str, size_at: int) -> tuple[str, str]:
     value = data[key]
     if type(value) is not list or len(value) <= size_at:
         raise BadFrame(f"bad ticker field {key!r}")
-    return decimal_str(value[0]), decimal_str(value[size_at])
+    if key == "c":  # the last trade: zeros (none yet) are no trade
+        price = last_price(value[0])
+        return (price, decimal_str(value[size_at])) if price else (None, None)
+    return book_side(value[0], value[size_at])  # a side with no order: empty
 
 
 def _trade_fields(trade) -> list:

@@ -35,8 +35,8 @@ from itertools import count
 import orjson
 
 from .base import ExchangeListener
-from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
-                   book_price, decimal_str, last_price, optional_decimal, side_str)
+from .tick import (SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update, book_side,
+                   decimal_str, last_price, optional_decimal, side_str)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("tickers", "trades")
@@ -96,9 +96,8 @@ class OKX(ExchangeListener):
     def _ticker(self, symbol, item, with_last=False) -> Update:
         """A `tickers` push. `bidPx` "" (with `bidSz` "") is an empty side. Its `last` fills the last trade only
         until the `trades` channel has spoken on this connection: from then on a trade's side is not to be lost."""
-        bid, ask = book_price(item["bidPx"]), book_price(item["askPx"])
-        bid_size = decimal_str(item["bidSz"]) if bid else EMPTY
-        ask_size = decimal_str(item["askSz"]) if ask else EMPTY
+        bid, bid_size = book_side(item["bidPx"], item["bidSz"])
+        ask, ask_size = book_side(item["askPx"], item["askSz"])
         last = last_size = None
         if with_last or symbol not in self._traded:
             last = last_price(item.get("last"))

@@ -118,6 +118,12 @@ def book_price(value) -> str:
     return EMPTY if _is_zero(checked) else checked
 
 
+def book_side(price, size) -> tuple[str, str]:
+    """A best bid or ask with its size: (price, size), or (EMPTY, EMPTY) where the side is empty (see book_price)."""
+    price = book_price(price)
+    return (price, decimal_str(size)) if price else (EMPTY, EMPTY)
+
+
 def last_price(value) -> Optional[str]:
     """A ticker's last trade price: None where there is none yet ("", zero, or not sent)."""
     if value is None or value == "":

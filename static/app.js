@@ -251,6 +251,7 @@ function renderDetails() {
     ["last data", feed.last_data_at ? `${seconds(now - feed.last_data_at)} ago` : "none yet"],
     ["messages", `${feed.message_rate}/s, ${feed.frames} frames, ${feed.ticks} ticks`],
     ["reconnects / gaps", `${feed.reconnects} / ${feed.gaps}`],
+    ["older updates dropped", String(feed.older || 0)],
     ["last incident", feed.last_incident ? `${feed.last_incident.state} ${seconds(now - feed.last_incident.at)} ago: ` +
       feed.last_incident.reason : "none"],
     ["next attempt", feed.next_attempt_at ? `in ${seconds(feed.next_attempt_at - now)}` : "–"],

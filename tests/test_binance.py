@@ -3,7 +3,7 @@ import pytest
 
 from conftest import documented, recorded
 from exchanges.binance import Binance, BinanceUS, BinanceVenue
-from exchanges.tick import BadFrame, ExchangeError, Rejected, Subscribed, Update
+from exchanges.tick import EMPTY, BadFrame, ExchangeError, Rejected, Subscribed, Update
 
 
 def test_book_ticker_has_no_exchange_time():
@@ -86,3 +86,10 @@ def test_venue_routes_agg_trades_to_trade_subscribers_and_answers_subscribe():
     assert reply == '{"result":null,"id":7}'
     [error] = venue.on_message(session, "{oops")
     assert Binance().parse(error, 0)[0].reason.startswith("Binance error 3")
+
+
+def test_a_book_ticker_side_of_zeros_is_empty():
+    frame = recorded("BINANCE.ws.1.0", "@bookTicker\"").replace('"b":"0.35210000","B":"672.00000000"',
+                                                                 '"b":"0.00000000","B":"0.00000000"')
+    [update] = Binance().parse(frame, 0)
+    assert (update.bid, update.bid_size, update.ask) == (EMPTY, EMPTY, "0.35260000")

@@ -7,7 +7,7 @@ from conftest import UPSTREAM, Collector, documented, recorded
 from dashboard.rest import RestClient, backfill
 from exchanges.kraken import Kraken, KrakenVenue, seconds_to_ms
 from exchanges.simulator import LocalExchange
-from exchanges.tick import BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update
+from exchanges.tick import EMPTY, BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update
 
 TICKERS, TRADES = "KRAKEN.ws.49.0", "KRAKEN.ws.48.0"
 
@@ -299,3 +299,12 @@ def test_rest_backfill_from_the_local_exchange(kraken_exchange, start_listener):
     assert filled and all(t["source"] == "rest" and t["symbol"] == "XMR-USD" for t in filled)
     assert [t["time"] for t in filled[:-1]] == sorted(t["time"] for t in filled[:-1])  # trades, oldest first
     assert filled[-1]["bid"] and filled[-1]["ask"] and filled[-1]["time"] is None  # then the ticker
+
+
+def test_a_ticker_side_of_zeros_is_empty_and_zero_last_is_no_trade():
+    frame = recorded(TICKERS, '"ticker","WAVES/EUR"').replace('"b":["13.232900",185,"185.18432037"]',
+                                                                '"b":["0.000000",0,"0.00000000"]')
+    [update] = parse(frame)
+    assert (update.bid, update.bid_size, update.ask, update.last) == (EMPTY, EMPTY, "13.253900", "13.253900")
+    [update] = parse(frame.replace('"c":["13.253900","3.71672000"]', '"c":["0.000000","0.00000000"]'))
+    assert (update.last, update.last_size) == (None, None)
