@@ -2,6 +2,9 @@
 
 Protocol: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams
 - Combined stream frames are `{"stream": "<name>", "data": {...}}`; `bookTicker` carries no event time.
+- Top of book: `bookTicker`, pushed on every change of the best bid or ask. Order: its `u` (the book's update id)
+  for the quote, the trade id (`t`, or `a` for aggTrade) for the last trade; an older one is dropped (TickBook). A
+  side sent as zeros is empty.
 - SUBSCRIBE/UNSUBSCRIBE requests carry an id and are answered `{"result": null, "id": ...}`; an error reply is
   `{"code": ..., "msg": ...}` (with the id where there is one). Binance accepts a subscribe to a pair it does not
   list and then sends nothing, so such a panel says so after a while (`no_data_hint`).

@@ -5,8 +5,10 @@ REST: https://www.bitstamp.net/api/ (trading-pairs-info, transactions, ticker).
 - One `bts:subscribe` / `bts:unsubscribe` per channel, acknowledged `bts:subscription_succeeded` /
   `bts:unsubscription_succeeded` naming the channel. `bts:error` names no channel (`"channel": ""`), so an error is
   laid to the oldest request not yet answered (answers come in the order requests were sent).
-- `order_book_<pair>` sends the whole top 100 of each side on every change (bids best first, asks best first),
-  and nothing at the moment of subscribing: a quiet book stays empty until it changes.
+- Top of book: `order_book_<pair>` sends the whole top 100 of each side on every change (bids best first, asks
+  best first), and nothing at the moment of subscribing: a quiet book stays empty until it changes. An empty `bids`
+  or `asks` list is an empty side (thin books do this): shown empty, never as its last price. No ordering field is
+  documented (`microtimestamp` is a time).
 - `live_trades_<pair>`: `price`/`amount` are JSON numbers, `price_str`/`amount_str` the exact strings (used);
   `type` 0 = buy, 1 = sell is the taker's side (the later order: buy_order_id > sell_order_id on every type 0 trade
   in the recording, the reverse on every type 1).

@@ -1,6 +1,12 @@
 """Coinbase Exchange public websocket feed: `ticker` (best bid/ask + last trade in one message) and `heartbeat`.
 
-Protocol: https://docs.cdp.coinbase.com/exchange/websocket-feed/overview (ticker, heartbeat, subscriptions, error).
+Protocol: https://docs.cdp.coinbase.com/exchange/websocket-feed/overview (ticker, heartbeat, subscriptions, error),
+https://docs.cdp.coinbase.com/exchange/websocket-feed/channels (the channels and their messages).
+- Top of book: `ticker`, sent when a trade happens, not on every change of the book (quote_on_every_change False:
+  the spread counts its quote at its own time only). Sent on subscribe without `time`, `side`, `trade_id` and
+  `last_size`; a product not trading yet sends zeros.
+- Order: messages may arrive out of order; every message carries the product's `sequence`. A ticker older than one
+  shown is dropped (TickBook) and its trade id never moves the heartbeat's check back (no false gap).
 """
 from __future__ import annotations
 

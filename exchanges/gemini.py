@@ -14,6 +14,9 @@ wss://ws.gemini.com), REST: https://docs.gemini.com/rest/market-data (/v1/symbol
   `{"result":"error","reason":"NoValidTradingPairs"}`, with no id and no symbol. What Gemini does with an unlisted
   pair beside valid ones is not documented: taken as ignored (the venue does so), hence `no_data_hint`.
 - `{"type":"heartbeat","timestamp":ms}` every 5 s (the recording's pace) keeps a quiet market quiet, not stale.
+- Top of book: from the kept l2 book, on every change. A side whose last level goes is empty. A snapshot (after a
+  reconnect too) replaces the book before its trade is published, so the trade is shown with the book it belongs to.
+  Trades are ordered by `event_id`: an older one never becomes the last trade (TickBook).
 - v2 has no sequence numbers: a book that crosses after an update is the one sign of a missed update. The levels
   the update crossed are stale; they are dropped and the market gets a gap, rather than publishing a crossed top.
 - Rate limit: "we recommend that you do not exceed 1 request per symbol per minute" (the older

@@ -5,6 +5,9 @@ Protocol: https://docs.kraken.com/api/docs/websocket-v1/ticker, https://docs.kra
 https://docs.kraken.com/api/docs/websocket-v1/subscriptionstatus,
 https://docs.kraken.com/exchange/api-reference/spot-websocket-v1/heartbeat (and .../ping); REST:
 https://docs.kraken.com/api/docs/rest-api/get-tradable-asset-pairs, .../get-recent-trades, .../get-ticker-information.
+- Top of book: v1 `ticker`, sent on trades (not on every change of the book: quote_on_every_change False); its
+  `c` is the last trade (zeros: none yet). No ordering field in `ticker` or `trade`: their order on one connection is
+  what we go by.
 - Why v1: Kraken also serves v2 (wss://ws.kraken.com/v2, JSON objects). Its introduction
   (https://docs.kraken.com/exchange/guides/websockets/introduction) says v1 is maintained while new features go to
   v2. v1 quotes every decimal (prices, sizes, times) as a string, which is what we show unchanged; v2 sends prices

@@ -70,6 +70,19 @@ def two_venue_recording(folder) -> Path:
     return Path(folder)
 
 
+class FakeRest:
+    """A REST client answering each exchange's GET with one recorded body; an exchange it has none for is
+    unreachable."""
+
+    def __init__(self, bodies):
+        self.bodies = bodies
+
+    def get(self, exchange, path, params=None):
+        if exchange not in self.bodies:
+            raise ConnectionError("unreachable")
+        return self.bodies[exchange]
+
+
 class Collector:
     """A list that threads append to, and tests wait on (woken by every append, never by a timer)."""
 

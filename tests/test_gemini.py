@@ -283,11 +283,14 @@ def test_backfill_from_documented_rest_answers():
 def test_venue_answers_like_gemini():
     venue = GeminiVenue({"BTCUSD", "ETHUSD"})
     session = {"keys": set()}
-    btc, eth = venue.on_message(session, documented("gemini_subscribe"))  # ETHBTC is not listed: ignored
+    # ETHBTC is not listed: ignored. Nothing played yet: no snapshot claims an empty book, the recorded first
+    # message (itself a snapshot) will answer.
+    assert venue.on_message(session, documented("gemini_subscribe")) == []
     assert session["keys"] == {"l2:BTCUSD", "l2:ETHUSD"}
-    assert json.loads(btc) == {"type": "l2_updates", "symbol": "BTCUSD", "changes": [], "trades": [],
-                               "auction_events": []}  # nothing played yet: an empty book
-    assert json.loads(eth)["symbol"] == "ETHUSD"
+    venue.observe('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"]],"trades":[]}')
+    [btc] = venue.on_message({"keys": set()}, documented("gemini_subscribe"))  # played: the book so far
+    assert json.loads(btc) == {"type": "l2_updates", "symbol": "BTCUSD", "changes": [["buy", "100", "1"]],
+                               "trades": [], "auction_events": []}
     assert venue.on_message(session, documented("gemini_subscribe")) == []  # already subscribed
     assert venue.on_message(session, Gemini().subscribe_messages(["BTC-FOO"])[0]) == [
         '{"result":"error","reason":"NoValidTradingPairs"}']

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import dashboard.app
-from conftest import ROOT, free_port
+from conftest import ROOT, FakeRest, free_port
 from dashboard.app import create_app
 from dashboard.config import leftovers, load_settings
 from dashboard.history import STORE_MODES, SQLiteHistory, StoreModeError, open_history
@@ -134,16 +134,6 @@ def test_the_server_refuses_to_serve_a_replay_store_live_and_says_why(tmp_path):
                            str(tmp_path / "listings"), "--async-mode", "threading", *loopback],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "holds replay ticks, and live never reads them" in done.stderr, done.stderr
-
-
-class FakeRest:
-    def __init__(self, bodies):
-        self.bodies = bodies
-
-    def get(self, exchange, path, params=None):
-        if exchange not in self.bodies:
-            raise ConnectionError("unreachable")
-        return self.bodies[exchange]
 
 
 def test_a_listing_cached_in_replay_is_not_served_live_from_the_same_folder(tmp_path):

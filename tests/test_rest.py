@@ -3,7 +3,7 @@ the REST backfill against the local exchange, which serves these endpoints from 
 
 import pytest
 
-from conftest import UPSTREAM, Collector, documented
+from conftest import UPSTREAM, Collector, FakeRest, documented
 from dashboard.listings import Listings
 from dashboard.rest import RestClient, backfill
 from exchanges.binance import Binance, BinanceUS
@@ -42,16 +42,6 @@ def test_binance_backfill_answers_mean_what_the_docs_say():
                            last_side="sell")
     assert listener.backfill_requests("LTC-BTC") == [("/api/v3/trades", {"symbol": "LTCBTC", "limit": "100"}),
                                                      ("/api/v3/ticker/bookTicker", {"symbol": "LTCBTC"})]
-
-
-class FakeRest:
-    def __init__(self, bodies):
-        self.bodies = bodies
-
-    def get(self, exchange, path, params=None):
-        if exchange not in self.bodies:
-            raise ConnectionError("unreachable")
-        return self.bodies[exchange]
 
 
 def test_listings_fall_back_to_the_cache_then_to_nothing(tmp_path):
