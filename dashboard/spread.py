@@ -62,14 +62,15 @@ def spread(pair: str, quotes: list[dict], now: int, replay: bool = False) -> dic
     known = [moment for moment in moments.values() if moment[0] is not None]
     # The moment everything is compared at: the newest quote's, as long as it holds.
     reference = max(known, key=lambda moment: moment[1]) if known else None
+    alone = len(moments) == 1  # one venue is compared with nothing: its own quote is its spread
     for venue, quote in venues:
         if venue["excluded"]:
             continue
         since, until = moments[quote["exchange"]]
-        if since is None:
+        if not alone and since is None:
             venue["excluded"] = "no exchange time: its moment in the recording is unknown"
             continue
-        if until + COEXIST_MS < reference[0]:
+        if not alone and until + COEXIST_MS < reference[0]:
             venue["excluded"] = f"not the same moment: quoted {_span(reference[0] - until)} before the others"
             continue
         bid, ask = _decimal(quote.get("bid")), _decimal(quote.get("ask"))

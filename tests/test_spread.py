@@ -86,3 +86,8 @@ def test_in_a_replay_a_quote_without_exchange_time_has_no_known_moment():
 def test_an_empty_side_is_no_price():
     row = spread("BTC-USD", [timed("bitstamp", None, "100.5", NOW), timed("gemini", "100.1", "100.6", NOW)], NOW)
     assert (row["best_bid"]["exchange"], row["best_ask"]["exchange"]) == ("gemini", "bitstamp")
+
+
+def test_a_venue_alone_is_compared_with_nothing_and_so_never_excluded_for_its_moment():
+    row = spread("NKN-USDT", [timed("binance", "0.3521", "0.3526", None)], NOW, replay=True)
+    assert row["venues"][0]["excluded"] == "" and row["spread"] == "0.0005"
