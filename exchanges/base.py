@@ -318,12 +318,13 @@ class ExchangeListener:
             self._watch(now, last_frame, last_data, last_pong)
 
     def _watch(self, now: float, last_frame: float, last_data: float, last_pong: float) -> None:
-        if now - last_frame > self.stale_after_s:
-            self._set_state(STALE, f"no frame for {now - last_frame:.1f} s")
-            raise _Reconnect(f"stale: no frame for {now - last_frame:.1f} s")
-        if now - last_pong > self.stale_after_s:  # pings go out, nothing comes back: a dead TCP path
-            self._set_state(STALE, f"no pong for {now - last_pong:.1f} s")
-            raise _Reconnect(f"stale: no pong for {now - last_pong:.1f} s")
+        # A frame is proof of life; a missing pong counts only when nothing else arrives either (a busy feed whose
+        # pongs are late is not stale). A dead TCP path brings neither.
+        silent = now - last_frame
+        if silent > self.stale_after_s:
+            unanswered = ", pings unanswered" if now - last_pong > self.stale_after_s else ""
+            self._set_state(STALE, f"no frame for {silent:.1f} s{unanswered}")
+            raise _Reconnect(f"stale: no frame for {silent:.1f} s{unanswered}")
         elapsed = now - self._rate_sample[0]
         if elapsed >= 1.0:
             self.message_rate = (self.frames - self._rate_sample[1]) / elapsed

@@ -153,3 +153,13 @@ def test_a_market_closed_and_added_again_is_explained_again(local_exchange, star
     mark = len(markets.items)
     listener.add("BAND-BTC")
     markets.wait_for(lambda m: any(market == "coinbase:BAND-BTC" and state == "waiting" for market, state, _ in m[mark:]))
+
+
+def test_a_missing_pong_counts_only_when_nothing_else_arrives():
+    """Frames are proof of life: late pongs on a busy feed make it neither stale nor reconnect."""
+    listener = Coinbase("ws://127.0.0.1:9/", ["SKL-USD"], stale_after_s=10)
+    listener._watch(1000.0, last_frame=999.0, last_data=999.0, last_pong=900.0)  # no exception: not stale
+    assert listener.state != "stale"
+    with pytest.raises(Exception, match="no frame for 11.0 s, pings unanswered"):
+        listener._watch(1000.0, last_frame=989.0, last_data=989.0, last_pong=989.0)
+    assert listener.state == "stale"

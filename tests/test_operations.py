@@ -45,7 +45,8 @@ def test_healthz_is_503_naming_a_blocked_feed_and_metrics_show_it():
         assert 'dashboard_feed_state{exchange="binance",state="error"} 1.0' in metrics
         assert 'dashboard_feed_state{exchange="coinbase",state="live"} 1.0' in metrics
         for name in ("dashboard_frames_total", "dashboard_ticks_total", "dashboard_reconnects_total",
-                     "dashboard_gaps_total", "dashboard_connected_clients", "dashboard_emit_batch_size_bucket",
+                     "dashboard_gaps_total", "dashboard_older_updates_total", "dashboard_connected_clients",
+                     "dashboard_emit_batch_size_bucket",
                      "dashboard_tick_age_at_emit_seconds_bucket", "dashboard_message_rate"):
             assert name in metrics
     finally:
