@@ -1,13 +1,29 @@
-"""Kraken spot public websocket, API v1: `ticker` (best bid/ask with their lot volumes, last trade) and `trade`
-(every trade with its time and taker side); Kraken sends its own `heartbeat` about once a second.
+"""Kraken spot public websocket, API v1: `spread` (best bid/ask with their volumes and the exchange's time of the
+quote), `trade` (every trade with its time and taker side) and `ticker` (kept for its `c`, the last trade);
+Kraken sends its own `heartbeat` about once a second.
 
-Protocol: https://docs.kraken.com/api/docs/websocket-v1/ticker, https://docs.kraken.com/api/docs/websocket-v1/trade,
-https://docs.kraken.com/api/docs/websocket-v1/subscriptionstatus,
+Protocol: https://docs.kraken.com/api/docs/websocket-v1/spread, https://docs.kraken.com/api/docs/websocket-v1/trade,
+https://docs.kraken.com/api/docs/websocket-v1/ticker, https://docs.kraken.com/api/docs/websocket-v1/subscriptionstatus,
 https://docs.kraken.com/exchange/api-reference/spot-websocket-v1/heartbeat (and .../ping); REST:
-https://docs.kraken.com/api/docs/rest-api/get-tradable-asset-pairs, .../get-recent-trades, .../get-ticker-information.
-- Top of book: v1 `ticker`, sent on trades (not on every change of the book: quote_on_every_change False); its
-  `c` is the last trade (zeros: none yet). No ordering field in `ticker` or `trade`: their order on one connection is
-  what we go by.
+https://docs.kraken.com/api/docs/rest-api/get-tradable-asset-pairs, .../get-recent-trades, .../get-ticker-information;
+changes: https://docs.kraken.com/exchange/changelog (and https://docs.kraken.com/api/docs/change-log).
+- Top of book: v1 `spread`, "the best bid and ask prices along with their volumes", a snapshot on subscribing, then
+  updates. The page names no trigger for an update; we take it to be sent on every change of the best bid/ask (what
+  the channel is for, unlike `ticker`) and say so with quote_on_every_change True: not checked against the live
+  feed here. Its frame is
+  `[channelID, [bid, ask, timestamp, bidVolume, askVolume], "spread", "XBT/USD"]`, every field a string; the page's
+  schema numbers pair [2] and channel_name [3], but its example (and every v1 channel) sends the channel name
+  first, then the pair, which is what we read. `timestamp` is "seconds.micros" since the epoch, the exchange's time of
+  the quote: the tick's `time` (ms, integer arithmetic on the string, never float). A zero price is an empty side.
+- Why `ticker` stays subscribed: it is sent on trades only, so its best bid/ask is as old as the last trade and is
+  not the top of book; but its snapshot on subscribing carries `c`, the last trade (zeros: none yet), which gives a
+  quiet market its last price before any `trade` arrives. Its `a`/`b` are used only until the pair's `spread` has
+  spoken on this connection (recordings without `spread`, as the shipped ones played by the local exchange); after
+  that a ticker gives only its `c`, and only while no last trade is known on this connection: later tickers repeat
+  what `trade` sent (with its time and side), so they give no tick, and an old book top never replaces a newer
+  `spread` quote.
+- Order: Kraken documents no sequence for `spread`, `ticker` or `trade`, and says its timestamps are not unique;
+  their order on one connection is what we go by (a replay that loops sends older times again).
 - Why v1: Kraken also serves v2 (wss://ws.kraken.com/v2, JSON objects). Its introduction
   (https://docs.kraken.com/exchange/guides/websockets/introduction) says v1 is maintained while new features go to
   v2. v1 quotes every decimal (prices, sizes, times) as a string, which is what we show unchanged; v2 sends prices
@@ -15,11 +31,17 @@ https://docs.kraken.com/api/docs/rest-api/get-tradable-asset-pairs, .../get-rece
 - Data frames are arrays `[channelID, payload, channelName, pair]`; the channelID is deprecated, so channelName and
   pair say what a frame is. `ticker` carries no time (None, never invented); a trade's time is "seconds.micros".
 - One subscribe per channel with a pair list; Kraken answers one `subscriptionStatus` per pair and channel, an
-  error one ("Currency pair not supported XBT/FOO") for a pair it does not list. Requests carry a `reqid`, which
-  Kraken echoes, so a failed unsubscribe is not taken for a refused market.
+  error one ("Currency pair not supported XBT/FOO") for a pair it does not list (reported once, not per channel).
+  Requests carry a `reqid`, which Kraken echoes, so a failed unsubscribe is not taken for a refused market.
 - Kraken publishes no fixed rate for public websocket messages (it answers "Exceeded msg rate"): 5 a second.
 - Pairs are Kraken's websocket names (`wsname` in AssetPairs): "XBT/USD" is BTC-USD, "XDG/USD" DOGE-USD. The REST
   API names pairs differently ("XBTUSD", answered under "XXBTZUSD"); the listing gives the exact altname.
+- The listing offers what the v1 feed can stream: a pair with a `wsname`, a status under which orders match
+  (`online`, `limit_only`, `reduce_only`: the book still moves), and an `execution_venue` of `international` or none.
+  Kraken's changelog (27 April 2026, Spot REST) added `execution_venue` to AssetPairs ("one of international,
+  bitnomial_exchange"), and its v2 `instrument` channel takes an `execution_venue` that defaults to `international`.
+  The v1 pages name no venue and v1 takes no such parameter (its features are frozen), so we take the v1 public
+  feed to carry the `international` venue only: that is our reading, the docs do not say it in so many words.
 """
 from __future__ import annotations
 
@@ -35,12 +57,13 @@ from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Upd
                    symbol_str)
 from .venue import BROADCAST, Venue
 
-CHANNELS = ("ticker", "trade")
+CHANNELS = ("ticker", "trade", "spread")
 # Kraken's websocket names keep its own codes for these assets; every other code is the unified one.
 UNIFIED_ASSET = {"XBT": "BTC", "XDG": "DOGE"}
 KRAKEN_ASSET = {unified: kraken for kraken, unified in UNIFIED_ASSET.items()}
 TAKER_SIDE = {"b": "buy", "s": "sell"}
 TRADING = ("online", "limit_only", "reduce_only")  # AssetPairs statuses under which orders still match
+VENUES = (None, "international")  # AssetPairs `execution_venue`s the v1 public feed carries (absent: before the field)
 _SECONDS = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,9}))?")  # "1618678142.557535"; ASCII digits only
 
 
@@ -64,10 +87,10 @@ class Kraken(ExchangeListener):
     max_messages_per_s = 5.0
     rest_url = "https://api.kraken.com"
     listing_path = "/0/public/AssetPairs"
-    quote_on_every_change = False  # v1 `ticker` is sent on trades
+    quote_on_every_change = True  # v1 `spread` is sent on every change of the best bid/ask
     colour = "#5741d9"
     recordings = ("KRAKEN.ws.49.0", "KRAKEN.ws.48.0")
-    no_data_hint = "subscribed; no ticker yet (Kraken sends one on subscribing and on every trade)"
+    no_data_hint = "subscribed; no spread or ticker yet (Kraken sends both on subscribing)"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -77,16 +100,23 @@ class Kraken(ExchangeListener):
         self._next_reqid = count(1)
         self._unsubscribe_reqids: set[int] = set()
         self._refused_pairs: set[str] = set()   # refused on this connection (once per pair, not per channel)
+        self._spread_pairs: set[str] = set()    # pairs whose `spread` has spoken on this connection
+        self._last_pairs: set[str] = set()      # pairs with a last trade known on this connection (trade or `c`)
 
     def on_connected(self):
         self._unsubscribe_reqids.clear()
         self._refused_pairs.clear()
+        self._spread_pairs.clear()
+        self._last_pairs.clear()
 
     def subscribe_messages(self, symbols):
         self._refused_pairs.difference_update(symbols)
         return [self._request("subscribe", symbols, channel) for channel in CHANNELS]
 
     def unsubscribe_messages(self, symbols):
+        natives = {self.to_native(symbol) for symbol in symbols}
+        self._spread_pairs -= natives
+        self._last_pairs -= natives
         return [self._request("unsubscribe", symbols, channel) for channel in CHANNELS]
 
     def to_native(self, symbol):
@@ -136,6 +166,17 @@ class Kraken(ExchangeListener):
         channel, pair = message[-2], message[-1]
         if type(channel) is not str or type(pair) is not str:
             raise BadFrame("channel data without channelName and pair")
+        if channel == "spread":
+            data = message[1]
+            if len(message) != 4 or type(data) is not list or len(data) < 5:
+                raise BadFrame("spread data is not [bid, ask, timestamp, bidVolume, askVolume]")
+            symbol = self._symbol(pair)
+            bid, bid_size = book_side(data[0], data[3])  # a zero price: that side is empty
+            ask, ask_size = book_side(data[1], data[4])
+            time = seconds_to_ms(data[2])
+            self._spread_pairs.add(pair)
+            # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side
+            return [Update(symbol, time, bid, bid_size, ask, ask_size)]
         if channel == "ticker":
             data = message[1]
             if len(message) != 4 or type(data) is not dict:
@@ -143,16 +184,23 @@ class Kraken(ExchangeListener):
             bid, bid_size = _level(data, "b", 2)
             ask, ask_size = _level(data, "a", 2)
             last, last_size = _level(data, "c", 1)
-            # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side
-            return [Update(self._symbol(pair), None, bid, bid_size, ask, ask_size, last, last_size, None)]
+            symbol = self._symbol(pair)
+            known, spoken = pair in self._last_pairs, pair in self._spread_pairs
+            if last:
+                self._last_pairs.add(pair)
+            if spoken:  # `spread` gives the book top now: the ticker's is as old as a trade, its `c` a repeat
+                return [] if known or not last else [Update(symbol, last=last, last_size=last_size)]
+            return [Update(symbol, None, bid, bid_size, ask, ask_size, last, last_size, None)]
         if channel == "trade":
             trades = message[1]
             if len(message) != 4 or type(trades) is not list or not trades:
                 raise BadFrame("trade data is not a list of trades")
             symbol = self._symbol(pair)
-            return [Update(symbol, seconds_to_ms(trade[2]), None, None, None, None, decimal_str(trade[0]),
-                           decimal_str(trade[1]), _taker_side(trade[3])) for trade in map(_trade_fields, trades)]
-        return []  # book, spread, ohlc: no tick here
+            updates = [Update(symbol, seconds_to_ms(trade[2]), None, None, None, None, decimal_str(trade[0]),
+                              decimal_str(trade[1]), _taker_side(trade[3])) for trade in map(_trade_fields, trades)]
+            self._last_pairs.add(pair)
+            return updates
+        return []  # book, ohlc: no tick here
 
     def _subscription_status(self, message: dict) -> list:
         status, pair = message.get("status"), message.get("pair")
@@ -174,7 +222,7 @@ class Kraken(ExchangeListener):
     def parse_listing(self, body):
         listed = set()
         for entry in _result(orjson.loads(body)).values():
-            if type(entry) is not dict or entry.get("status", "online") not in TRADING:
+            if not _streamable(entry):
                 continue
             wsname = entry.get("wsname")
             try:
@@ -245,6 +293,13 @@ def _level(data: dict, key: str, size_at: int) -> tuple[str, str]:
     return book_side(value[0], value[size_at])  # a side with no order: empty
 
 
+def _streamable(entry) -> bool:
+    """An AssetPairs entry the v1 public feed streams: a status under which orders match (entries without one, as
+    in the documented example, are online) and the `international` execution venue (or none named)."""
+    return (type(entry) is dict and entry.get("status", "online") in TRADING
+            and entry.get("execution_venue") in VENUES and type(entry.get("wsname")) is str)
+
+
 def _trade_fields(trade) -> list:
     if type(trade) is not list or len(trade) < 4:
         raise BadFrame("bad trade")
@@ -287,9 +342,19 @@ class KrakenVenue(Venue):
     REST: `/0/public/Ticker` and `/0/public/Trades` from what has been played, AssetPairs when one was recorded.
 
     session["channels"] holds what a client subscribed to ("ticker:XBT/USD"); session["keys"] only the pairs it has
-    on both channels the listener uses. The listener subscribes them in two paced messages, and the simulator opens
-    the market (and tests start a replay) on session["keys"]: a pair's frames then never start with one channel
-    missing."""
+    on every channel the listener uses (ticker, trade, spread). The listener subscribes them in three paced
+    messages, and the simulator opens the market (and tests start a replay) on session["keys"]: a pair's frames then
+    never start with one channel missing.
+
+    `spread`: subscriptions are acknowledged, but the shipped recordings hold no spread frames (KRAKEN.ws.49.0 has
+    tickers, 48.0 trades). `derived(frame, received)` makes one from a recorded ticker: DERIVED, not recorded, in
+    the documented shape `[0, [bid, ask, timestamp, bidVolume, askVolume], "spread", pair]`, from the ticker's best
+    bid `b` and ask `a` (price and lot volume), its timestamp the recording's receipt time of that ticker frame as a
+    decimal seconds string (the ticker carries no time of its own). The simulator's timeline must call it for the
+    spread frames to be played (exchanges/simulator.py does not yet: a recording that holds spread frames, as
+    tests/test_kraken.py writes one, is played as it is); until then the listener takes its book top from the
+    tickers, as it does before a pair's `spread` has spoken. No spread snapshot on subscribing: the venue is not
+    told a played frame's receipt time, so it could not date one."""
 
     path = "/"
     VERSION = "1.9.2"
@@ -318,8 +383,7 @@ class KrakenVenue(Venue):
 
     @staticmethod
     def listing(body):
-        return {entry["wsname"] for entry in orjson.loads(body)["result"].values()
-                if entry.get("status", "online") in TRADING and "wsname" in entry}
+        return {entry["wsname"] for entry in orjson.loads(body)["result"].values() if _streamable(entry)}
 
     def on_open(self, session, path):
         session["keys"], session["channels"] = set(), set()
@@ -376,6 +440,26 @@ class KrakenVenue(Venue):
         if name == "ticker" and pair in self._tickers:  # Kraken sends the current ticker on subscribing
             snapshot.append(orjson.dumps([channel_id, self._tickers[pair], "ticker", pair]).decode())
         return _dumps({**status, "status": "subscribed", "channelID": channel_id, "channelName": name}), snapshot
+
+    @staticmethod
+    def derived(frame: str, received) -> list:
+        """[("spread:PAIR", spread frame)] derived from a recorded `ticker` frame received at `received` (epoch
+        seconds as recorded); [] for any other frame. The spread's timestamp is the receipt time written as the
+        decimal seconds string Kraken uses (never an exponent)."""
+        if not frame.startswith("[") or received is None:
+            return []
+        message = orjson.loads(frame)
+        if type(message) is not list or len(message) != 4 or message[-2] != "ticker" or type(message[1]) is not dict:
+            return []
+        pair, ticker = message[-1], message[1]
+        seconds = received if type(received) is str else repr(float(received))
+        if _SECONDS.fullmatch(seconds) is None:
+            return []
+        bid, ask = ticker.get("b"), ticker.get("a")
+        if type(bid) is not list or type(ask) is not list or len(bid) < 3 or len(ask) < 3:
+            return []
+        spread = [0, [bid[0], ask[0], seconds, bid[2], ask[2]], "spread", pair]
+        return [(f"spread:{pair}", orjson.dumps(spread).decode())]
 
     def error_frame(self, text):
         return _event_error(text or "Internal error")

@@ -6,6 +6,7 @@ import pytest
 from conftest import UPSTREAM, Collector, documented, recorded
 from dashboard.rest import RestClient, backfill
 from exchanges.kraken import Kraken, KrakenVenue, seconds_to_ms
+from exchanges.recording import read_frames
 from exchanges.simulator import LocalExchange
 from exchanges.tick import EMPTY, BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update
 
@@ -57,8 +58,53 @@ def test_bad_times_raise(bad):
         seconds_to_ms(bad)
 
 
+def test_spread_gives_the_best_bid_ask_with_their_volumes_at_the_exchanges_time_of_the_quote():
+    assert parse(documented("kraken_spread_xbt")) == [Update(
+        symbol="BTC-USD", time=1542057299545, bid="5698.40000", bid_size="1.01234567", ask="5700.00000",
+        ask_size="0.98765432", last=None, last_size=None, last_side=None)]
+
+
+def test_a_spread_side_of_zeros_is_empty():
+    frame = documented("kraken_spread_xbt").replace('"5698.40000","5700.00000"', '"0.00000","5700.00000"')
+    assert parse(frame) == [Update("BTC-USD", 1542057299545, EMPTY, EMPTY, "5700.00000", "0.98765432")]
+    frame = frame.replace('"0.98765432"', '"0.00000000"').replace('"5700.00000"', '"0.00000"')
+    assert parse(frame) == [Update("BTC-USD", 1542057299545, EMPTY, EMPTY, EMPTY, EMPTY)]
+
+
+def test_once_the_spread_has_spoken_a_ticker_gives_only_a_last_trade_not_yet_known():
+    listener = Kraken()
+    ticker, spread = documented("kraken_ticker_xbt"), documented("kraken_spread_xbt")
+    assert parse(ticker, listener)[0].bid == "5525.10000"  # before any spread: the ticker's book top
+    parse(spread, listener)
+    assert parse(ticker, listener) == []  # its book top is as old as a trade; its `c` is known already
+    listener.on_connected()  # a new connection: nothing known
+    parse(spread, listener)
+    no_trade = ticker.replace('"c":["5525.10000","0.00398963"]', '"c":["0.00000","0.00000000"]')
+    assert parse(no_trade, listener) == []
+    assert parse(ticker, listener) == [Update("BTC-USD", last="5525.10000", last_size="0.00398963")]
+    assert parse(ticker, listener) == []
+    listener.on_connected()
+    parse(spread, listener)
+    parse(documented("kraken_trade_xbt"), listener)  # a trade: the ticker's `c` repeats what `trade` said
+    assert parse(ticker, listener) == []
+    listener.on_connected()  # before the spread speaks: the ticker's book top again
+    assert parse(ticker, listener)[0].ask == "5525.40000"
+
+
 @pytest.mark.parametrize("frame", [
-    '[0,["5698.40000","5700.00000","1542057299.545897","1.01234567","0.98765432"],"spread","XBT/USD"]',
+    '[0,["5698.40000","5700.00000","1542057299.545897","1.01234567"],"spread","XBT/USD"]',  # no ask volume
+    '[0,["5698.40000","5700.00000",1542057299.545897,"1.01234567","0.98765432"],"spread","XBT/USD"]',  # number
+    '[0,["5698.40000","5700.00000","1542057299,5","1.01234567","0.98765432"],"spread","XBT/USD"]',  # bad time
+    '[0,[5698.4,"5700.00000","1542057299.545897","1.01234567","0.98765432"],"spread","XBT/USD"]',  # price number
+    '[0,{"b":"5698.40000"},"spread","XBT/USD"]',                                                   # not a list
+    '[0,["5698.40000","5700.00000","1542057299.545897","1.01234567","0.98765432"],"spread","XBTUSD"]',  # pair
+])
+def test_bad_spread_frames_raise(frame):
+    with pytest.raises((BadFrame, KeyError, ValueError, TypeError)):
+        parse(frame)
+
+
+@pytest.mark.parametrize("frame", [
     ('[1234,{"a":[["5541.30000","2.50700000","1534614248.456738"]]},{"b":[["5541.20000","1.52900000",'
      '"1534614248.765567"]]},"book-10","XBT/USD"]'),
 ])
@@ -109,7 +155,7 @@ def test_other_subscription_errors_and_error_events_are_reported():
 
 def test_a_failed_unsubscribe_is_not_a_refused_market():
     listener = Kraken()
-    [ticker, _] = listener.unsubscribe_messages(["XMR-USD"])
+    [ticker, _, _] = listener.unsubscribe_messages(["XMR-USD"])
     reqid = orjson.loads(ticker)["reqid"]
     frame = orjson.dumps({"errorMessage": "Subscription Not Found", "event": "subscriptionStatus", "pair": "XMR/USD",
                           "reqid": reqid, "status": "error", "subscription": {"name": "ticker"}})
@@ -157,10 +203,12 @@ def test_subscribe_and_unsubscribe_one_message_per_channel_with_the_pair_list():
     listener = Kraken()
     assert listener.subscribe_messages(["BTC-USD", "SC-EUR"]) == [
         '{"event":"subscribe","pair":["XBT/USD","SC/EUR"],"subscription":{"name":"ticker"},"reqid":1}',
-        '{"event":"subscribe","pair":["XBT/USD","SC/EUR"],"subscription":{"name":"trade"},"reqid":2}']
+        '{"event":"subscribe","pair":["XBT/USD","SC/EUR"],"subscription":{"name":"trade"},"reqid":2}',
+        '{"event":"subscribe","pair":["XBT/USD","SC/EUR"],"subscription":{"name":"spread"},"reqid":3}']
     assert listener.unsubscribe_messages(["SC-EUR"]) == [
-        '{"event":"unsubscribe","pair":["SC/EUR"],"subscription":{"name":"ticker"},"reqid":3}',
-        '{"event":"unsubscribe","pair":["SC/EUR"],"subscription":{"name":"trade"},"reqid":4}']
+        '{"event":"unsubscribe","pair":["SC/EUR"],"subscription":{"name":"ticker"},"reqid":4}',
+        '{"event":"unsubscribe","pair":["SC/EUR"],"subscription":{"name":"trade"},"reqid":5}',
+        '{"event":"unsubscribe","pair":["SC/EUR"],"subscription":{"name":"spread"},"reqid":6}']
 
 
 def test_listing_uses_wsname_and_is_the_symbol_map():
@@ -176,6 +224,11 @@ def test_listing_uses_wsname_and_is_the_symbol_map():
         "ETH2.SETH": {"altname": "ETH2.SETH", "wsname": "ETH2.S/ETH", "status": "online"},
         "XBTUSD.d": {"altname": "XBTUSD.d", "status": "online"}}}).decode()
     assert Kraken().parse_listing(body) == ["BTC-USD", "DOGE-USD"]
+    # execution_venue (Kraken's changelog, 27 April 2026): the v1 public feed carries the international venue
+    venues = documented("kraken_rest_asset_pairs_venues")
+    assert Kraken().parse_listing(venues) == ["ETH-BTC"]
+    assert KrakenVenue.listing(venues) == {"ETH/XBT"}
+    assert KrakenVenue.listing(body) == {"XBT/USD", "XDG/USD", "ETH2.S/ETH"}  # the venue lists natives
     with pytest.raises(BadFrame):
         Kraken().parse_listing('{"error":["EGeneral:Internal error"]}')
 
@@ -201,21 +254,26 @@ def test_venue_answers_like_kraken():
     [status] = venue.on_open(session, "/")
     assert parse(status) == [] and orjson.loads(status)["event"] == "systemStatus"
     assert venue.heartbeats(session, 0) == []  # none before a subscription
-    ticker, trade = Kraken().subscribe_messages(["XMR-USD", "SC-EUR"])
+    ticker, trade, spread = Kraken().subscribe_messages(["XMR-USD", "SC-EUR"])
     acks = venue.on_message(session, ticker)
     assert [parse(ack) for ack in acks] == [[Subscribed(("XMR-USD",))], [Subscribed(("SC-EUR",))]]
     ack = orjson.loads(acks[0])
     assert (ack["channelName"], ack["status"], ack["reqid"]) == ("ticker", "subscribed", 1)
-    assert session["keys"] == set()  # not yet on both channels
+    assert session["keys"] == set()  # not yet on every channel
     venue.on_message(session, trade)
-    assert session["keys"] == {"ticker:XMR/USD", "trade:XMR/USD", "ticker:SC/EUR", "trade:SC/EUR"}
-    assert venue.wants(session, "trade:XMR/USD") and not venue.wants(session, "spread:XMR/USD")
+    assert session["keys"] == set() and not venue.wants(session, "spread:XMR/USD")
+    assert [parse(ack) for ack in venue.on_message(session, spread)] == [[Subscribed(("XMR-USD",))],
+                                                                         [Subscribed(("SC-EUR",))]]
+    assert session["keys"] == {f"{name}:{pair}" for name in ("ticker", "trade", "spread")
+                               for pair in ("XMR/USD", "SC/EUR")}
+    assert venue.wants(session, "trade:XMR/USD") and venue.wants(session, "spread:XMR/USD")
     assert parse(venue.heartbeats(session, 0)[0]) == [Heartbeat()]
     assert venue.on_message(session, '{"event":"ping","reqid":7}') == ['{"event":"pong","reqid":7}']
     [error] = venue.on_message(session, "{oops")
     assert parse(error) == [ExchangeError("Malformed request")]
     [gone] = venue.on_message(session, Kraken().unsubscribe_messages(["SC-EUR"])[1])
-    assert orjson.loads(gone)["status"] == "unsubscribed" and session["keys"] == {"ticker:XMR/USD", "trade:XMR/USD"}
+    assert orjson.loads(gone)["status"] == "unsubscribed" and session["keys"] == {
+        "ticker:XMR/USD", "trade:XMR/USD", "spread:XMR/USD"}
     assert venue.route(recorded(TRADES, '"trade","XMR/USD"')) == "trade:XMR/USD"
     assert venue.route(recorded(TRADES, '"subscriptionStatus"')) is None
     assert parse(venue.error_frame("maintenance soon")) == [ExchangeError("maintenance soon")]
@@ -264,9 +322,10 @@ def test_handshake_ticks_then_a_market_added_and_removed_on_the_same_connection(
     markets.wait_for(lambda m: ("kraken:XMR-USD", "subscribed", "") in m)
     ticks.wait_for(lambda t: any(tick["time"] for tick in t) and any(tick["time"] is None for tick in t))
     [client] = kraken_exchange.clients("kraken")
-    assert list(client.messages)[:2] == [
+    assert list(client.messages)[:3] == [
         '{"event":"subscribe","pair":["XMR/USD"],"subscription":{"name":"ticker"},"reqid":1}',
-        '{"event":"subscribe","pair":["XMR/USD"],"subscription":{"name":"trade"},"reqid":2}']
+        '{"event":"subscribe","pair":["XMR/USD"],"subscription":{"name":"trade"},"reqid":2}',
+        '{"event":"subscribe","pair":["XMR/USD"],"subscription":{"name":"spread"},"reqid":3}']
     trade = next(t for t in ticks.items if t["time"] is not None)
     assert trade["last_side"] in ("buy", "sell") and trade["last"] and trade["last_size"]
     assert all(t["symbol"] == "XMR-USD" and t["exchange"] == "kraken" for t in ticks.items)
@@ -275,8 +334,9 @@ def test_handshake_ticks_then_a_market_added_and_removed_on_the_same_connection(
     ticks.wait_for(lambda t: any(tick["symbol"] == "SC-EUR" for tick in t))
     assert kraken_exchange.clients("kraken") == [client]  # no reconnect
     listener.remove("SC-EUR")
-    ticks.wait_for(lambda t: client.session["channels"] == {"ticker:XMR/USD", "trade:XMR/USD"})
-    assert client.messages[-1] == '{"event":"unsubscribe","pair":["SC/EUR"],"subscription":{"name":"trade"},"reqid":6}'
+    ticks.wait_for(lambda t: client.session["channels"] == {"ticker:XMR/USD", "trade:XMR/USD", "spread:XMR/USD"})
+    assert client.messages[-1] == (
+        '{"event":"unsubscribe","pair":["SC/EUR"],"subscription":{"name":"spread"},"reqid":9}')
     assert listener.status()["reconnects"] == 0 and listener.status()["bad_frames"] == 0
 
 
@@ -308,3 +368,57 @@ def test_a_ticker_side_of_zeros_is_empty_and_zero_last_is_no_trade():
     assert (update.bid, update.bid_size, update.ask, update.last) == (EMPTY, EMPTY, "13.253900", "13.253900")
     [update] = parse(frame.replace('"c":["13.253900","3.71672000"]', '"c":["0.000000","0.00000000"]'))
     assert (update.last, update.last_size) == (None, None)
+
+
+# --- spread frames derived from the recorded tickers (the recordings hold none) -------------------------------
+XMR_SPREADS = [  # (time, bid, bid_size, ask, ask_size) of the four recorded XMR/USD tickers, at their receipt times
+    (1618678132949, "354.32000000", "6.87748868", "355.24000000", "27.19106411"),
+    (1618678142593, "354.11000000", "28.68415596", "354.74000000", "6.85516463"),
+    (1618678145756, "354.10000000", "1.40000000", "354.55000000", "10.38309685"),
+    (1618678150857, "353.81000000", "5.14412712", "354.38000000", "4.95600000")]
+
+
+def test_venue_derives_a_documented_spread_frame_from_each_recorded_ticker_at_its_receipt_time():
+    tickers = [f for f in read_frames(UPSTREAM / TICKERS) if '"ticker","XMR/USD"' in f.frame]
+    derived = [KrakenVenue.derived(f.frame, f.received) for f in tickers]
+    assert derived[0] == [("spread:XMR/USD", '[0,["354.32000000","355.24000000","1618678132.949688","6.87748868",'
+                                             '"27.19106411"],"spread","XMR/USD"]')]
+    assert derived[1][0][1].startswith('[0,["354.11000000","354.74000000","1618678142.5930429",')  # as recorded
+    quotes = [update for [(_, frame)] in derived for update in parse(frame)]
+    assert [(u.time, u.bid, u.bid_size, u.ask, u.ask_size) for u in quotes] == XMR_SPREADS
+    assert KrakenVenue().route(derived[0][0][1]) == "spread:XMR/USD"
+    for frame in (recorded(TRADES, '"trade","XMR/USD"'), recorded(TICKERS, '"subscriptionStatus"'), "not json"):
+        assert KrakenVenue.derived(frame, 1618678132.949688) == []
+
+
+@pytest.fixture
+def kraken_spread_exchange(tmp_path):
+    """The shipped recordings with a spread frame derived from each ticker, played at the ticker's receipt time."""
+    path = tmp_path / "kraken-with-spread.jsonl"
+    frames = sorted((f for name in (TICKERS, TRADES) for f in read_frames(UPSTREAM / name)),
+                    key=lambda f: f.received)
+    with path.open("w") as out:
+        for f in frames:
+            for frame in (f.frame, *(spread for _, spread in KrakenVenue.derived(f.frame, f.received))):
+                out.write(orjson.dumps({"exchange": "kraken", "url": f.url, "received": f.received,
+                                        "frame": frame}).decode() + "\n")
+    exchange = LocalExchange([path], speed=20).start()
+    yield exchange
+    exchange.stop()
+
+
+def test_listener_takes_its_book_top_from_spread_frames_of_the_local_exchange(kraken_spread_exchange,
+                                                                               start_listener):
+    listener, ticks, markets = make(kraken_spread_exchange, ["XMR-USD"])
+    start_listener(listener)
+    times = {quote[0] for quote in XMR_SPREADS}
+    ticks.wait_for(lambda t: times <= {tick["time"] for tick in t})
+    spread_ticks = [tick for tick in ticks.items if tick["time"] in times]
+    assert [(t["time"], t["bid"], t["bid_size"], t["ask"], t["ask_size"]) for t in spread_ticks][:4] == XMR_SPREADS
+    first = ticks.items.index(spread_ticks[0])
+    assert ticks.items[0]["time"] is None and ticks.items[0]["last"] == "355.23000000"  # the ticker first: its `c`
+    assert all(tick["time"] is not None for tick in ticks.items[first:])  # then no ticker tick: spread and trades
+    [client] = kraken_spread_exchange.clients("kraken")
+    assert "spread:XMR/USD" in client.session["keys"]
+    assert listener.status()["quote_on_every_change"] is True
+    assert listener.status()["bad_frames"] == 0 and listener.status()["reconnects"] == 0
