@@ -26,8 +26,8 @@ def _moment(quote: dict, now: int, replay: bool) -> tuple[Optional[int], Optiona
     """When the quote held, on the exchanges' clock: (since, until), epoch ms; (None, None) when unknown.
 
     A quote holds from its exchange time. A venue that sends its quote on every change of the book, on a healthy
-    feed, vouches for it until now (no change came since); one that sends it only with a trade (Coinbase's and
-    Kraken's tickers) vouches for it at its own time only. A quote with no exchange time (Binance's bookTicker) is
+    feed, vouches for it until now (no change came since); one that sends it only with a trade (a ticker channel
+    such as Coinbase's) vouches for it at its own time only (ExchangeListener.quote_on_every_change). A quote with no exchange time (Binance's bookTicker) is
     placed at its receipt in live mode; in a replay our clock says nothing of when it was recorded."""
     since = quote.get("time")
     if since is None:
