@@ -144,7 +144,8 @@ def test_a_slow_client_is_conflated_not_queued_without_bound():
         slow.send("40")  # Socket.IO connect to "/"
         while not slow.recv().startswith("40"):  # the connect handler's own events may come first
             pass
-        slow.send('42["subscribe",{"market":"binance:NKN-USDT"}]')
+        for market in ("binance:NKN-USDT", "bitstamp:ETH-USD", "gemini:FIL-USD"):  # busy books fill its buffers
+            slow.send(f'42["subscribe",{{"market":"{market}"}}]')
         fast, fast_events = connect(server)
         fast.emit("subscribe", {"market": "binance:NKN-USDT"})
         deadline = time.monotonic() + 40  # before Engine.IO's own ping timeout would close the silent client
@@ -154,13 +155,14 @@ def test_a_slow_client_is_conflated_not_queued_without_bound():
             fast_events["ticks"].wait_for(lambda batches: len(batches) > count, timeout=10)  # fast: unaffected
         assert metric(server, "dashboard_clients_behind") == 1
         slow.settimeout(30)
-        while True:  # read again (answering pings): the backlog drains, then the resync arrives
+        resynced = set()
+        while len(resynced) < 3:  # read again (answering pings): the backlog drains, then the resync arrives
             message = slow.recv()
             if message == "2":
                 slow.send("3")
             if message.startswith('42["backfill"'):
-                break
-        assert '"market":"binance:NKN-USDT"' in message
+                resynced.update(m for m in ("binance:NKN-USDT", "bitstamp:ETH-USD", "gemini:FIL-USD")
+                                if f'"market":"{m}"' in message)
         slow.close()
         fast.disconnect()
     finally:
