@@ -1,27 +1,50 @@
-"""Coinbase Exchange public websocket feed: `ticker` (best bid/ask + last trade in one message) and `heartbeat`.
+"""Coinbase Exchange public websocket feed: `level2_batch` (the order book: its top), `ticker` (the last trade) and
+`heartbeat`.
 
-Protocol: https://docs.cdp.coinbase.com/exchange/websocket-feed/overview (ticker, heartbeat, subscriptions, error),
-https://docs.cdp.coinbase.com/exchange/websocket-feed/channels (the channels and their messages).
-- Top of book: `ticker`, sent when a trade happens, not on every change of the book (quote_on_every_change False:
-  the spread counts its quote at its own time only). Sent on subscribe without `time`, `side`, `trade_id` and
+Protocol: https://docs.cdp.coinbase.com/exchange/websocket-feed/overview (subscriptions, error),
+https://docs.cdp.coinbase.com/exchange/websocket-feed/channels (heartbeat, ticker, level2, level2_batch, matches),
+https://help.coinbase.com/en/cloud/websocket-feeds/exchange ("the level2 batch channel batches level2 messages every
+0.05 seconds and has the same JSON schema as the level2 channel"; the ticker "updates prices when bids and offers are
+matched"), https://docs.cloud.coinbase.com/exchange/docs/websocket-auth and
+https://forums.coinbasecloud.dev/t/level2-level3-and-full-channels-now-require-authentication/4742 (since 2023 the
+`level2`, `level3` and `full` channels need an API key; `level2_batch` stays public: it is the one used here).
+- Top of book: the `level2_batch` book, on every change (quote_on_every_change True). A `snapshot`
+  ({"bids": [[price, size]...], "asks": [...]}, no time) replaces the product's book; each `l2update`
+  ({"time", "changes": [[side "buy"/"sell", price, size]...]}, size "0" removes the level) is applied, and the top is
+  published only when it changed, with the update's `time` as its exchange time. A side whose last level goes is
+  published empty. An `l2update` before its product's snapshot is a bad frame (unless the product was just
+  unsubscribed: updates in flight). `ticker` is sent only when a trade happens, so its best_bid/best_ask are old
+  between trades (the shipped recording: 53 SKL-USD tickers, 246 top-of-book changes): once a product's book is
+  kept, a ticker gives only the last trade (price, last_size, taker side), never the quote; before its snapshot it
+  gives its quote too (better than nothing). A ticker sent on subscribe has no `time`, `side`, `trade_id` or
   `last_size`; a product not trading yet sends zeros.
-- Order: messages may arrive out of order; every message carries the product's `sequence`. A ticker older than one
-  shown is dropped (TickBook) and its trade id never moves the heartbeat's check back (no false gap).
+- Last trade: `ticker`, not `matches`: it carries the trade with its taker side, the product's `sequence` and the
+  `trade_id` the heartbeat's `last_trade_id` is checked against (one message per trade is all we show).
+- Order: messages may arrive out of order; every ticker carries the product's `sequence`. A ticker older than one
+  shown is dropped (TickBook) and its trade id never moves the heartbeat's check back (no false gap). `level2_batch`
+  carries no sequence; Coinbase documents level2 as delivering every update, in order on one connection.
 """
 from __future__ import annotations
 
 import re
 from collections import deque
 from datetime import datetime, timezone
+from decimal import Decimal
+from itertools import compress, repeat
 
 import orjson
+from sortedcontainers import SortedDict
 
 from .base import ExchangeListener
+from .book import OrderBook
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update,
                    book_price, decimal_str, iso_to_ms, last_price, optional_decimal, side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
-CHANNELS = ["ticker", "heartbeat"]
+CHANNELS = ["level2_batch", "ticker", "heartbeat"]
+_BOOK_SIDE = {"buy": "bid", "sell": "ask"}
+_NO_TOP = (None, None, None, None)
+_NO_LEVEL = (None, None)
 _TAKER_SIDE = {"buy": "sell", "sell": "buy"}  # Coinbase REST trades name the maker's side
 _INVALID_PRODUCT = re.compile(r"^(\S+) is not a valid product")
 
@@ -35,28 +58,42 @@ class Coinbase(ExchangeListener):
     rest_url = "https://api.exchange.coinbase.com"
     listing_path = "/products"
     colour = "#1652f0"
-    quote_on_every_change = False  # `ticker` is sent when a trade happens
+    quote_on_every_change = True  # the level2_batch book's top, on every change
     recordings = ('COINBASE.ws.28.0', 'COINBASE.0')
-    no_data_hint = "subscribed; no ticker yet (Coinbase sends one when a trade happens)"
+    no_data_hint = "subscribed; no book snapshot yet"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pending: deque[str] = deque()       # products subscribed, not yet acknowledged, in order sent
         self._last_trade_id: dict[str, int] = {}  # product -> trade id of the last ticker
         self._behind: dict[str, int] = {}         # product -> a heartbeat's last_trade_id we had not seen
+        self._books: dict[str, OrderBook] = {}    # product -> its level2 book on this connection
+        self._tops: dict[str, tuple] = {}         # product -> the top last published
+        self._dropped: set[str] = set()           # products unsubscribed on this connection (updates in flight)
 
     def on_connected(self):
         self._pending.clear()
         self._last_trade_id.clear()
         self._behind.clear()
+        self._books.clear()
+        self._tops.clear()
+        self._dropped.clear()
 
     def subscribe_messages(self, symbols):
         # One message per product: Coinbase refuses a whole subscribe for one invalid product, and errors carry
         # no request id, so one product per message tells which one was refused.
         self._pending.extend(symbols)
+        for symbol in symbols:  # its snapshot comes afresh; updates of an earlier subscription may still be in flight
+            if self._books.pop(symbol, None) is not None:
+                self._dropped.add(symbol)
+            self._tops.pop(symbol, None)
         return [_request("subscribe", [symbol]) for symbol in symbols]
 
     def unsubscribe_messages(self, symbols):
+        for symbol in symbols:
+            self._dropped.add(symbol)
+            self._books.pop(symbol, None)
+            self._tops.pop(symbol, None)
         return [_request("unsubscribe", symbols)]
 
     def to_native(self, symbol):
@@ -70,8 +107,13 @@ class Coinbase(ExchangeListener):
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
         kind = message.get("type")
+        if kind == "l2update":
+            return self._l2update(message)
+        if kind == "snapshot":
+            return self._snapshot(message)
         if kind == "ticker":
-            return [self._ticker(message)]
+            update = self._ticker(message)
+            return [update] if update is not None else []
         if kind == "heartbeat":
             product = _product(message)
             return [Heartbeat(product), *self._missed_trades(product, message.get("last_trade_id"))]
@@ -96,13 +138,49 @@ class Coinbase(ExchangeListener):
             return [ExchangeError(full)]
         if kind is None:
             raise BadFrame("no 'type'")
-        return []  # other channels (l2update, match, snapshot ...) carry no tick here
+        return []  # other channels (match, last_match ...) carry no tick here
 
+    def _snapshot(self, message) -> list:
+        """A level2 `snapshot`: the product's whole book, replacing any it had; its top if it changed (no time)."""
+        product = _product(message)
+        bids, asks = message["bids"], message["asks"]
+        book = OrderBook()
+        # One sort per side rather than one insertion per level: snapshots hold thousands of levels.
+        book.bids, book.asks = SortedDict(_side_levels(bids)), SortedDict(_side_levels(asks))
+        self._books[product] = book
+        self._dropped.discard(product)
+        return self._top(product, book, None)
 
-    def _ticker(self, message) -> Update:
+    def _l2update(self, message) -> list:
+        """A level2 `l2update`: its changes applied to the product's book; the top, with the update's time, if it
+        changed."""
+        product = _product(message)
+        changes = message["changes"]
+        if type(changes) is not list:
+            raise BadFrame("bad 'changes'")
+        levels = [_level(change) for change in changes]  # all checked before the book is touched
+        time = iso_to_ms(message["time"])
+        book = self._books.get(product)
+        if book is None:
+            if product in self._dropped:
+                return []  # sent before our unsubscribe reached Coinbase
+            raise BadFrame("l2update before its snapshot")
+        for side, price, size in levels:
+            book.set(side, price, size)
+        return self._top(product, book, time)
+
+    def _top(self, product, book, time) -> list:
+        top = book.top()  # EMPTY for a side whose last level went: shown empty
+        if top == self._tops.get(product, _NO_TOP):
+            return []
+        self._tops[product] = top
+        return [Update(product, time, *top)]
+
+    def _ticker(self, message):
         """A `ticker`. Sent on subscribe without `time`, `side`, `trade_id` or `last_size` (a valid quote: time null);
         a product not trading yet sends zeros, which are not prices (an empty side, no last trade). `sequence` orders
-        it: an older ticker never becomes the quote (TickBook)."""
+        it: an older ticker never becomes the quote (TickBook). Once the product's level2 book is kept, only the
+        trade is taken from it (its best bid/ask are as old as its trade); None if it then carries no trade."""
         time, side, sequence = message.get("time"), message.get("side"), message.get("sequence")
         bid, ask, last = book_price(message["best_bid"]), book_price(message["best_ask"]), last_price(message["price"])
         update = Update(  # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
@@ -116,6 +194,8 @@ class Coinbase(ExchangeListener):
         if type(trade_id) is int and trade_id > self._last_trade_id.get(update.symbol, -1):
             # only once the ticker proved good, and never backwards: an older ticker opens no false gap
             self._last_trade_id[update.symbol] = trade_id
+        if update.symbol in self._books:  # the book's top is newer than the ticker's best bid/ask
+            return update._replace(bid=None, bid_size=None, ask=None, ask_size=None) if last else None
         return update
 
     def parse_listing(self, body):
@@ -156,6 +236,57 @@ def _request(kind, symbols):
     return orjson.dumps({"type": kind, "product_ids": list(symbols), "channels": CHANNELS}).decode()
 
 
+def _level(change) -> tuple[str, str, str]:
+    """["buy", "0.7910", "120.5"] -> ("bid", "0.7910", "120.5"), checked."""
+    if type(change) is not list or len(change) != 3:
+        raise BadFrame("bad change")
+    side = _BOOK_SIDE.get(change[0]) if type(change[0]) is str else None
+    if side is None:
+        raise BadFrame(f"bad side: {str(change[0])[:20]!r}")
+    return side, decimal_str(change[1]), decimal_str(change[2])
+
+
+def _side_levels(levels) -> dict:
+    """A snapshot side [[price, size], ...] -> {Decimal(price): (price, size)}, checked as OrderBook.set checks.
+    Written in whole-list steps (map, zip, join), not a Python loop per level: a snapshot holds thousands."""
+    if type(levels) is not list or not set(map(type, levels)) <= {list}:
+        raise BadFrame("bad level")
+    try:
+        prices, sizes = [level[0] for level in levels], [level[1] for level in levels]
+    except IndexError:
+        raise BadFrame("bad level") from None
+    for strings in (prices, sizes):
+        try:
+            known = _DECIMALS.issuperset(strings)
+        except TypeError:  # unhashable: a list or an object where a price belongs
+            known = False
+        if not known:
+            for text in strings:
+                decimal_str(text)
+            if len(_DECIMALS) > _KEYS_MAX:
+                _DECIMALS.clear()
+            _DECIMALS.update(strings)
+    joined = "".join(prices)
+    if "e" in joined or "E" in joined:  # books quote plain decimals; an exponent could overflow the ordering
+        raise BadFrame("not a plain decimal price")
+    if len(_KEYS) > _KEYS_MAX:
+        _KEYS.clear()
+    keys = list(map(_KEYS.get, prices))
+    if None in keys:
+        keys = [key or _KEYS.setdefault(price, Decimal(price)) for key, price in zip(keys, prices)]
+    side = dict(zip(keys, zip(prices, sizes)))
+    for key, size in compress(zip(keys, sizes), map(str.startswith, sizes, repeat("0"))):
+        # a zero size is no level (only a size starting with "0" can be zero); the last of a repeated price wins
+        if not Decimal(size) and side.get(key, _NO_LEVEL)[1] == size:
+            del side[key]
+    return side
+
+
+_KEYS: dict[str, Decimal] = {}  # price string -> its Decimal, whose hash is kept: a snapshot's levels recur
+_KEYS_MAX = 100_000
+_DECIMALS: set = set()  # strings decimal_str accepted (only str ever enters): a snapshot's levels recur
+
+
 def _product(message) -> str:
     product = message.get("product_id")
     if product is None:
@@ -165,7 +296,11 @@ def _product(message) -> str:
 
 class CoinbaseVenue(Venue):
     """Coinbase's side, for the local exchange: subscribe/unsubscribe, `subscriptions` replies, `error` for a
-    product it does not list, and a `heartbeat` per product each second (shape as Coinbase documents it)."""
+    product it does not list, and a `heartbeat` per product each second (shape as Coinbase documents it). The
+    recorded `snapshot` and `l2update` frames go to `level2` and `level2_batch` subscribers alike (same schema; the
+    recording's own channel was level2); a new level2 subscription to a product already played is answered with a
+    `snapshot` of its book as played so far. A product not played yet gets none (its book is not known to be empty):
+    its recorded snapshot answers instead."""
     _CHANNEL_OF = {"ticker": "ticker", "l2update": "level2", "snapshot": "level2", "match": "matches",
                    "last_match": "matches"}
 
@@ -175,6 +310,7 @@ class CoinbaseVenue(Venue):
         self._sequence: dict[str, int] = {}
         self._tickers: dict[str, dict] = {}   # product -> its latest ticker played
         self._trades: dict[str, deque] = {}   # product -> its recent trades, from the tickers played
+        self._books: dict[str, OrderBook] = {}  # product -> its level2 book as played
 
     def route(self, frame):
         message = orjson.loads(frame)
@@ -188,9 +324,20 @@ class CoinbaseVenue(Venue):
     def symbol_of(self, key):
         return key.partition(":")[2]
 
+    def wants(self, session, key):
+        keys = session["keys"]
+        return key in keys or (key.startswith("level2:") and "level2_batch:" + key[7:] in keys)
+
     @staticmethod
     def listing(body):
         return {product["id"] for product in orjson.loads(body) if product.get("status", "online") == "online"}
+
+    def snapshot(self, product: str) -> str:
+        """The book of `product` as played so far, in the shape of Coinbase's level2 `snapshot`."""
+        book = self._books.get(product) or OrderBook()
+        return orjson.dumps({"type": "snapshot", "product_id": product,
+                             "bids": [[price, size] for price, size in reversed(book.bids.values())],
+                             "asks": [[price, size] for price, size in book.asks.values()]}).decode()
 
     def on_message(self, session, text):
         try:
@@ -209,8 +356,12 @@ class CoinbaseVenue(Venue):
                     wanted.add(f"{name}:{product}")
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return [_error("Failed to subscribe", "malformed subscribe message")]
+        snapshots = []
         if kind == "subscribe":
+            new = wanted - session["keys"]
             session["keys"] |= wanted
+            books = {key.partition(":")[2] for key in new if key.startswith(("level2:", "level2_batch:"))}
+            snapshots = [self.snapshot(product) for product in sorted(books) if product in self._books]
         elif kind == "unsubscribe":
             session["keys"] -= wanted
         else:
@@ -220,7 +371,7 @@ class CoinbaseVenue(Venue):
             name, _, product = key.partition(":")
             channels.setdefault(name, []).append(product)
         return [orjson.dumps({"type": "subscriptions", "channels": [
-            {"name": name, "product_ids": products} for name, products in channels.items()]}).decode()]
+            {"name": name, "product_ids": products} for name, products in channels.items()]}).decode(), *snapshots]
 
     def error_frame(self, text):
         return _error(text or "Internal error", "")
@@ -238,7 +389,19 @@ class CoinbaseVenue(Venue):
 
     def observe(self, frame):
         # Only tickers move last_trade_id: a ticker subscriber then misses nothing unless a fault withholds it.
-        if frame.startswith('{"type":"ticker"'):
+        if frame.startswith(('{"type":"l2update"', '{"type":"snapshot"')):
+            message = orjson.loads(frame)
+            product = message["product_id"]
+            if message["type"] == "snapshot":  # the book starts again (the recording's start, each loop)
+                book = self._books[product] = OrderBook()
+                for side, levels in (("bid", message["bids"]), ("ask", message["asks"])):
+                    for price, size, *_ in levels:
+                        book.set(side, price, size)
+            elif product in self._books:
+                book = self._books[product]
+                for side, price, size in message["changes"]:
+                    book.set(_BOOK_SIDE[side], price, size)
+        elif frame.startswith('{"type":"ticker"'):
             message = orjson.loads(frame)
             product = message.get("product_id")
             self._last_trade_id[product] = message.get("trade_id", 0)

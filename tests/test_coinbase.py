@@ -1,10 +1,14 @@
 """Coinbase parser on real recorded frames (upstream/COINBASE.ws.28.0) and documented ones."""
+from decimal import Decimal
+
 import orjson
 import pytest
 
-from conftest import documented, recorded
+from conftest import UPSTREAM, Collector, documented, recorded
 from exchanges.coinbase import Coinbase, CoinbaseVenue
-from exchanges.tick import EMPTY, BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, TickBook, Update
+from exchanges.recording import read_frames
+from exchanges.tick import (EMPTY, BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, TickBook, Update,
+                            iso_to_ms)
 
 FILE = "COINBASE.ws.28.0"
 
@@ -47,7 +51,7 @@ def test_heartbeat_is_liveness_not_data():
     assert parse(documented("coinbase_heartbeat")) == [Heartbeat("BTC-USD")]
 
 
-@pytest.mark.parametrize("kind", ["l2update", "snapshot", "match", "last_match"])
+@pytest.mark.parametrize("kind", ["match", "last_match"])
 def test_frames_of_other_channels_yield_no_tick(kind):
     assert parse(recorded(FILE, f'"type":"{kind}"')) == []
 
@@ -68,12 +72,14 @@ def test_bad_frames_raise_so_the_listener_counts_them(frame, reason):
     assert reason in str(raised.value) or reason == "truncated"
 
 
-def test_subscribe_messages_one_per_product_with_ticker_and_heartbeat():
+def test_subscribe_messages_one_per_product_with_level2_batch_ticker_and_heartbeat():
     messages = Coinbase().subscribe_messages(["BTC-USD", "ETH-USD"])
-    assert messages == ['{"type":"subscribe","product_ids":["BTC-USD"],"channels":["ticker","heartbeat"]}',
-                        '{"type":"subscribe","product_ids":["ETH-USD"],"channels":["ticker","heartbeat"]}']
+    assert messages == [
+        '{"type":"subscribe","product_ids":["BTC-USD"],"channels":["level2_batch","ticker","heartbeat"]}',
+        '{"type":"subscribe","product_ids":["ETH-USD"],"channels":["level2_batch","ticker","heartbeat"]}']
     assert Coinbase().unsubscribe_messages(["BTC-USD"]) == [
-        '{"type":"unsubscribe","product_ids":["BTC-USD"],"channels":["ticker","heartbeat"]}']
+        '{"type":"unsubscribe","product_ids":["BTC-USD"],"channels":["level2_batch","ticker","heartbeat"]}']
+    assert Coinbase.quote_on_every_change
 
 
 def test_venue_answers_like_coinbase():
@@ -81,7 +87,7 @@ def test_venue_answers_like_coinbase():
     session = {"keys": set()}
     [reply] = venue.on_message(session, Coinbase().subscribe_messages(["BTC-USD"])[0])
     assert reply == ('{"type":"subscriptions","channels":[{"name":"heartbeat","product_ids":["BTC-USD"]},'
-                     '{"name":"ticker","product_ids":["BTC-USD"]}]}')
+                     '{"name":"level2_batch","product_ids":["BTC-USD"]},{"name":"ticker","product_ids":["BTC-USD"]}]}')
     [refused] = venue.on_message(session, Coinbase().subscribe_messages(["NOPE-USD"])[0])
     assert Coinbase().parse(refused, 0) == [Rejected("NOPE-USD", "NOPE-USD is not a valid product")]
     [beat] = venue.heartbeats(session, 1618677810.244)
@@ -126,3 +132,164 @@ def test_zeros_of_a_product_not_trading_yet_are_not_prices():
     assert (update.bid, update.ask, update.last) == (EMPTY, EMPTY, None)
     tick = TickBook("coinbase").apply(update, 1)
     assert (tick["bid"], tick["ask"], tick["last"], tick["empty"]) == (None, None, None, "both")
+
+
+# --- the level2_batch book ------------------------------------------------------------------------------------------
+SKL_SNAPSHOT = '"type":"snapshot","product_id":"SKL-USD"'
+SKL_UPDATE = '"type":"l2update","product_id":"SKL-USD"'
+
+
+def test_a_snapshot_gives_the_top_of_its_book():
+    assert parse(recorded(FILE, SKL_SNAPSHOT)) == [Update("SKL-USD", None, "0.7901", "450.0", "0.7910", "450.0")]
+    assert parse(documented("coinbase_level2_snapshot")) == [
+        Update("BTC-USD", None, "10101.10", "0.45054140", "10102.55", "0.57753524")]
+
+
+def test_an_update_changing_the_top_is_a_quote_at_the_updates_time_and_one_behind_it_no_tick():
+    listener = Coinbase()
+    listener.parse(recorded(FILE, SKL_SNAPSHOT), 0)
+    behind = recorded(FILE, SKL_UPDATE)  # ["sell","0.7923","7441.5"]: behind the best ask
+    assert listener.parse(behind, 0) == []
+    for index in range(1, 15):  # the recorded updates up to the one that takes the best ask away
+        listener.parse(recorded(FILE, SKL_UPDATE, index), 0)
+    frame = recorded(FILE, SKL_UPDATE, 15)
+    assert '"changes":[["sell","0.7910","0.0"]],"time":"2021-04-17T16:43:37.121358Z"' in frame
+    assert listener.parse(frame, 0) == [Update("SKL-USD", 1618677817121, "0.7901", "450.0", "0.7912", "6908.0")]
+    [update] = listener.parse(documented("coinbase_l2update").replace("BTC-USD", "SKL-USD")
+                              .replace("10101.80000000", "0.7905"), 0)
+    assert (update.time, update.bid, update.bid_size) == (1565815347265, "0.7905", "0.162567")
+
+
+def test_removing_the_last_level_of_a_side_publishes_it_empty():
+    listener, book = Coinbase(), TickBook("coinbase")
+    listener.parse(documented("coinbase_level2_snapshot"), 0)
+    removal = documented("coinbase_l2update").replace('["buy","10101.80000000","0.162567"]', '["buy","10101.10","0"]')
+    [update] = listener.parse(removal, 0)
+    assert update == Update("BTC-USD", 1565815347265, EMPTY, EMPTY, "10102.55", "0.57753524")
+    tick = book.apply(update, 1)
+    assert (tick["bid"], tick["bid_size"], tick["ask"], tick["empty"]) == (None, None, "10102.55", "bid")
+
+
+def test_a_fresh_snapshot_after_a_reconnect_replaces_the_book():
+    listener = Coinbase()
+    listener.parse(documented("coinbase_level2_snapshot"), 0)
+    listener.parse(documented("coinbase_l2update"), 0)  # best bid 10101.80
+    listener.on_connected()
+    with pytest.raises(BadFrame, match="before its snapshot"):  # the old book is gone with the old connection
+        listener.parse(documented("coinbase_l2update"), 0)
+    fresh = '{"type":"snapshot","product_id":"BTC-USD","bids":[["10100.00","1"]],"asks":[["10105.00","2"]]}'
+    assert listener.parse(fresh, 0) == [Update("BTC-USD", None, "10100.00", "1", "10105.00", "2")]
+    # and on one connection too: a snapshot replaces, it does not merge
+    assert listener.parse(documented("coinbase_level2_snapshot"), 0) == [
+        Update("BTC-USD", None, "10101.10", "0.45054140", "10102.55", "0.57753524")]
+
+
+def test_an_update_before_its_snapshot_is_bad_unless_just_unsubscribed():
+    listener = Coinbase()
+    with pytest.raises(BadFrame, match="l2update before its snapshot"):
+        listener.parse(documented("coinbase_l2update"), 0)
+    listener.parse(documented("coinbase_level2_snapshot"), 0)
+    listener.unsubscribe_messages(["BTC-USD"])
+    assert listener.parse(documented("coinbase_l2update"), 0) == []  # in flight before the unsubscribe arrived
+
+
+def test_the_ticker_no_longer_overwrites_the_books_bid_and_ask():
+    listener, book = Coinbase(), TickBook("coinbase")
+    for item in listener.parse(recorded(FILE, SKL_SNAPSHOT), 0):
+        book.apply(item, 0)
+    frame = recorded(FILE, '"type":"ticker","sequence":201390042,"product_id":"SKL-USD"')
+    assert '"best_bid":"0.7901","best_ask":"0.7911"' in frame  # the book (its snapshot) says the ask is 0.7910
+    [update] = listener.parse(frame, 0)
+    assert update == Update("SKL-USD", 1618677817056, None, None, None, None, "0.7904", "1338.3", "buy", 201390042)
+    tick = book.apply(update, 1)
+    assert (tick["bid"], tick["ask"], tick["last"], tick["last_side"]) == ("0.7901", "0.7910", "0.7904", "buy")
+    # a ticker of a product without a trade gives nothing once the book is kept
+    zeros = ticker(product_id="SKL-USD", price="0", best_bid="0", best_ask="0", time=None, side=None, trade_id=None,
+                   last_size=None)
+    assert listener.parse(zeros, 0) == []
+
+
+def level2_frames():
+    for frame in read_frames(UPSTREAM / FILE):
+        if frame.frame.startswith(('{"type":"snapshot"', '{"type":"l2update"')):
+            yield frame.frame
+
+
+def test_the_book_stays_right_over_every_recorded_level2_frame():
+    """After each snapshot / l2update the published top equals a book rebuilt here from plain dicts."""
+    listener = Coinbase()
+    books, published, checked, changes = {}, {}, 0, 0
+    for frame in level2_frames():
+        message = orjson.loads(frame)
+        for item in listener.parse(frame, 0):
+            assert type(item) is Update and item.last is None
+            assert item.time == (None if message["type"] == "snapshot" else iso_to_ms(message["time"]))
+            published[item.symbol] = (item.bid, item.bid_size, item.ask, item.ask_size)
+            changes += 1
+        product = message["product_id"]
+        if message["type"] == "snapshot":
+            books[product] = ({Decimal(p): (p, s) for p, s in message["bids"]},
+                              {Decimal(p): (p, s) for p, s in message["asks"]})
+        else:
+            bids, asks = books[product]
+            for side, price, size in message["changes"]:
+                levels = bids if side == "buy" else asks
+                if Decimal(size) == 0:
+                    levels.pop(Decimal(price), None)
+                else:
+                    levels[Decimal(price)] = (price, size)
+        bids, asks = books[product]
+        best_bid = bids[max(bids)] if bids else (EMPTY, EMPTY)
+        best_ask = asks[min(asks)] if asks else (EMPTY, EMPTY)
+        assert published[product] == (*best_bid, *best_ask), f"after {frame[:120]}"
+        checked += 1
+    assert checked == 10 + 9719 and len(published) == 10 and changes == 1778
+
+
+def test_venue_serves_level2_to_level2_batch_and_a_late_subscriber_gets_the_book_played():
+    venue = CoinbaseVenue({"SKL-USD", "DASH-BTC"})
+    session = {"keys": set()}
+    venue.on_message(session, Coinbase().subscribe_messages(["SKL-USD"])[0])
+    snapshot, update = recorded(FILE, SKL_SNAPSHOT), recorded(FILE, SKL_UPDATE, 15)
+    assert venue.route(snapshot) == venue.route(update) == "level2:SKL-USD"
+    assert venue.wants(session, "level2:SKL-USD") and not venue.wants(session, "level2:DASH-BTC")
+    # nothing played yet: no snapshot claiming an empty book, only the acknowledgement
+    assert len(venue.on_message(session, Coinbase().subscribe_messages(["DASH-BTC"])[0])) == 1
+    for frame in [snapshot] + [recorded(FILE, SKL_UPDATE, index) for index in range(16)]:
+        venue.observe(frame)
+    late = {"keys": set()}
+    ack, book = venue.on_message(late, Coinbase().subscribe_messages(["SKL-USD"])[0])
+    assert Coinbase().parse(book, 0) == [Update("SKL-USD", None, "0.7901", "450.0", "0.7912", "6908.0")]
+    assert Coinbase().parse(ack, 0) == [Subscribed(("SKL-USD",))]
+    assert venue.on_message(late, Coinbase().subscribe_messages(["SKL-USD"])[0])[1:] == []  # not new: no snapshot
+
+
+def test_listener_against_the_local_exchange(local_exchange, start_listener):
+    ticks, markets, states = Collector(), Collector(), Collector()
+    listener = Coinbase(local_exchange.urls["coinbase"], ["SKL-USD"], on_tick=ticks, on_market=markets,
+                        on_state=lambda status: states(status["state"]))
+    start_listener(listener)
+    markets.wait_for(lambda m: ("coinbase:SKL-USD", "subscribed", "") in m)
+    ticks.wait_for(lambda t: sum(1 for tick in t if tick["time"] and tick["last"] is None or tick["bid"]) >= 3)
+    [client] = local_exchange.clients("coinbase")
+    assert list(client.messages) == [
+        '{"type":"subscribe","product_ids":["SKL-USD"],"channels":["level2_batch","ticker","heartbeat"]}']
+    assert client.session["keys"] == {"level2_batch:SKL-USD", "ticker:SKL-USD", "heartbeat:SKL-USD"}
+    assert all(t["exchange"] == "coinbase" and t["symbol"] == "SKL-USD" for t in ticks.items)
+    assert all(Decimal(t["bid"]) < Decimal(t["ask"]) for t in ticks.items if t["bid"] and t["ask"])
+
+    listener.add("DASH-BTC")  # on the open connection: a snapshot of the book played so far, then its updates
+    ticks.wait_for(lambda t: any(tick["symbol"] == "DASH-BTC" and tick["bid"] and tick["ask"] for tick in t))
+    assert local_exchange.clients("coinbase") == [client]  # no reconnect
+
+    listener.remove("DASH-BTC")
+    ticks.wait_for(lambda t: client.session["keys"] == {"level2_batch:SKL-USD", "ticker:SKL-USD",
+                                                        "heartbeat:SKL-USD"})
+
+    listener.add("BTC-FOO")
+    markets.wait_for(lambda m: ("coinbase:BTC-FOO", "error", "BTC-FOO is not a valid product") in m)
+    assert "BTC-FOO" not in listener.symbols()
+    count = len(ticks.items)
+    ticks.wait_for(lambda t: len(t) > count)  # the good market goes on
+    status = listener.status()
+    assert status["reconnects"] == 0 and status["bad_frames"] == 0 and states.items[:2] == ["connecting", "live"]

@@ -23,13 +23,18 @@ def test_coinbase_handshake_ticks_then_add_a_market_on_the_same_connection(local
     markets.wait_for(lambda m: ("coinbase:SKL-USD", "subscribed", "") in m)
     ticks.wait_for(lambda t: len(t) >= 3)
     [client] = local_exchange.clients("coinbase")
-    assert list(client.messages) == ['{"type":"subscribe","product_ids":["SKL-USD"],"channels":["ticker","heartbeat"]}']
-    assert all(t["symbol"] == "SKL-USD" and t["exchange"] == "coinbase" and t["time"] for t in ticks.items)
+    assert list(client.messages) == [
+        '{"type":"subscribe","product_ids":["SKL-USD"],"channels":["level2_batch","ticker","heartbeat"]}']
+    assert all(t["symbol"] == "SKL-USD" and t["exchange"] == "coinbase" for t in ticks.items)
+    # the first is the recorded level2 snapshot, which carries no time; every update and trade after it has its own
+    assert ticks.items[0]["time"] is None and ticks.items[0]["last"] is None and ticks.items[0]["bid"]
+    assert all(t["time"] for t in ticks.items[1:])
 
     listener.add("DASH-BTC")
     ticks.wait_for(lambda t: any(tick["symbol"] == "DASH-BTC" for tick in t))
     assert local_exchange.clients("coinbase") == [client]  # no reconnect
-    assert client.messages[-1] == '{"type":"subscribe","product_ids":["DASH-BTC"],"channels":["ticker","heartbeat"]}'
+    assert client.messages[-1] == ('{"type":"subscribe","product_ids":["DASH-BTC"],'
+                                   '"channels":["level2_batch","ticker","heartbeat"]}')
     assert listener.status()["reconnects"] == 0 and states.items[:2] == ["connecting", "live"]
 
 
@@ -70,7 +75,7 @@ def test_a_dropped_socket_reconnects_with_backoff_and_resubscribes(local_exchang
     count = len(ticks.items)
     ticks.wait_for(lambda t: len(t) > count)
     [client] = local_exchange.clients("coinbase")
-    assert client.session["keys"] == {"ticker:SKL-USD", "heartbeat:SKL-USD"}
+    assert client.session["keys"] == {"level2_batch:SKL-USD", "ticker:SKL-USD", "heartbeat:SKL-USD"}
     assert listener.status()["reconnects"] == 1
     assert "closed" in listener.status()["reason"] or listener.status()["state"] == "live"
 
@@ -90,7 +95,7 @@ def test_unsubscribe_stops_the_market(local_exchange, start_listener):
     ticks.wait_for(lambda t: {"SKL-USD", "DASH-BTC"} <= {tick["symbol"] for tick in t})
     listener.remove("DASH-BTC")
     [client] = local_exchange.clients("coinbase")
-    ticks.wait_for(lambda t: client.session["keys"] == {"ticker:SKL-USD", "heartbeat:SKL-USD"})
+    ticks.wait_for(lambda t: client.session["keys"] == {"level2_batch:SKL-USD", "ticker:SKL-USD", "heartbeat:SKL-USD"})
 
 
 REPLAYS = [(name, file) for name, listener in EXCHANGES.items() for file in listener.recordings if ".ws." in file]
@@ -147,12 +152,12 @@ def test_a_market_closed_and_added_again_is_explained_again(local_exchange, star
     reconnect."""
     listener, ticks, markets, states = make(Coinbase, local_exchange, ["SKL-USD"], no_data_hint_s=0.3)
     start_listener(listener)
-    listener.add("BAND-BTC")  # listed, but quiet in the recording for a while
-    markets.wait_for(lambda m: any(market == "coinbase:BAND-BTC" and state == "waiting" for market, state, _ in m))
-    listener.remove("BAND-BTC")
+    listener.add("BTC-USD")  # listed, but not in the recording: no snapshot, no ticker
+    markets.wait_for(lambda m: any(market == "coinbase:BTC-USD" and state == "waiting" for market, state, _ in m))
+    listener.remove("BTC-USD")
     mark = len(markets.items)
-    listener.add("BAND-BTC")
-    markets.wait_for(lambda m: any(market == "coinbase:BAND-BTC" and state == "waiting" for market, state, _ in m[mark:]))
+    listener.add("BTC-USD")
+    markets.wait_for(lambda m: any(market == "coinbase:BTC-USD" and state == "waiting" for market, state, _ in m[mark:]))
 
 
 def test_a_missing_pong_counts_only_when_nothing_else_arrives():
