@@ -14,6 +14,20 @@ from .tick import EMPTY, BadFrame, decimal_str
 _EMPTY_SIDE = (EMPTY, EMPTY)
 
 
+BOOK_SIDE = {"buy": "bid", "sell": "ask"}  # a change's side as Coinbase and Gemini name it
+
+
+def book_change(change) -> tuple[str, str, str]:
+    """One level change as Coinbase's `l2update` and Gemini's `l2_updates` send it: ["buy", "302.75", "0.00001"] ->
+    ("bid", "302.75", "0.00001"), checked (decimal strings; a size of "0" removes the level). Raises BadFrame."""
+    if type(change) is not list or len(change) != 3:
+        raise BadFrame("bad change")
+    side = BOOK_SIDE.get(change[0]) if type(change[0]) is str else None
+    if side is None:
+        raise BadFrame(f"bad side: {str(change[0])[:20]!r}")
+    return side, decimal_str(change[1]), decimal_str(change[2])
+
+
 class OrderBook:
     """Bids and asks of one market: price -> (price string, size string). A size of zero removes the level."""
     __slots__ = ("bids", "asks")

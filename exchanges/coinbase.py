@@ -36,13 +36,12 @@ import orjson
 from sortedcontainers import SortedDict
 
 from .base import ExchangeListener
-from .book import OrderBook
+from .book import BOOK_SIDE, OrderBook, book_change
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update,
                    book_price, decimal_str, iso_to_ms, last_price, optional_decimal, side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
 CHANNELS = ["level2_batch", "ticker", "heartbeat"]
-_BOOK_SIDE = {"buy": "bid", "sell": "ask"}
 _NO_TOP = (None, None, None, None)
 _NO_LEVEL = (None, None)
 _TAKER_SIDE = {"buy": "sell", "sell": "buy"}  # Coinbase REST trades name the maker's side
@@ -158,7 +157,7 @@ class Coinbase(ExchangeListener):
         changes = message["changes"]
         if type(changes) is not list:
             raise BadFrame("bad 'changes'")
-        levels = [_level(change) for change in changes]  # all checked before the book is touched
+        levels = [book_change(change) for change in changes]  # all checked before the book is touched
         time = iso_to_ms(message["time"])
         book = self._books.get(product)
         if book is None:
@@ -234,16 +233,6 @@ class Coinbase(ExchangeListener):
 
 def _request(kind, symbols):
     return orjson.dumps({"type": kind, "product_ids": list(symbols), "channels": CHANNELS}).decode()
-
-
-def _level(change) -> tuple[str, str, str]:
-    """["buy", "0.7910", "120.5"] -> ("bid", "0.7910", "120.5"), checked."""
-    if type(change) is not list or len(change) != 3:
-        raise BadFrame("bad change")
-    side = _BOOK_SIDE.get(change[0]) if type(change[0]) is str else None
-    if side is None:
-        raise BadFrame(f"bad side: {str(change[0])[:20]!r}")
-    return side, decimal_str(change[1]), decimal_str(change[2])
 
 
 def _side_levels(levels) -> dict:
@@ -400,7 +389,7 @@ class CoinbaseVenue(Venue):
             elif product in self._books:
                 book = self._books[product]
                 for side, price, size in message["changes"]:
-                    book.set(_BOOK_SIDE[side], price, size)
+                    book.set(BOOK_SIDE[side], price, size)
         elif frame.startswith('{"type":"ticker"'):
             message = orjson.loads(frame)
             product = message.get("product_id")

@@ -33,14 +33,13 @@ from typing import Optional
 import orjson
 
 from .base import ExchangeListener
-from .book import OrderBook
+from .book import BOOK_SIDE, OrderBook, book_change
 from .tick import (SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, decimal_str,
                    epoch_ms, side_str, split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
 CHANNEL = "l2"
 NO_VALID_PAIRS = "NoValidTradingPairs"
-_BOOK_SIDE = {"buy": "bid", "sell": "ask"}
 _NO_TOP = (None, None, None, None)
 # Quote currencies Gemini uses, longest first: the fallback split of a native symbol when no listing names its
 # base and quote (normalizing a recording, a pair nobody subscribed to). "BTCGUSD" is BTC-GUSD, not BTCG-USD.
@@ -152,7 +151,7 @@ class Gemini(ExchangeListener):
         changes = message["changes"]
         if type(changes) is not list:
             raise BadFrame("bad 'changes'")
-        levels = [_level(change) for change in changes]  # all checked before the book is touched
+        levels = [book_change(change) for change in changes]  # all checked before the book is touched
         snapshot = "trades" in message or native in self._awaiting
         newest = _newest_trade(symbol, message["trades"]) if "trades" in message else None
         items = []
@@ -254,16 +253,6 @@ class Gemini(ExchangeListener):
 
 def _request(kind, natives):
     return orjson.dumps({"type": kind, "subscriptions": [{"name": CHANNEL, "symbols": list(natives)}]}).decode()
-
-
-def _level(change) -> tuple[str, str, str]:
-    """["buy", "302.75", "0.00001"] -> ("bid", "302.75", "0.00001"), checked."""
-    if type(change) is not list or len(change) != 3:
-        raise BadFrame("bad change")
-    side = _BOOK_SIDE.get(change[0]) if type(change[0]) is str else None
-    if side is None:
-        raise BadFrame(f"bad side: {str(change[0])[:20]!r}")
-    return side, decimal_str(change[1]), decimal_str(change[2])
 
 
 def _trade(symbol, trade) -> tuple[tuple, Update]:
@@ -402,7 +391,7 @@ class GeminiVenue(Venue):
                 self._trades[native] = deque(reversed(message["trades"]), maxlen=50)
             book = self._books.setdefault(native, OrderBook())
             for side, price, size in message["changes"]:
-                book.set(_BOOK_SIDE[side], price, size)
+                book.set(BOOK_SIDE[side], price, size)
         elif frame.startswith('{"type":"trade"'):
             message = orjson.loads(frame)
             self._trades.setdefault(message["symbol"], deque(maxlen=50)).append(message)

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,17 @@ def two_venue_recording(folder) -> Path:
                      frame.frame.replace("omgbusd", "sklusd").replace("OMGBUSD", "SKLUSD"))
     recorder.close()
     return Path(folder)
+
+
+def apply_changes(bids: dict, asks: dict, changes) -> None:
+    """A plain reference book ({Decimal(price): (price, size)} per side) takes ["buy"/"sell", price, size] changes;
+    a zero size removes the level. What the book tests compare OrderBook with."""
+    for side, price, size in changes:
+        levels = bids if side == "buy" else asks
+        if Decimal(size) == 0:
+            levels.pop(Decimal(price), None)
+        else:
+            levels[Decimal(price)] = (price, size)
 
 
 class FakeRest:

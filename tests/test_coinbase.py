@@ -4,7 +4,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from conftest import UPSTREAM, Collector, documented, recorded
+from conftest import UPSTREAM, Collector, apply_changes, documented, recorded
 from exchanges.coinbase import Coinbase, CoinbaseVenue
 from exchanges.recording import read_frames
 from exchanges.tick import (EMPTY, BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, TickBook, Update,
@@ -232,12 +232,7 @@ def test_the_book_stays_right_over_every_recorded_level2_frame():
                               {Decimal(p): (p, s) for p, s in message["asks"]})
         else:
             bids, asks = books[product]
-            for side, price, size in message["changes"]:
-                levels = bids if side == "buy" else asks
-                if Decimal(size) == 0:
-                    levels.pop(Decimal(price), None)
-                else:
-                    levels[Decimal(price)] = (price, size)
+            apply_changes(bids, asks, message["changes"])
         bids, asks = books[product]
         best_bid = bids[max(bids)] if bids else (EMPTY, EMPTY)
         best_ask = asks[min(asks)] if asks else (EMPTY, EMPTY)

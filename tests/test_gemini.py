@@ -7,7 +7,7 @@ import orjson
 import pytest
 from unittest.mock import ANY
 
-from conftest import Collector, UPSTREAM, documented, recorded
+from conftest import Collector, UPSTREAM, apply_changes, documented, recorded
 from exchanges.gemini import Gemini, GeminiVenue
 from exchanges.recording import read_frames
 from exchanges.tick import EMPTY, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, TickBook, Update
@@ -144,12 +144,7 @@ def test_the_book_stays_right_over_every_recorded_frame():
         if "trades" in message:
             books[symbol] = ({}, {})
         bids, asks = books[symbol]
-        for side, price, size in message["changes"]:
-            levels = bids if side == "buy" else asks
-            if Decimal(size) == 0:
-                levels.pop(Decimal(price), None)
-            else:
-                levels[Decimal(price)] = (price, size)
+        apply_changes(bids, asks, message["changes"])
         best_bid, best_ask = bids[max(bids)], asks[min(asks)]
         unified = symbol[:-3] + "-" + symbol[-3:]  # every recorded pair has a three-letter quote
         assert published[unified] == (*best_bid, *best_ask), f"after {frame[:120]}"
