@@ -281,8 +281,16 @@ def test_the_last_trade_shows_green_for_a_buy_and_red_for_a_sell(page):
     plain = colour(buy.locator("xpath=../td[contains(@class, 'bid')]"))
     assert colour(buy) == success and colour(sell) == danger
     assert plain not in (success, danger) and success != danger
-    buy.hover()  # Bootstrap's hovered row sets its own cell colour: the side's colour stays
-    assert colour(buy) == success
+    # Bootstrap's hovered row sets its own cell colour: the side's colour stays. Hovered on a row of our own put on
+    # top (a seq above any the server numbers), so no streamed row moves it away under the pointer.
+    first_rows(page, MARKET)
+    seq = page.evaluate(f"""Math.max(...[...document.querySelectorAll('.panel[data-market="{MARKET}"] tbody tr')]
+                            .map((tr) => Number(tr.dataset.seq))) + 1e9""")
+    top = f'.panel[data-market="{MARKET}"] tbody tr:first-child td'
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [injected_tick(seq=seq)]}, top])
+    ours = page.locator(f'.panel[data-market="{MARKET}"] tbody tr:first-child td.last.side-buy')
+    ours.hover()
+    assert colour(ours) == success
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "trade-sides.png"))
 
