@@ -166,11 +166,7 @@ class Hub:
             if latest is not None and pair in status["symbols"]:
                 quotes.append({**latest, "healthy": status["state"] in ("live", "quiet"),
                                "every_change": status.get("quote_on_every_change", True)})
-        row = spread(pair, quotes, now, replay=self.replay)
-        empty = {quote["exchange"]: quote.get("empty") for quote in quotes}
-        for venue in row["venues"]:  # the page shows an empty book side as empty, as in the panels
-            venue.setdefault("empty", empty.get(venue["exchange"]))
-        return row
+        return spread(pair, quotes, now, replay=self.replay)
 
     def _spreads_due(self, every_pair: bool) -> list[str]:
         """The watched pairs whose spread row should be sent now: those with new ticks, or all of them."""

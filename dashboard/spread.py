@@ -55,6 +55,7 @@ def spread(pair: str, quotes: list[dict], now: int, replay: bool = False) -> dic
     venues, best_bid, best_ask, moments = [], None, None, {}
     for quote in sorted(quotes, key=lambda q: q["exchange"]):
         venue = {"exchange": quote["exchange"], "bid": quote.get("bid"), "ask": quote.get("ask"),
+                 "empty": quote.get("empty"),  # the page shows an empty side as empty, as in the panels
                  "age_ms": now - quote["received"], "excluded": "" if quote["healthy"] else "feed not live"}
         venues.append((venue, quote))
         if not venue["excluded"]:

@@ -172,8 +172,15 @@ class ServerProcess:
             self.lines(line)
 
     def stop(self) -> int:
+        """SIGTERM, and its exit status; a server that does not exit in 15 s is killed by its pid, and the wait's
+        TimeoutExpired still fails the test (never a server left behind)."""
         self.process.terminate()
-        return self.process.wait(15)
+        try:
+            return self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise
 
 
 @pytest.fixture(scope="session")
