@@ -298,9 +298,8 @@ class ExchangeListener:
                 if self.frames % YIELD_EVERY_FRAMES == 0:
                     time.sleep(0)  # a green yield under eventlet (monkey-patched), a GIL release otherwise
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                 raise _Reconnect(f"closed by the exchange{self._close_detail(data)}",
-                                 clean=code in CLEAN_CLOSE_CODES and last_data > connected_at)
+                                 clean=self._close_code(data) in CLEAN_CLOSE_CODES and last_data > connected_at)
             elif opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
                 if opcode == websocket.ABNF.OPCODE_PONG:
                     last_pong = now
@@ -522,12 +521,17 @@ class ExchangeListener:
                 pass
 
     @staticmethod
-    def _close_detail(data: bytes) -> str:
-        if len(data) >= 2:
-            code = int.from_bytes(data[:2], "big")
-            text = data[2:].decode("utf-8", "replace")
-            return f" (code {code}{': ' + text if text else ''})"
-        return ""
+    def _close_code(data: bytes) -> Optional[int]:
+        """A close frame's status code, or None when it carries none."""
+        return int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+
+    @classmethod
+    def _close_detail(cls, data: bytes) -> str:
+        code = cls._close_code(data)
+        if code is None:
+            return ""
+        text = data[2:].decode("utf-8", "replace")
+        return f" (code {code}{': ' + text if text else ''})"
 
     def _set_state(self, state: str, reason: str, note: str = "") -> None:
         if state == self.state and reason == self.reason:
