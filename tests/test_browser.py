@@ -48,6 +48,17 @@ def first_rows(page, market, count=1):
     return rows
 
 
+def force_hover(page, selector):
+    """Puts the element under `selector` in the :hover state, as a pointer resting on it would."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    assert node, f"nothing at {selector}"
+    cdp.send("CSS.forcePseudoState", {"nodeId": node, "forcedPseudoClasses": ["hover"]})
+
+
 def price(row, column):
     return Decimal(row.locator(f"td.{column}").evaluate("cell => cell.firstChild.textContent"))
 
@@ -281,15 +292,18 @@ def test_the_last_trade_shows_green_for_a_buy_and_red_for_a_sell(page):
     plain = colour(buy.locator("xpath=../td[contains(@class, 'bid')]"))
     assert colour(buy) == success and colour(sell) == danger
     assert plain not in (success, danger) and success != danger
-    # Bootstrap's hovered row sets its own cell colour: the side's colour stays. Hovered on a row of our own put on
-    # top (a seq above any the server numbers), so no streamed row moves it away under the pointer.
+    # Bootstrap's hovered row sets its own cell colour: the side's colour stays. The row is one of our own (a seq
+    # above any the server numbers) and the hover is forced through the DevTools protocol: a real pointer misses
+    # a row that streamed rows and panels keep moving.
     first_rows(page, MARKET)
     seq = page.evaluate(f"""Math.max(...[...document.querySelectorAll('.panel[data-market="{MARKET}"] tbody tr')]
                             .map((tr) => Number(tr.dataset.seq))) + 1e9""")
     top = f'.panel[data-market="{MARKET}"] tbody tr:first-child td'
     page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [injected_tick(seq=seq)]}, top])
-    ours = page.locator(f'.panel[data-market="{MARKET}"] tbody tr:first-child td.last.side-buy')
-    ours.hover()
+    row = f'.panel[data-market="{MARKET}"] tbody tr[data-seq="{int(seq)}"]'
+    force_hover(page, row)
+    ours = page.locator(f"{row} td.last.side-buy")
+    assert ours.evaluate("cell => cell.parentElement.matches(':hover')")
     assert colour(ours) == success
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "trade-sides.png"))
