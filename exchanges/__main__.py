@@ -16,14 +16,28 @@ import orjson
 from . import EXCHANGES
 from .recording import read_frames
 from .tick import TickBook, Update
+from .venue import played
 
 
-def normalize(path, exchange=None, stats=None):
-    """Yield the ticks of one recording; bad frames are skipped and counted in `stats`."""
+def _texts(path, exchange, derived):
+    """(frame, text) in play order: the recorded frames, with what each venue derives beside them if `derived`."""
+    if not derived:
+        return ((frame, frame.frame) for frame in read_frames(path, exchange))
+    by_exchange = {}
+    for frame in read_frames(path, exchange):  # a recording is one exchange's; several are played apart anyway
+        by_exchange.setdefault(frame.exchange, []).append(frame)
+    return [(frame, text) for name, recorded in by_exchange.items()
+            for frame, _, text in (played(EXCHANGES[name].venue(), recorded) if name in EXCHANGES
+                                   else [(frame, None, frame.frame) for frame in recorded])]
+
+
+def normalize(path, exchange=None, stats=None, derived=False):
+    """Yield the ticks of one recording; bad frames are skipped and counted in `stats`. `derived`: also the frames
+    the local exchange derives beside each recorded one (Venue.derived), as its replay plays them."""
     parsers, books = {}, {}
     stats = stats if stats is not None else {}
     stats.update(frames=0, ticks=0, bad_frames=0)
-    for frame in read_frames(path, exchange):
+    for frame, text in _texts(path, exchange, derived):
         name = frame.exchange
         if name not in EXCHANGES:
             raise SystemExit(f"{path}: cannot tell the exchange of its frames; pass --exchange "
@@ -33,7 +47,7 @@ def normalize(path, exchange=None, stats=None):
         stats["frames"] += 1
         received = None if frame.received is None else int(frame.received * 1000)
         try:
-            items = parsers[name].parse(frame.frame, received)
+            items = parsers[name].parse(text, received)
         except Exception:  # counted and skipped, as the listener does
             stats["bad_frames"] += 1
             continue

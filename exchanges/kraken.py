@@ -350,11 +350,12 @@ class KrakenVenue(Venue):
     tickers, 48.0 trades). `derived(frame, received)` makes one from a recorded ticker: DERIVED, not recorded, in
     the documented shape `[0, [bid, ask, timestamp, bidVolume, askVolume], "spread", pair]`, from the ticker's best
     bid `b` and ask `a` (price and lot volume), its timestamp the recording's receipt time of that ticker frame as a
-    decimal seconds string (the ticker carries no time of its own). The simulator's timeline must call it for the
-    spread frames to be played (exchanges/simulator.py does not yet: a recording that holds spread frames, as
-    tests/test_kraken.py writes one, is played as it is); until then the listener takes its book top from the
-    tickers, as it does before a pair's `spread` has spoken. No spread snapshot on subscribing: the venue is not
-    told a played frame's receipt time, so it could not date one."""
+    decimal seconds string (the ticker carries no time of its own). The local exchange plays each one right after
+    its ticker (Venue.derived), so a replay shows the exchange's time of the quote as live mode does; a recording
+    that holds real spread frames (as tests/test_kraken.py writes one) is played as it is, beside any derived. No
+    spread snapshot on subscribing: the venue is not told a played frame's receipt time, so it could not date one.
+    Derived spreads change only where the recorded tickers did (on trades), so a replay understates how often the
+    live top of book moves."""
 
     path = "/"
     VERSION = "1.9.2"
@@ -442,7 +443,7 @@ class KrakenVenue(Venue):
         return _dumps({**status, "status": "subscribed", "channelID": channel_id, "channelName": name}), snapshot
 
     @staticmethod
-    def derived(frame: str, received) -> list:
+    def derived(frame: str, received) -> list[tuple[str, str]]:
         """[("spread:PAIR", spread frame)] derived from a recorded `ticker` frame received at `received` (epoch
         seconds as recorded); [] for any other frame. The spread's timestamp is the receipt time written as the
         decimal seconds string Kraken uses (never an exponent)."""

@@ -32,7 +32,7 @@ from . import EXCHANGES
 from .recording import exchange_for_url, read_frames, read_rest, recording_files
 from .tick import Update
 from .faults import Fault, garbage_frames
-from .venue import BROADCAST
+from .venue import BROADCAST, played
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +77,16 @@ class _Replay:
         self.timeline: list[tuple[float, str, str]] = []  # (recorded second, subscription key, frame)
         ticks: Counter = Counter()
         parser = listener()
-        for index, frame in enumerate(frames):
-            try:
-                key = self.venue.route(frame.frame)
-            except Exception:  # garbage on the wire reaches every client
-                key = BROADCAST
+        index = {id(frame): index for index, frame in enumerate(frames)}
+        for frame, key, text in played(self.venue, frames):
             if key is None:
                 continue
             try:
-                updates = [item for item in parser.parse(frame.frame, 0) if type(item) is Update]
+                updates = [item for item in parser.parse(text, 0) if type(item) is Update]
             except Exception:  # a bad frame is still replayed: the listener must survive it
                 updates = []
-            received = frame.received if frame.received is not None else index * RAW_FRAME_GAP_S
-            self.timeline.append((received, key, frame.frame))
+            received = frame.received if frame.received is not None else index[id(frame)] * RAW_FRAME_GAP_S
+            self.timeline.append((received, key, text))
             if key != BROADCAST:
                 self.venue.listed.add(self.venue.symbol_of(key))
             ticks.update(update.symbol for update in updates)

@@ -26,6 +26,26 @@ def renumbered(payload: dict, fields: tuple, passes: int) -> bool:
     return changed
 
 
+def played(venue: "Venue", frames: list) -> list[tuple]:
+    """A recording as the local exchange plays it: [(frame, subscription key, text)] in order, each recorded frame
+    (`frame.frame`, key from `venue.route`, BROADCAST for garbage) followed by what the venue derives beside it
+    (Venue.derived; `frame` is then the one it came from), for channels the recording itself lacks only: a
+    recording that holds a channel is never doubled by derived frames of it."""
+    recorded, keys = [], set()
+    for frame in frames:
+        try:
+            key = venue.route(frame.frame)
+        except Exception:  # garbage on the wire reaches every client
+            key = BROADCAST
+        keys.add(key)
+        recorded.append((frame, key, venue.derived(frame.frame, frame.received)))
+    order = []
+    for frame, key, derived in recorded:
+        order.append((frame, key, frame.frame))
+        order.extend((frame, derived_key, text) for derived_key, text in derived if derived_key not in keys)
+    return order
+
+
 class Venue:
     path = "/"  # the websocket path the exchange serves
 
@@ -82,6 +102,12 @@ class Venue:
         listener orders updates by a sequence field adds `passes * PASS_STRIDE` to it, so a looping recording never
         sends an older sequence number on one connection. The default: the frame as recorded."""
         return frame
+
+    def derived(self, frame: str, received) -> list[tuple[str, str]]:
+        """Frames the exchange would also have sent beside a recorded `frame` (received at `received`, epoch seconds
+        as recorded, or None) on a channel the recordings lack: [(subscription key, frame)], played right after it.
+        DERIVED, never recorded: each venue that has some says how it makes them. The default: none."""
+        return []
 
     def observe(self, frame: str) -> None:
         """Every frame played, so heartbeats can say what the exchange has sent (last trade id ...)."""

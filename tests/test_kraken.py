@@ -320,14 +320,16 @@ def test_handshake_ticks_then_a_market_added_and_removed_on_the_same_connection(
     listener, ticks, markets = make(kraken_exchange, ["XMR-USD"])
     start_listener(listener)
     markets.wait_for(lambda m: ("kraken:XMR-USD", "subscribed", "") in m)
-    ticks.wait_for(lambda t: any(tick["time"] for tick in t) and any(tick["time"] is None for tick in t))
+    # the ticker snapshot (no time), then spreads derived from the recorded tickers and trades (the exchange's time)
+    ticks.wait_for(lambda t: any(tick["last_side"] for tick in t) and any(tick["time"] is None for tick in t))
     [client] = kraken_exchange.clients("kraken")
     assert list(client.messages)[:3] == [
         '{"event":"subscribe","pair":["XMR/USD"],"subscription":{"name":"ticker"},"reqid":1}',
         '{"event":"subscribe","pair":["XMR/USD"],"subscription":{"name":"trade"},"reqid":2}',
         '{"event":"subscribe","pair":["XMR/USD"],"subscription":{"name":"spread"},"reqid":3}']
-    trade = next(t for t in ticks.items if t["time"] is not None)
-    assert trade["last_side"] in ("buy", "sell") and trade["last"] and trade["last_size"]
+    trade = next(t for t in ticks.items if t["last_side"])
+    assert trade["last_side"] in ("buy", "sell") and trade["last"] and trade["last_size"] and trade["time"]
+    assert listener.status()["quote_on_every_change"]
     assert all(t["symbol"] == "XMR-USD" and t["exchange"] == "kraken" for t in ticks.items)
 
     listener.add("SC-EUR")
@@ -407,14 +409,19 @@ def kraken_spread_exchange(tmp_path):
     exchange.stop()
 
 
-def test_listener_takes_its_book_top_from_spread_frames_of_the_local_exchange(kraken_spread_exchange,
-                                                                               start_listener):
+@pytest.mark.parametrize("exchange", ["kraken_exchange", "kraken_spread_exchange"])
+def test_listener_takes_its_book_top_from_spread_frames_of_the_local_exchange(exchange, request, start_listener):
+    """The shipped recordings (the local exchange derives the spreads) and a recording that holds spread frames
+    (played as they are, never doubled by derived ones) give the same quotes at the exchange's times."""
+    kraken_spread_exchange = request.getfixturevalue(exchange)
     listener, ticks, markets = make(kraken_spread_exchange, ["XMR-USD"])
     start_listener(listener)
     times = {quote[0] for quote in XMR_SPREADS}
     ticks.wait_for(lambda t: times <= {tick["time"] for tick in t})
     spread_ticks = [tick for tick in ticks.items if tick["time"] in times]
     assert [(t["time"], t["bid"], t["bid_size"], t["ask"], t["ask_size"]) for t in spread_ticks][:4] == XMR_SPREADS
+    [replay] = [r for r in kraken_spread_exchange.replays.values()]
+    assert sum(key == "spread:XMR/USD" for _, key, _ in replay.timeline) == len(XMR_SPREADS)  # one per ticker
     first = ticks.items.index(spread_ticks[0])
     assert ticks.items[0]["time"] is None and ticks.items[0]["last"] == "355.23000000"  # the ticker first: its `c`
     assert all(tick["time"] is not None for tick in ticks.items[first:])  # then no ticker tick: spread and trades
