@@ -19,6 +19,10 @@ Protocol: https://www.okx.com/docs-v5/en/ — the sections relied on:
   `"bidPx":"","bidSz":""`: shown empty. On subscribe OKX first pushes the current ticker and the latest trade
   (the recording shows both), then changes; `ts` is epoch ms as a string.
 - #public-data-rest-api-get-instruments: the spot listing, `state` "live" when trading.
+- Regional entities: EEA (my.okx.com) and US (app.okx.com) accounts use their own hosts, set with OKX_WS_URL and
+  OKX_REST_URL (README, "Configuration"): wss://wseea.okx.com:8443/ws/v5/public with https://eea.okx.com, and
+  wss://wsus.okx.com:8443/ws/v5/public with https://us.okx.com, as the maintained SDKs name them (okx-api, nautilus
+  OKXRegion); the regional docs-v5 pages are not among the stored copies read here. Same protocol on each.
 
 Spot only: a spot instId is the unified BASE-QUOTE already; swaps (BTC-USDT-SWAP), dated futures (BTC-USD-220527)
 and options have more parts, and their frames give no tick. No application heartbeat: the watchdog takes pongs as
