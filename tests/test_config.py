@@ -104,3 +104,19 @@ def test_an_explicit_history_url_and_listings_dir_are_honoured_in_either_mode(no
     settings = load_settings(mode, env_file=no_storage_keys)
     assert (settings.history_url, settings.listings_dir) == (f"sqlite:////var/{settings.mode}/h.sqlite3",
                                                              f"/var/{settings.mode}/listings")
+
+
+@pytest.mark.parametrize("ws, rest", [("wss://wseea.okx.com:8443/ws/v5/public", "https://eea.okx.com"),
+                                      ("wss://wsus.okx.com:8443/ws/v5/public", "https://us.okx.com")])
+def test_an_okx_regional_entity_is_two_keys_in_dotenv(tmp_path, monkeypatch, ws, rest):
+    """The README's keys for an EEA or US OKX account reach the OKX listener and its REST client, and a recording
+    made on those hosts is still known as OKX's."""
+    from exchanges.recording import exchange_for_url
+    for key in ("OKX_WS_URL", "OKX_REST_URL"):
+        monkeypatch.delenv(key, raising=False)
+    path = tmp_path / ".env"
+    path.write_text(f"OKX_WS_URL={ws}\nOKX_REST_URL={rest}\n")
+    settings = load_settings([], env_file=path)
+    assert (settings.ws_urls["okx"], settings.rest_urls["okx"]) == (ws, rest)
+    assert settings.ws_urls["coinbase"] == EXCHANGES["coinbase"].url  # the other venues keep theirs
+    assert exchange_for_url(ws) == exchange_for_url(rest) == "okx"
