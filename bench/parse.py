@@ -32,6 +32,7 @@ import websocket  # noqa: E402
 from exchanges import EXCHANGES  # noqa: E402
 from exchanges.recording import read_frames, read_rest  # noqa: E402
 from exchanges.tick import Update  # noqa: E402
+from exchanges.venue import played  # noqa: E402
 
 RECORDINGS = ROOT / "tests" / "fixtures" / "upstream"
 def frame_sets():
@@ -46,6 +47,11 @@ def frame_sets():
         ticks = [f for f in frames if any(type(item) is Update for item in _safe_parse(listener, f.frame.encode()))]
         yield f"{listener_class.label} all", name, frames
         yield f"{listener_class.label} tick frames", name, ticks
+        # channels the recordings lack, as the local exchange derives them (Kraken `spread`): ours only
+        derived = [frame._replace(frame=text) for frame, _, text in played(listener_class.venue(), frames)
+                   if text is not frame.frame]
+        if derived:
+            yield f"{listener_class.label} derived", name, derived
 
 
 def rate(run_once, count, passes, seconds):
@@ -172,7 +178,7 @@ def main(argv=None) -> int:
         results = {"json": rate(loads(json.loads, frames), count, args.passes, args.seconds),
                    "orjson": rate(loads(orjson.loads, frames), count, args.passes, args.seconds),
                    "ours": rate(ours(exchange, frames), count, args.passes, args.seconds)}
-        runner = cryptofeed_runner(exchange, frames) if cf_version else None
+        runner = cryptofeed_runner(exchange, frames) if cf_version and not label.endswith("derived") else None
         cf = rate(runner, count, args.passes, args.seconds) if runner else None
         cf_rate = f"{cf:,.0f}" if cf else "n/a"
         versus_cf = f"{results['ours'] / cf:.1f}" if cf else "n/a"
