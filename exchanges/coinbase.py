@@ -208,8 +208,9 @@ class Coinbase(ExchangeListener):
     def parse_backfill(self, symbol, path, body):
         answer = orjson.loads(body)
         if path.endswith("/ticker"):  # {"ask", "bid", "volume", "trade_id", "price", "size", "time"}
-            return [Update(symbol=symbol, time=iso_to_ms(answer["time"]), bid=decimal_str(answer["bid"]),
-                           ask=decimal_str(answer["ask"]), last=decimal_str(answer["price"]),
+            # zeros, as on the websocket ticker, are a side with no order (a product not trading yet)
+            return [Update(symbol=symbol, time=iso_to_ms(answer["time"]), bid=book_price(answer["bid"]),
+                           ask=book_price(answer["ask"]), last=last_price(answer["price"]),
                            last_size=decimal_str(answer["size"]))]
         # /trades, newest first: [{"time", "trade_id", "price", "size", "side"}]; the side is the maker's
         return [Update(symbol=symbol, time=iso_to_ms(trade["time"]), last=decimal_str(trade["price"]),
@@ -400,7 +401,9 @@ class CoinbaseVenue(Venue):
 
     def rest(self, path, query):
         """`/products` (the recorded listing), `/products/{id}/ticker` and `/products/{id}/trades` in the shapes
-        Coinbase documents, built from the tickers played so far."""
+        Coinbase documents, built from what was played: the ticker's best bid/ask is the played book's top where a
+        level2 book was played (as Coinbase answers from its book, never from the last trade's ticker), "0" for an
+        empty side; the last trade and volume from the tickers."""
         if path == "/products":
             return (200, self.listing_body) if self.listing_body else None
         parts = path.strip("/").split("/")
@@ -409,7 +412,11 @@ class CoinbaseVenue(Venue):
         product, kind = parts[1], parts[2]
         if kind == "ticker":
             t = self._tickers[product]
-            return 200, orjson.dumps({"ask": t.get("best_ask"), "bid": t.get("best_bid"), "volume": t.get("volume_24h"),
+            bid, ask = t.get("best_bid"), t.get("best_ask")
+            if product in self._books:
+                bid, _, ask, _ = self._books[product].top()
+                bid, ask = bid or "0", ask or "0"
+            return 200, orjson.dumps({"ask": ask, "bid": bid, "volume": t.get("volume_24h"),
                                       "trade_id": t.get("trade_id"), "price": t.get("price"),
                                       "size": t.get("last_size"), "time": t.get("time")}).decode()
         if kind == "trades":

@@ -288,3 +288,17 @@ def test_listener_against_the_local_exchange(local_exchange, start_listener):
     ticks.wait_for(lambda t: len(t) > count)  # the good market goes on
     status = listener.status()
     assert status["reconnects"] == 0 and status["bad_frames"] == 0 and states.items[:2] == ["connecting", "live"]
+
+
+def test_venue_rest_ticker_gives_the_played_books_top_not_the_last_trades_ticker():
+    """Coinbase's REST ticker answers its book's best bid/ask; the local exchange answers the book it played."""
+    venue = CoinbaseVenue({"SKL-USD"})
+    trade = recorded(FILE, '"product_id":"SKL-USD","price"')  # the first SKL-USD ticker: ask 0.7911 at its trade
+    assert orjson.loads(trade)["best_ask"] == "0.7911"
+    for frame in [recorded(FILE, SKL_SNAPSHOT)] + [recorded(FILE, SKL_UPDATE, index) for index in range(16)]:
+        venue.observe(frame)
+    venue.observe(trade)
+    status, body = venue.rest("/products/SKL-USD/ticker", {})
+    [update] = Coinbase().parse_backfill("SKL-USD", "/products/SKL-USD/ticker", body)
+    assert status == 200 and (update.bid, update.ask) == ("0.7901", "0.7912")  # the book's top, as played
+    assert update.last == orjson.loads(trade)["price"]
