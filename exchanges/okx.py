@@ -13,8 +13,9 @@ Protocol: https://www.okx.com/docs-v5/en/ — the sections relied on:
   connection: we reconnect at once.
 - #order-book-trading-market-data-ws-tickers-channel, -ws-trades-channel, -ws-order-book-channel, -get-ticker,
   -get-trades: tickers hold bidPx/bidSz/askPx/askSz/last/lastSz but no trade side; trades hold px/sz and `side`,
-  "trade side of taker". So the top of book comes from `tickers` (pushed on every change of the best bid or ask, and
-  on trades), and the last trade from `trades`; a ticker's `last` fills the last trade only until `trades` has
+  "trade side of taker". So the top of book comes from `tickers` (its page: "the fastest rate is 1 update/100ms
+  ... the events which can trigger update: trade, the change on best ask/bid": every change, changes within 100 ms
+  arriving as one push of the latest; quote_on_every_change True), and the last trade from `trades`; a ticker's `last` fills the last trade only until `trades` has
   pushed on the connection (a quiet market still shows the last price OKX told us). A side with no order is sent as
   `"bidPx":"","bidSz":""`: shown empty. On subscribe OKX first pushes the current ticker and the latest trade
   (the recording shows both), then changes; `ts` is epoch ms as a string.
