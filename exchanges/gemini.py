@@ -1,11 +1,45 @@
-"""Gemini market data v2: the `l2` subscription (`l2_updates` order book changes, `trade` messages, `heartbeat`).
+"""Gemini: the new WebSocket API (`{symbol}@bookTicker`, `{symbol}@trade`), and market data v2 (`l2`) while Gemini
+still serves it. The URL picks the API: `wss://ws.gemini.com` (the default) speaks the new one; a URL whose path is
+`/v2/marketdata` (`GEMINI_WS_URL=wss://api.gemini.com/v2/marketdata`) speaks v2. One exchange either way
+(`gemini:BTC-USD`), so history and watchlists do not change with the API.
 
-Protocol: https://docs.gemini.com/websocket/market-data/v2/about (subscribe, l2_updates, trade),
-https://docs.gemini.com/websocket/market-data/v2/level-2-data (initial response: full book + recent trades),
-https://docs.gemini.com/websocket/market-data/v2/unsubscribe, https://docs.gemini.com/websocket/overview/rate-limits,
-https://developer.gemini.com/websocket/archived/v2.md (v2 is archived but still served; the new API is at
-wss://ws.gemini.com), REST: https://docs.gemini.com/rest/market-data (/v1/symbols, /v1/symbols/details/{symbol},
-/v1/pubticker/{symbol}, /v1/trades/{symbol}).
+The new WebSocket API. Pages: https://developer.gemini.com/websocket/introduction (wss://ws.gemini.com, version
+0.10.7; its one connection parameter, `snapshot`, is for depth streams only), https://developer.gemini.com/websocket/streams
+(Book Ticker), https://developer.gemini.com/websocket/message-format (requests, replies, error codes),
+https://developer.gemini.com/trading/websocket/playground (SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS take an
+array of stream names), https://developer.gemini.com/websocket/archived/v2.md (v2 archived: "replaced by the new
+WebSocket API").
+- Requests `{"id", "method", "params"}`; a reply `{"id", "status": 200, "result"}`, or
+  `{"id", "status", "error": {"code", "msg"}}` (codes -1000 internal, -1002 authentication, -1003 rate limit, -1013
+  invalid parameters, -1020 unsupported operation). We send `{"id": n, "method": "SUBSCRIBE", "params":
+  ["btcusd@bookTicker", "btcusd@trade", ...]}`; a 200 reply acknowledges that request's pairs, an error reply
+  refuses them in Gemini's words ("Gemini error -1013: Invalid parameters"). What `result` holds for a subscribe is
+  not documented: any is taken.
+- Book Ticker `{"u": 1751505576085, "E": 1751508438600117161, "s": "btcusd", "b": "45000.50", "B": "1.25000000",
+  "a": "45001.00", "A": "0.75000000"}`: u the update id, E the event time in nanoseconds, prices and quantities
+  decimal strings (kept as sent). Real-time on every change of the best bid or ask (quote_on_every_change). The
+  tick's time is E // 1_000_000 (ns to epoch ms, integer division, no float). `u` orders quotes: an older one is
+  dropped (TickBook).
+- Empty side: not documented. A price that is absent, null, "" or zero is taken as an empty side (shown empty, never
+  as its last price): Gemini's streams page says of its order events that "fields with empty or zero values may be
+  omitted", and zeros are not prices.
+- Trade Stream `{symbol}@trade`: the stored copies of the docs did not let us read that section (only its name in
+  the page index). Its shape is Gemini's own, from https://github.com/gemini/developer-platform:
+  conformance/websocket/events/trade.json `{"e":"trade","E":...,"s":"btcusd","t":123456789,"p":"1000.00",
+  "q":"0.25","m":true}` and the Go SDK's TradeEvent (packages/sdk-go/websocket/models.go: `t` TradeID, `m`
+  BuyerIsMaker). So `m` true means the taker sold. `t` orders trades; E is taken in nanoseconds as on the Book
+  Ticker (the conformance fixture's E, 1700000000000, reads as ms: an open question to Gemini).
+- Unlisted pair: how the new API answers a stream of a pair it does not list is not documented. An error reply to
+  our request refuses its pairs in Gemini's words; if none comes, the panel says so after a while (`no_data_hint`),
+  as for Binance.
+- Liveness: no heartbeat stream is documented (a `ping` method is), so websocket pongs count (pong_is_liveness).
+- Limits: not published for market data subscriptions (`conninfo` reports them; -1003 is the rate-limit error). A
+  connection subscribes all its pairs in one request; later requests are paced to one a second.
+
+Market data v2 (archived, still served). Pages: https://docs.gemini.com/websocket/market-data/v2/about (subscribe,
+l2_updates, trade), https://docs.gemini.com/websocket/market-data/v2/level-2-data (initial response: full book + recent
+trades), https://docs.gemini.com/websocket/market-data/v2/unsubscribe, https://docs.gemini.com/websocket/overview/rate-limits,
+https://developer.gemini.com/websocket/archived/v2.md.
 - The first `l2_updates` of a symbol after subscribing is its whole book and carries `trades` (the last 50 or so,
   newest first: history, not new trades) and `auction_events`; later ones carry only `changes`
   ([side "buy"/"sell", price, quantity], quantity "0" removes the level). No message of the l2 channel carries a
@@ -21,25 +55,34 @@ wss://ws.gemini.com), REST: https://docs.gemini.com/rest/market-data (/v1/symbol
   the update crossed are stale; they are dropped and the market gets a gap, rather than publishing a crossed top.
 - Rate limit: "we recommend that you do not exceed 1 request per symbol per minute" (the older
   https://docs.gemini.com/websocket-api/ also said "we limit requests to 12 requests per minute", which we read as
-  connections, one per symbol in v1). No limit on messages within a connection is published: a connection
-  subscribes all its pairs in one message, and later messages are paced to one a second.
+  connections, one per symbol in v1). A connection subscribes all its pairs in one message.
+
+REST (both APIs): https://docs.gemini.com/rest/market-data (/v1/symbols, /v1/symbols/details/{symbol},
+/v1/pubticker/{symbol}, /v1/trades/{symbol}).
 """
 from __future__ import annotations
 
 from collections import deque
 from decimal import Decimal
+from itertools import count
 from typing import Optional
+from urllib.parse import urlsplit
 
 import orjson
 
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_change
-from .tick import (SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, decimal_str,
-                   epoch_ms, side_str, split_by_quote, symbol_str)
+from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, book_side,
+                   decimal_str, epoch_ms, side_str, split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
-CHANNEL = "l2"
+WS_URL = "wss://ws.gemini.com"
+V2_URL = "wss://api.gemini.com/v2/marketdata"
+V2_PATH = "/v2/marketdata"
+STREAMS = ("bookTicker", "trade")  # per pair, on the new API
+CHANNEL = "l2"                     # v2
 NO_VALID_PAIRS = "NoValidTradingPairs"
+NS_PER_MS = 1_000_000
 _NO_TOP = (None, None, None, None)
 # Quote currencies Gemini uses, longest first: the fallback split of a native symbol when no listing names its
 # base and quote (normalizing a recording, a pair nobody subscribed to). "BTCGUSD" is BTC-GUSD, not BTCG-USD.
@@ -51,62 +94,57 @@ def split_native(native: str) -> Optional[tuple[str, str]]:
     return split_by_quote(native, QUOTES)
 
 
+def is_v2_url(url: Optional[str]) -> bool:
+    """Whether `url` is market data v2's endpoint (its path is /v2/marketdata, on Gemini or the local exchange)."""
+    return bool(url) and urlsplit(url).path.rstrip("/") == V2_PATH
+
+
+def ns_to_ms(value) -> int:
+    """An event time in nanoseconds (an int) -> epoch ms, by integer division: no float ever touches it."""
+    if type(value) is not int or value < 0:
+        raise BadFrame(f"bad event time: {str(value)[:30]!r}")
+    return value // NS_PER_MS
+
+
 class Gemini(ExchangeListener):
+    """Gemini's listener. The protocol is the URL's (see the module docstring): `self.api` is a `StreamsAPI` (the
+    new WebSocket API) or a `MarketDataV2`; everything else (symbols, REST) is shared."""
     name = "gemini"
     label = "Gemini"
-    url = "wss://api.gemini.com/v2/marketdata"
+    url = WS_URL
     url_hosts = ("gemini.com",)
-    max_messages_per_s = 1.0  # Gemini publishes only "1 request per symbol per minute"; we send few, paced
+    max_messages_per_s = 1.0  # no limit published for subscriptions (v2: "1 request per symbol per minute")
+    quote_on_every_change = True  # bookTicker (and the v2 book's top) on every change of the best bid or ask
+    pong_is_liveness = True  # the new API documents no heartbeat stream (v2's heartbeats: see MarketDataV2)
     rest_url = "https://api.gemini.com"
     listing_path = "/v1/symbols"
     colour = "#0097a7"
-    recordings = ("GEMINI.ws.1.0",)
-    no_data_hint = ("subscribed; no book yet. Gemini ignores a pair it does not list when the same request names a "
-                    "valid one: check the pair is listed on Gemini")
+    recordings = ("GEMINI.ws.1.0",)  # v2 l2 frames; the local exchange derives the new API's from them
+    no_data_hint = ("subscribed; no data yet. Gemini does not document how it answers a pair it does not list: "
+                    "check the pair is listed on Gemini")
 
-    def __init__(self, *args, **kwargs):
-        self._unified: dict[str, str] = {}          # "BTCUSD" -> "BTC-USD": subscriptions and the listing
-        self._books: dict[str, OrderBook] = {}      # native -> its book on this connection
-        self._tops: dict[str, tuple] = {}           # native -> the top last published
-        self._pending: deque[list] = deque()        # natives of each subscribe not yet answered, in order sent
-        self._awaiting: set[str] = set()            # natives whose next l2_updates is their snapshot
-        self._dropped: set[str] = set()             # natives unsubscribed on this connection (updates in flight)
-        self._last_trade: dict[str, tuple] = {}     # native -> (timestamp, event_id) of the newest trade published
-        super().__init__(*args, **kwargs)
+    def __init__(self, ws_url=None, symbols=(), **kwargs):
+        self._unified: dict[str, str] = {}  # "BTCUSD" -> "BTC-USD": subscriptions and the listing
+        super().__init__(ws_url, symbols, **kwargs)
+        self.api = MarketDataV2(self) if is_v2_url(self.ws_url) else StreamsAPI(self)
+        # what differs per API, read by the base class from the instance
+        self.pong_is_liveness, self.no_data_hint = self.api.pong_is_liveness, self.api.no_data_hint
+        self.parse = self.api.parse  # the hot path: no extra call per frame
 
     def on_connected(self):
-        # A new connection sends every book afresh; the newest trade seen is kept, so the snapshot's history of a
-        # reconnect republishes no trade already published.
-        self._books.clear()
-        self._tops.clear()
-        self._pending.clear()
-        self._awaiting.clear()
-        self._dropped.clear()
+        self.api.on_connected()
 
     def subscribe_messages(self, symbols):
-        natives = [self.to_native(symbol) for symbol in symbols]
-        self._pending.append(list(natives))
-        for native in natives:
-            self._awaiting.add(native)
-            self._dropped.discard(native)
-            self._books.pop(native, None)
-            self._tops.pop(native, None)
-        return [_request("subscribe", natives)]
+        return self.api.subscribe_messages(symbols)
 
     def unsubscribe_messages(self, symbols):
-        natives = [self.to_native(symbol) for symbol in symbols]
-        for native in natives:
-            self._dropped.add(native)
-            self._awaiting.discard(native)
-            self._books.pop(native, None)
-            self._tops.pop(native, None)
-            for request in self._pending:
-                if native in request:
-                    request.remove(native)
-        self._pending = deque(request for request in self._pending if request)
-        return [_request("unsubscribe", natives)]
+        return self.api.unsubscribe_messages(symbols)
+
+    def parse(self, frame, received):  # replaced per instance by its API's parse (see __init__)
+        return self.api.parse(frame, received)
 
     def to_native(self, symbol):
+        """'BTC-USD' -> 'BTCUSD' (v2's symbol; the new API's streams take it in lower case)."""
         base, _, quote = symbol_str(symbol).partition("-")
         native = base + quote
         self._unified[native] = symbol
@@ -123,6 +161,185 @@ class Gemini(ExchangeListener):
             raise BadFrame(f"unknown symbol {native[:30]!r}")
         return symbol_str(f"{split[0]}-{split[1]}")
 
+    # REST ------------------------------------------------------------------------------------------------------
+    def parse_listing(self, body):
+        """`/v1/symbols` (["btcusd", ...]: split by known quote currencies, as the list names no base and quote) or
+        `/v1/symbols/details/{symbol}` bodies (one, or a list: exact base_currency/quote_currency, status open)."""
+        answer = orjson.loads(body)
+        entries = answer if type(answer) is list else [answer]
+        listed = []
+        for entry in entries:
+            if type(entry) is str:
+                native = entry.upper()
+                split = split_native(native)
+            elif type(entry) is dict and entry.get("status", "open") == "open" and type(entry.get("symbol")) is str:
+                native = entry["symbol"].upper()
+                base, quote = entry.get("base_currency"), entry.get("quote_currency")
+                split = (base, quote) if type(base) is str and type(quote) is str else None
+            else:
+                continue
+            if split is None:
+                continue  # perpetuals ("BTCGUSDPERP") and anything else that is not BASE+QUOTE
+            symbol = f"{split[0].upper()}-{split[1].upper()}"
+            if SYMBOL.fullmatch(symbol) and split[0].upper() + split[1].upper() == native:
+                self._unified[native] = symbol  # the listing is the exact map
+                listed.append(symbol)
+        return sorted(set(listed))
+
+    def backfill_requests(self, symbol):
+        native = self.to_native(symbol)
+        return [(f"/v1/trades/{native}", {"limit_trades": "100"}), (f"/v1/pubticker/{native}", {})]
+
+    def parse_backfill(self, symbol, path, body):
+        answer = orjson.loads(body)
+        if "/pubticker/" in path:
+            # {"bid", "ask", "last", "volume": {BASE, QUOTE, "timestamp"}}: the timestamp closes the volume window,
+            # it is not when the quote was made, so the tick has no exchange time.
+            last = answer.get("last")
+            return [Update(symbol, None, decimal_str(answer["bid"]), None, decimal_str(answer["ask"]), None,
+                           None if last is None else decimal_str(last))]
+        # /v1/trades, newest first: [{"timestamp", "timestampms", "tid", "price", "amount", "exchange", "type"}];
+        # type is the taker's side ("buy" / "sell"), or "auction" / "block", which have none.
+        return [Update(symbol, epoch_ms(trade["timestampms"]), last=decimal_str(trade["price"]),
+                       last_size=decimal_str(trade["amount"]),
+                       last_side=trade["type"] if trade.get("type") in ("buy", "sell") else None)
+                for trade in reversed(answer)]
+
+
+class StreamsAPI:
+    """The new WebSocket API's side of a Gemini listener: SUBSCRIBE requests by id, bookTicker and trade frames."""
+    pong_is_liveness = True
+    no_data_hint = Gemini.no_data_hint
+
+    def __init__(self, listener: Gemini):
+        self.listener = listener
+        self._pending: dict[str, tuple] = {}  # request id -> the symbols it subscribed (() for an unsubscribe)
+        self._ids = count(1)
+
+    def on_connected(self):
+        self._pending.clear()
+
+    def subscribe_messages(self, symbols):
+        return [self._request("SUBSCRIBE", symbols, tuple(symbols))]
+
+    def unsubscribe_messages(self, symbols):
+        return [self._request("UNSUBSCRIBE", symbols, ())]
+
+    def streams(self, symbols) -> list[str]:
+        return [f"{self.listener.to_native(symbol).lower()}@{stream}" for symbol in symbols for stream in STREAMS]
+
+    def _request(self, method, symbols, pending) -> str:
+        request_id = str(next(self._ids))  # ids may be strings or numbers; replies echo them
+        self._pending[request_id] = pending
+        return orjson.dumps({"id": request_id, "method": method, "params": self.streams(symbols)}).decode()
+
+    def parse(self, frame, received):
+        message = orjson.loads(frame)
+        if type(message) is not dict:
+            raise BadFrame("not a JSON object")
+        if "id" in message or "status" in message:
+            return self._reply(message)
+        kind = message.get("e")
+        if kind == "trade" or (kind is None and "t" in message):
+            # (symbol, time, 4 x no quote, last, last_size, taker side, trade id): m is "buyer is maker", so true
+            # means the taker sold; the trade id orders trades (TickBook drops an older one)
+            maker = message["m"]
+            if type(maker) is not bool:
+                raise BadFrame("bad 'm'")
+            return [Update(self._symbol(message), ns_to_ms(message["E"]), None, None, None, None,
+                           decimal_str(message["p"]), decimal_str(message["q"]), "sell" if maker else "buy",
+                           _id(message, "t"))]
+        if kind in (None, "bookTicker") and "u" in message:
+            # the update id orders quotes; a side with no price is empty, never its last price
+            return [Update(self._symbol(message), ns_to_ms(message["E"]), *_side(message, "b", "B"),
+                           *_side(message, "a", "A"), None, None, None, _id(message, "u"))]
+        if kind is not None or "lastUpdateId" in message:
+            return []  # depth streams, order events ...: no tick here
+        raise BadFrame("neither stream data nor a reply")
+
+    def _symbol(self, message) -> str:
+        native = message.get("s")
+        if type(native) is not str:
+            raise BadFrame("no symbol 's'")
+        return self.listener.from_native(native.upper())  # streams name pairs in lower case: "btcusd"
+
+    def _reply(self, message) -> list:
+        symbols = self._pending.pop(message.get("id"), None)
+        error = message.get("error")
+        if message.get("status") == 200 and error is None:
+            return [Subscribed(symbols or None)]
+        if type(error) is dict:
+            reason = f"Gemini error {error.get('code')}: {error.get('msg')}"
+        else:
+            reason = f"Gemini error: status {message.get('status')}"
+        if symbols:
+            return [Rejected(symbol, reason) for symbol in symbols]
+        return [ExchangeError(reason)]
+
+
+def _id(message: dict, field: str) -> int:
+    """An ordering id (`u`, `t`): an int, or the frame is bad (it could not be ordered)."""
+    value = message[field]
+    if type(value) is not int or value < 0:
+        raise BadFrame(f"bad '{field}'")
+    return value
+
+
+def _side(message: dict, price_field: str, size_field: str) -> tuple[str, str]:
+    """A bookTicker side: (price, size) as sent, or (EMPTY, EMPTY) where no price is given (absent, null, "", zero)."""
+    price = message.get(price_field)
+    if price is None or price == "":
+        return EMPTY, EMPTY
+    return book_side(price, message.get(size_field))
+
+
+class MarketDataV2:
+    """Market data v2's side of a Gemini listener: the `l2` subscription, its kept book and its trades."""
+    pong_is_liveness = False  # v2 sends its own heartbeat every 5 s
+    no_data_hint = ("subscribed; no book yet. Gemini ignores a pair it does not list when the same request names a "
+                    "valid one: check the pair is listed on Gemini")
+
+    def __init__(self, listener: Gemini):
+        self.listener = listener
+        self._books: dict[str, OrderBook] = {}      # native -> its book on this connection
+        self._tops: dict[str, tuple] = {}           # native -> the top last published
+        self._pending: deque[list] = deque()        # natives of each subscribe not yet answered, in order sent
+        self._awaiting: set[str] = set()            # natives whose next l2_updates is their snapshot
+        self._dropped: set[str] = set()             # natives unsubscribed on this connection (updates in flight)
+        self._last_trade: dict[str, tuple] = {}     # native -> (timestamp, event_id) of the newest trade published
+
+    def on_connected(self):
+        # A new connection sends every book afresh; the newest trade seen is kept, so the snapshot's history of a
+        # reconnect republishes no trade already published.
+        self._books.clear()
+        self._tops.clear()
+        self._pending.clear()
+        self._awaiting.clear()
+        self._dropped.clear()
+
+    def subscribe_messages(self, symbols):
+        natives = [self.listener.to_native(symbol) for symbol in symbols]
+        self._pending.append(list(natives))
+        for native in natives:
+            self._awaiting.add(native)
+            self._dropped.discard(native)
+            self._books.pop(native, None)
+            self._tops.pop(native, None)
+        return [_request("subscribe", natives)]
+
+    def unsubscribe_messages(self, symbols):
+        natives = [self.listener.to_native(symbol) for symbol in symbols]
+        for native in natives:
+            self._dropped.add(native)
+            self._awaiting.discard(native)
+            self._books.pop(native, None)
+            self._tops.pop(native, None)
+            for request in self._pending:
+                if native in request:
+                    request.remove(native)
+        self._pending = deque(request for request in self._pending if request)
+        return [_request("unsubscribe", natives)]
+
     def parse(self, frame, received):
         message = orjson.loads(frame)
         if type(message) is not dict:
@@ -132,7 +349,7 @@ class Gemini(ExchangeListener):
             return self._l2_updates(message)
         if kind == "trade":
             native = message.get("symbol")
-            symbol = self.from_native(native)
+            symbol = self.listener.from_native(native)
             key, update = _trade(symbol, message)
             if key > self._last_trade.get(native, (-1, -1)):
                 self._last_trade[native] = key
@@ -147,7 +364,7 @@ class Gemini(ExchangeListener):
 
     def _l2_updates(self, message) -> list:
         native = message.get("symbol")
-        symbol = self.from_native(native)
+        symbol = self.listener.from_native(native)
         changes = message["changes"]
         if type(changes) is not list:
             raise BadFrame("bad 'changes'")
@@ -203,52 +420,8 @@ class Gemini(ExchangeListener):
         if reason == NO_VALID_PAIRS and self._pending:
             natives = self._pending.popleft()  # the oldest unanswered subscribe named no pair Gemini lists
             self._awaiting.difference_update(natives)
-            return [Rejected(self.from_native(native), text) for native in natives]
+            return [Rejected(self.listener.from_native(native), text) for native in natives]
         return [ExchangeError(text)]
-
-    # REST ------------------------------------------------------------------------------------------------------
-    def parse_listing(self, body):
-        """`/v1/symbols` (["btcusd", ...]: split by known quote currencies, as the list names no base and quote) or
-        `/v1/symbols/details/{symbol}` bodies (one, or a list: exact base_currency/quote_currency, status open)."""
-        answer = orjson.loads(body)
-        entries = answer if type(answer) is list else [answer]
-        listed = []
-        for entry in entries:
-            if type(entry) is str:
-                native = entry.upper()
-                split = split_native(native)
-            elif type(entry) is dict and entry.get("status", "open") == "open" and type(entry.get("symbol")) is str:
-                native = entry["symbol"].upper()
-                base, quote = entry.get("base_currency"), entry.get("quote_currency")
-                split = (base, quote) if type(base) is str and type(quote) is str else None
-            else:
-                continue
-            if split is None:
-                continue  # perpetuals ("BTCGUSDPERP") and anything else that is not BASE+QUOTE
-            symbol = f"{split[0].upper()}-{split[1].upper()}"
-            if SYMBOL.fullmatch(symbol) and split[0].upper() + split[1].upper() == native:
-                self._unified[native] = symbol  # the listing is the exact map
-                listed.append(symbol)
-        return sorted(set(listed))
-
-    def backfill_requests(self, symbol):
-        native = self.to_native(symbol)
-        return [(f"/v1/trades/{native}", {"limit_trades": "100"}), (f"/v1/pubticker/{native}", {})]
-
-    def parse_backfill(self, symbol, path, body):
-        answer = orjson.loads(body)
-        if "/pubticker/" in path:
-            # {"bid", "ask", "last", "volume": {BASE, QUOTE, "timestamp"}}: the timestamp closes the volume window,
-            # it is not when the quote was made, so the tick has no exchange time.
-            last = answer.get("last")
-            return [Update(symbol, None, decimal_str(answer["bid"]), None, decimal_str(answer["ask"]), None,
-                           None if last is None else decimal_str(last))]
-        # /v1/trades, newest first: [{"timestamp", "timestampms", "tid", "price", "amount", "exchange", "type"}];
-        # type is the taker's side ("buy" / "sell"), or "auction" / "block", which have none.
-        return [Update(symbol, epoch_ms(trade["timestampms"]), last=decimal_str(trade["price"]),
-                       last_size=decimal_str(trade["amount"]),
-                       last_side=trade["type"] if trade.get("type") in ("buy", "sell") else None)
-                for trade in reversed(answer)]
 
 
 def _request(kind, natives):
@@ -299,17 +472,40 @@ def _uncross(book: OrderBook, levels: list) -> int:
 
 
 class GeminiVenue(Venue):
-    """Gemini's side, for the local exchange: `subscribe`/`unsubscribe` with `subscriptions`, a full-book
-    `l2_updates` (with recent trades) answering each new l2 subscription, built from the frames played so far,
-    `NoValidTradingPairs` for a request naming no listed pair, a heartbeat each second (Gemini: every 5 s; the
-    simulator's tick is 1 s), and the REST ticker and trades from what was played."""
+    """Gemini's side, for the local exchange: both APIs on one server, told apart by the path a client opens.
 
-    path = "/v2/marketdata"
+    The new WebSocket API at "/" (as wss://ws.gemini.com): SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS (either
+    case) by id, answered `{"id", "status": 200, "result": null}` (a subscribe's result is not documented; null)
+    and, for LIST_SUBSCRIPTIONS, the stream names; a request it cannot read `{"id", "status": 400, "error":
+    {"code": -1013, "msg": "Invalid parameters"}}`, an unknown method -1020 "Unsupported operation" (the codes and
+    texts of the Message Format page's table; the live server's wording may differ). A stream of a pair it does not
+    list is accepted and sends nothing (undocumented: as Binance does). No heartbeat; websocket pings are answered.
+    No snapshot on subscribing (none is documented for bookTicker or trade): the first frame is the next change.
+
+    The recordings hold v2 frames only, so the new API's frames are DERIVED, not recorded (`derived`, played right
+    after the v2 frame they come from): after each recorded `l2_updates`, the top of the book kept from the
+    recorded frames so far, when it changed, as a bookTicker `{"u", "E", "s", "b", "B", "a", "A"}` with u a counter
+    of the derived quotes (v2 has no update id) and E the recording's receipt time of that frame in ns (v2's book
+    carries no time); for each recorded v2 `trade` message, a trade `{"e": "trade", "E", "s", "t", "p", "q", "m"}`
+    with E its timestamp (ms) in ns, t its tid (event_id where it has none), m true where the taker sold. An empty
+    side would be sent as "" (undocumented; the recording has none). The history of trades a v2 snapshot carries
+    gives no trade frame: the new API sends only new trades.
+
+    Market data v2 at /v2/marketdata: `subscribe`/`unsubscribe` with `subscriptions`, a full-book `l2_updates` (with
+    recent trades) answering each new l2 subscription, built from the frames played so far, `NoValidTradingPairs`
+    for a request naming no listed pair, a heartbeat each second (Gemini: every 5 s; the simulator's tick is 1 s).
+    REST (both): the ticker and trades from what was played."""
+
+    path = "/"
 
     def __init__(self, listed=None, listing_body=None):
         super().__init__(listed, listing_body)
         self._books: dict[str, OrderBook] = {}  # native -> its book as played
         self._trades: dict[str, deque] = {}     # native -> its recent trades played, oldest first (Gemini's dicts)
+        # what `derived` keeps, apart from what is played: it runs over the whole recording before the market opens
+        self._derived_books: dict[str, OrderBook] = {}
+        self._derived_tops: dict[str, tuple] = {}
+        self._quote_ids = count(1)
 
     def route(self, frame):
         message = orjson.loads(frame)
@@ -319,10 +515,18 @@ class GeminiVenue(Venue):
         symbol = message.get("symbol")
         if kind in ("l2_updates", "trade") and type(symbol) is str:
             return f"{CHANNEL}:{symbol}"
+        stream = message.get("s")  # a new API frame (derived, or a recording of the new API)
+        if type(stream) is str and "id" not in message:
+            if message.get("e") == "trade" or "t" in message:
+                return f"{stream}@trade"
+            if "u" in message:
+                return f"{stream}@bookTicker"
         return BROADCAST
 
     def symbol_of(self, key):
-        return key.partition(":")[2]
+        if "@" in key:
+            return key.partition("@")[0].upper()  # "filusd@bookTicker" -> FILUSD
+        return key.partition(":")[2]               # "l2:FILUSD"
 
     @staticmethod
     def listing(body):
@@ -330,7 +534,36 @@ class GeminiVenue(Venue):
         entries = answer if type(answer) is list else [answer]
         return {(entry if type(entry) is str else entry.get("symbol", "")).upper() for entry in entries}
 
+    def on_open(self, session, path):
+        session["keys"] = set()
+        session["api"] = "v2" if is_v2_url("ws://local" + path) else "streams"
+        return []
+
     def on_message(self, session, text):
+        if session.get("api") == "v2":
+            return self._v2_message(session, text)
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [_reply(None, 400, -1013, "Invalid parameters")]
+        if type(message) is not dict:
+            return [_reply(None, 400, -1013, "Invalid parameters")]
+        request_id, method, params = message.get("id"), message.get("method"), message.get("params")
+        method = method.upper() if type(method) is str else ""
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS"):
+            return [_reply(request_id, 400, -1020, "Unsupported operation")]
+        if method == "LIST_SUBSCRIPTIONS":
+            return [_reply(request_id, 200, result=sorted(session["keys"]))]
+        if (type(params) is not list or not params
+                or not all(type(p) is str and p.partition("@")[0] and p.partition("@")[2] for p in params)):
+            return [_reply(request_id, 400, -1013, "Invalid parameters")]
+        if method == "SUBSCRIBE":
+            session["keys"].update(params)  # listed or not: an unlisted pair's stream just sends nothing
+        else:
+            session["keys"].difference_update(params)
+        return [_reply(request_id, 200, result=None)]
+
+    def _v2_message(self, session, text):
         try:
             message = orjson.loads(text)
             kind = message["type"]
@@ -356,7 +589,7 @@ class GeminiVenue(Venue):
                 if native in self._books]
 
     def snapshot(self, native: str) -> str:
-        """The whole book and recent trades of `native` as played so far, in the shape of Gemini's first message."""
+        """The whole book and recent trades of `native` as played so far, in the shape of v2's first message."""
         book = self._books.get(native) or OrderBook()
         changes = [["buy", price, size] for price, size in reversed(book.bids.values())]
         changes += [["sell", price, size] for price, size in book.asks.values()]
@@ -364,15 +597,66 @@ class GeminiVenue(Venue):
         return orjson.dumps({"type": "l2_updates", "symbol": native, "changes": changes, "trades": trades,
                              "auction_events": []}).decode()
 
+    def derived(self, frame, received):
+        """The new API's frames beside a recorded v2 frame (DERIVED, see the class docstring): [(stream, frame)].
+        Never raises: garbage in a recording derives nothing."""
+        try:
+            return self._derive(frame, received)
+        except Exception:
+            return []
+
+    def _derive(self, frame, received) -> list:
+        if frame.startswith('{"type":"trade"'):
+            trade = orjson.loads(frame)
+            stream = trade["symbol"].lower()
+            trade_id = trade["tid"] if type(trade.get("tid")) is int else trade["event_id"]
+            side = side_str(trade["side"])
+            return [(f"{stream}@trade", orjson.dumps({
+                "e": "trade", "E": epoch_ms(trade["timestamp"]) * NS_PER_MS, "s": stream, "t": trade_id,
+                "p": decimal_str(trade["price"]), "q": decimal_str(trade["quantity"]), "m": side == "sell"}).decode())]
+        if not frame.startswith('{"type":"l2_updates"') or received is None:
+            return []  # no receipt time (a raw frame): a quote could not be dated
+        message = orjson.loads(frame)
+        native = message["symbol"]
+        levels = [book_change(change) for change in message["changes"]]
+        if "trades" in message:  # a snapshot: the book starts again
+            self._derived_books[native] = OrderBook()
+        book = self._derived_books.setdefault(native, OrderBook())
+        for side, price, size in levels:
+            book.set(side, price, size)
+        top = book.top()
+        if top == self._derived_tops.get(native):
+            return []  # a change behind the top: bookTicker says nothing
+        self._derived_tops[native] = top
+        bid, bid_size, ask, ask_size = top
+        stream = native.lower()
+        return [(f"{stream}@bookTicker", orjson.dumps({
+            "u": next(self._quote_ids), "E": _seconds_to_ns(received), "s": stream, "b": bid, "B": bid_size,
+            "a": ask, "A": ask_size}).decode())]
+
     def error_frame(self, text):
-        return _error(text or "InternalError")
+        # one frame for every client: the new API's (the default path)
+        return _reply(None, 500, -1000, text or "Internal server error")
 
     def refusal(self, session, text):
-        if '"subscribe"' not in text:
+        if session.get("api") == "v2":
+            if '"subscribe"' not in text:
+                return None
+            return [_error(NO_VALID_PAIRS)]  # the one refusal of a subscribe v2 is known to send
+        message = self.request_of(text, "method", "SUBSCRIBE") or self.request_of(text, "method", "subscribe")
+        if message is None:
             return None
-        return [_error(NO_VALID_PAIRS)]  # the one refusal of a subscribe Gemini is known to send
+        return [_reply(message.get("id"), 429, -1003, "Rate limit exceeded")]
 
     def next_pass(self, frame, passes):
+        if frame.startswith('{"u"'):  # a derived quote: its update id goes on
+            message = orjson.loads(frame)
+            renumbered(message, ("u",), passes)
+            return orjson.dumps(message).decode()
+        if frame.startswith('{"e":"trade"'):  # a derived trade: its trade id goes on
+            message = orjson.loads(frame)
+            renumbered(message, ("t",), passes)
+            return orjson.dumps(message).decode()
         if '"event_id"' not in frame:
             return frame
         message = orjson.loads(frame)
@@ -426,7 +710,23 @@ class GeminiVenue(Venue):
                                   "last": trades[-1]["price"] if trades else None}).decode()
 
     def heartbeats(self, session, now):
+        if session.get("api") != "v2":
+            return []  # the new API documents no heartbeat stream
         return [orjson.dumps({"type": "heartbeat", "timestamp": int(now * 1000)}).decode()]
+
+
+def _reply(request_id, status, code=None, msg="", result=None) -> str:
+    """A reply of the new API (Message Format page): success `{"id", "status", "result"}`, error `{"id", "status",
+    "error": {"code", "msg"}}`."""
+    if code is None:
+        return orjson.dumps({"id": request_id, "status": status, "result": result}).decode()
+    return orjson.dumps({"id": request_id, "status": status, "error": {"code": code, "msg": msg}}).decode()
+
+
+def _seconds_to_ns(received) -> int:
+    """A recording's receipt time (epoch seconds as recorded) -> ns, from its decimal digits (no float arithmetic)."""
+    text = received if type(received) is str else repr(float(received))
+    return int(Decimal(text).scaleb(9))
 
 
 def _error(reason, message=""):

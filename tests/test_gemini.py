@@ -1,5 +1,6 @@
-"""Gemini market data v2 on real recorded frames (upstream/GEMINI.ws.1.0) and documented ones; its order book, its
-venue, and the real listener against the local exchange over loopback."""
+"""Gemini: market data v2 on real recorded frames (upstream/GEMINI.ws.1.0) and documented ones, its order book; the
+new WebSocket API on documented frames and on the frames the local exchange derives from the v2 recording; the venue
+speaking both; and the real listener against the local exchange over loopback, on either API."""
 import json
 from decimal import Decimal
 
@@ -8,15 +9,20 @@ import pytest
 from unittest.mock import ANY
 
 from conftest import Collector, UPSTREAM, apply_changes, documented, recorded
-from exchanges.gemini import Gemini, GeminiVenue
+from exchanges.gemini import V2_PATH, V2_URL, Gemini, GeminiVenue, MarketDataV2, StreamsAPI
 from exchanges.recording import read_frames
 from exchanges.tick import EMPTY, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, TickBook, Update
 
 FILE = "GEMINI.ws.1.0"
 
 
+def v2():
+    """A listener speaking market data v2 (its URL picks the API)."""
+    return Gemini(V2_URL)
+
+
 def parse(frame, listener=None):
-    return (listener or Gemini()).parse(frame, 0)
+    return (listener or v2()).parse(frame, 0)
 
 
 def frames():
@@ -32,7 +38,7 @@ def test_first_l2_updates_is_the_book_and_its_newest_trade_is_the_last_trade():
 
 
 def test_a_subscribed_pairs_snapshot_acknowledges_it():
-    gemini = Gemini()
+    gemini = v2()
     gemini.subscribe_messages(["ALCX-USD"])
     items = parse(recorded(FILE, '"symbol":"ALCXUSD"'), gemini)
     assert items[0] == Subscribed(("ALCX-USD",)) and len(items) == 3
@@ -46,7 +52,7 @@ def test_snapshot_trades_are_history_taken_at_their_newest_even_out_of_order():
 
 
 def test_updates_publish_the_top_only_when_it_changes():
-    gemini = Gemini()
+    gemini = v2()
     parse(recorded(FILE, '"symbol":"FILUSD"'), gemini)
     assert parse(recorded(FILE, '"symbol":"FILUSD"', 1), gemini) == [
         Update("FIL-USD", None, "58.4033", "84.272973", "58.4864", "56")]  # a better bid
@@ -68,7 +74,7 @@ def test_heartbeat_is_liveness_not_data():
 
 
 def test_documented_initial_response_and_update():
-    gemini = Gemini()
+    gemini = v2()
     assert parse(documented("gemini_l2_initial"), gemini) == [
         Update("BTC-USD", None, "9122.04", "0.00121425", "9122.07", "0.98942292"),
         Update("BTC-USD", 1560976400428, last="9122.04", last_size="0.0073173", last_side="sell", sequence=ANY)]
@@ -76,7 +82,7 @@ def test_documented_initial_response_and_update():
 
 
 def test_removing_the_last_level_of_a_side_empties_it():
-    gemini, book = Gemini(), TickBook("gemini")
+    gemini, book = v2(), TickBook("gemini")
     parse('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","2"]],"trades":[]}', gemini)
     [update] = parse('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","0"]]}', gemini)
     assert update == Update("BTC-USD", None, EMPTY, EMPTY, "101", "2")
@@ -88,7 +94,7 @@ def test_removing_the_last_level_of_a_side_empties_it():
 def test_a_reconnect_snapshot_replaces_the_book_before_its_trade_is_merged():
     """The trade of a fresh snapshot is shown with the fresh book, never with the bid/ask from before the
     reconnect (a row that never existed)."""
-    gemini, book = Gemini(), TickBook("gemini")
+    gemini, book = v2(), TickBook("gemini")
     before = ('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","2"]],'
               '"trades":[]}')
     for item in parse(before, gemini):
@@ -103,7 +109,7 @@ def test_a_reconnect_snapshot_replaces_the_book_before_its_trade_is_merged():
 
 
 def test_an_older_trade_message_never_becomes_the_last_trade():
-    gemini, book = Gemini(), TickBook("gemini")
+    gemini, book = v2(), TickBook("gemini")
     newer = ('{"type":"trade","symbol":"BTCUSD","event_id":9,"timestamp":1700000000500,"price":"101",'
              '"quantity":"1","side":"buy"}')
     older = newer.replace('"event_id":9', '"event_id":8').replace("500", "400").replace('"101"', '"99"')
@@ -116,7 +122,7 @@ def test_other_channels_yield_no_tick():
 
 
 def test_a_reconnect_snapshot_republishes_no_trade_already_published():
-    gemini = Gemini()
+    gemini = v2()
     snapshot = recorded(FILE, '"symbol":"ALCXUSD"')
     parse(snapshot, gemini)
     gemini.on_connected()
@@ -131,7 +137,7 @@ def test_a_reconnect_snapshot_republishes_no_trade_already_published():
 
 def test_the_book_stays_right_over_every_recorded_frame():
     """After each l2_updates frame the published top equals a book rebuilt here from plain dicts."""
-    gemini = Gemini()
+    gemini = v2()
     books, published, checked = {}, {}, 0
     for frame in frames():
         message = json.loads(frame)
@@ -156,7 +162,7 @@ def test_a_crossed_book_drops_the_stale_levels_and_marks_a_gap():
     """v2 has no sequence numbers, so a crossing is the one sign of a missed update: the levels this update
     crossed are what the missed one removed. They go, and the market gets a gap (not a bad frame: the frame is
     good, our book was behind)."""
-    gemini = Gemini()
+    gemini = v2()
     parse('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","2"],["sell","102","3"]],'
           '"trades":[]}', gemini)
     items = parse('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","101.5","4"]]}', gemini)
@@ -170,7 +176,7 @@ def test_a_crossed_book_drops_the_stale_levels_and_marks_a_gap():
 def test_an_update_before_any_snapshot_is_a_bad_frame_unless_we_just_unsubscribed():
     """With no book there is nothing to apply it to, and its levels alone are not the market's top: counted as a
     bad frame (it breaks the protocol). After our unsubscribe, frames in flight are expected and dropped."""
-    gemini = Gemini()
+    gemini = v2()
     with pytest.raises(BadFrame, match="before its snapshot"):
         parse(documented("gemini_l2_update"), gemini)
     gemini.subscribe_messages(["BTC-USD"])
@@ -183,14 +189,14 @@ def test_an_update_before_any_snapshot_is_a_bad_frame_unless_we_just_unsubscribe
 
 
 def test_the_first_frame_after_subscribing_is_the_snapshot_even_without_trades():
-    gemini = Gemini()
+    gemini = v2()
     gemini.subscribe_messages(["BTC-USD"])
     assert parse(documented("gemini_l2_update"), gemini) == [
         Subscribed(("BTC-USD",)), Update("BTC-USD", None, EMPTY, EMPTY, "9160.20", "0.1921229751")]
 
 
 def test_no_valid_pairs_rejects_the_oldest_unanswered_subscribe():
-    gemini = Gemini()
+    gemini = v2()
     gemini.subscribe_messages(["BTC-USD"])
     gemini.subscribe_messages(["BTC-FOO", "ETH-FOO"])
     parse(documented("gemini_l2_initial"), gemini)  # answers the first request
@@ -222,7 +228,7 @@ def test_bad_frames_raise_so_the_listener_counts_them(frame, reason):
 
 
 def test_a_bad_frame_leaves_the_book_as_it_was():
-    gemini = Gemini()
+    gemini = v2()
     parse(documented("gemini_l2_initial"), gemini)
     with pytest.raises(BadFrame):
         parse('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","9123","1"],["buy","x","1"]]}', gemini)
@@ -253,8 +259,8 @@ def test_listing_parsers_on_documented_bodies():
     assert Gemini().parse_listing(json.dumps([closed])) == []
 
 
-def test_subscribe_and_unsubscribe_messages():
-    gemini = Gemini()
+def test_v2_subscribe_and_unsubscribe_messages():
+    gemini = v2()
     assert gemini.subscribe_messages(["BTC-USD", "ETH-BTC"]) == [
         '{"type":"subscribe","subscriptions":[{"name":"l2","symbols":["BTCUSD","ETHBTC"]}]}']
     assert gemini.unsubscribe_messages(["BTC-USD"]) == [
@@ -275,19 +281,21 @@ def test_backfill_from_documented_rest_answers():
 
 
 # --- the venue ----------------------------------------------------------------------------------------------------
-def test_venue_answers_like_gemini():
+def test_venue_answers_like_gemini_v2_on_its_path():
     venue = GeminiVenue({"BTCUSD", "ETHUSD"})
-    session = {"keys": set()}
+    session, other = {}, {}
+    venue.on_open(session, V2_PATH)
+    venue.on_open(other, V2_PATH)
     # ETHBTC is not listed: ignored. Nothing played yet: no snapshot claims an empty book, the recorded first
     # message (itself a snapshot) will answer.
     assert venue.on_message(session, documented("gemini_subscribe")) == []
     assert session["keys"] == {"l2:BTCUSD", "l2:ETHUSD"}
     venue.observe('{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"]],"trades":[]}')
-    [btc] = venue.on_message({"keys": set()}, documented("gemini_subscribe"))  # played: the book so far
+    [btc] = venue.on_message(other, documented("gemini_subscribe"))  # played: the book so far
     assert json.loads(btc) == {"type": "l2_updates", "symbol": "BTCUSD", "changes": [["buy", "100", "1"]],
                                "trades": [], "auction_events": []}
     assert venue.on_message(session, documented("gemini_subscribe")) == []  # already subscribed
-    assert venue.on_message(session, Gemini().subscribe_messages(["BTC-FOO"])[0]) == [
+    assert venue.on_message(session, v2().subscribe_messages(["BTC-FOO"])[0]) == [
         '{"result":"error","reason":"NoValidTradingPairs"}']
     assert venue.on_message(session, documented("gemini_unsubscribe")) == [] and session["keys"] == {"l2:ETHUSD"}
     [beat] = venue.heartbeats(session, 1624493666.5)
@@ -303,12 +311,13 @@ def test_venue_snapshot_mid_replay_carries_on_as_if_subscribed_from_the_start():
     first message's shape), then the changes: its top equals a client's that saw every frame."""
     recorded_frames = frames()
     venue = GeminiVenue({"FILUSD"})
-    everything, late = Gemini(), Gemini()
+    everything, late = v2(), v2()
     split = len(recorded_frames) // 2
     tops_from_start = []
     for index, frame in enumerate(recorded_frames):
         if index == split:
-            session = {"keys": set()}
+            session = {}
+            venue.on_open(session, V2_PATH)
             [snapshot] = venue.on_message(session, late.subscribe_messages(["FIL-USD"])[0])
             shape = json.loads(snapshot)
             first = json.loads(recorded(FILE, '"symbol":"FILUSD"'))
@@ -326,9 +335,9 @@ def test_venue_snapshot_mid_replay_carries_on_as_if_subscribed_from_the_start():
                 tops_from_start.append(item)
         if index >= split and venue.route(frame) == "l2:FILUSD":
             late.parse(frame, 0)
-    assert late._books["FILUSD"].top() == everything._books["FILUSD"].top()
-    assert late._books["FILUSD"].bids == everything._books["FILUSD"].bids
-    assert late._books["FILUSD"].asks == everything._books["FILUSD"].asks
+    assert late.api._books["FILUSD"].top() == everything.api._books["FILUSD"].top()
+    assert late.api._books["FILUSD"].bids == everything.api._books["FILUSD"].bids
+    assert late.api._books["FILUSD"].asks == everything.api._books["FILUSD"].asks
 
 
 def test_venue_serves_ticker_and_trades_from_what_was_played():
@@ -347,10 +356,13 @@ def test_venue_serves_ticker_and_trades_from_what_was_played():
 
 
 # --- the real listener over loopback ------------------------------------------------------------------------------
-def test_listener_against_the_local_exchange(local_exchange, start_listener):
+def test_v2_listener_against_the_local_exchange(local_exchange, start_listener):
+    """v2 stays selectable: its URL's path picks it, and the local exchange serves it on that path."""
     ticks, markets, states = Collector(), Collector(), Collector()
-    listener = Gemini(local_exchange.urls["gemini"], ["FIL-USD"], on_tick=ticks, on_market=markets,
+    url = local_exchange.urls["gemini"].rstrip("/") + V2_PATH
+    listener = Gemini(url, ["FIL-USD"], on_tick=ticks, on_market=markets,
                       on_state=lambda status: states(status["state"]))
+    assert type(listener.api) is MarketDataV2 and not listener.pong_is_liveness
     start_listener(listener)
     markets.wait_for(lambda m: ("gemini:FIL-USD", "subscribed", "") in m)
     ticks.wait_for(lambda t: any(tick["bid"] and tick["ask"] for tick in t))
