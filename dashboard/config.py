@@ -108,6 +108,8 @@ class Settings:
     max_markets_per_client: int = 50
     subscribe_rate: float = 10.0  # subscribe/unsubscribe events a second per client ...
     subscribe_burst: int = 20     # ... in bursts of at most this many
+    max_markets_per_exchange: int = 200  # markets one listener streams at most (the configured ones always)
+    release_after_s: float = 5.0  # a market nobody watches is let go after this long
     log_level: str = "INFO"
     role: str = "all"      # all (one process), collector or web (team mode, over Redis)
     redis_url: str = ""
@@ -143,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-markets-per-client", type=int, help="markets one browser may watch (MAX_MARKETS_PER_CLIENT, 50)")
     add("--subscribe-rate", type=float, help="subscribe/unsubscribe events a second per client, bursts of twice "
         "that (SUBSCRIBE_RATE, default 10)")
+    add("--max-markets-per-exchange", type=int, help="markets streamed at most per exchange, the configured ones "
+        "included and never refused (MAX_MARKETS_PER_EXCHANGE, default 200)")
+    add("--release-after", type=float, dest="release_after_s", help="seconds after which a market nobody watches is "
+        "no longer streamed (RELEASE_AFTER_S, default 5)")
     add("--history-url", help="where every tick is kept (HISTORY_URL, default sqlite:///data/{mode}/history.sqlite3, "
         "relative to the project; {mode} is live or replay)")
     add("--no-history", action="store_true", help="keep no history (ticks live in memory only)")
@@ -212,7 +218,11 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         log_level=pick(args.log_level, "LOG_LEVEL", "INFO").upper(),
         max_markets_per_client=pick(args.max_markets_per_client, "MAX_MARKETS_PER_CLIENT", 50, int),
         subscribe_rate=pick(args.subscribe_rate, "SUBSCRIBE_RATE", 10.0, float),
+        max_markets_per_exchange=pick(args.max_markets_per_exchange, "MAX_MARKETS_PER_EXCHANGE", 200, int),
+        release_after_s=pick(args.release_after_s, "RELEASE_AFTER_S", 5.0, float),
     )
+    if settings.max_markets_per_exchange < 1 or settings.release_after_s < 0:
+        raise SystemExit("MAX_MARKETS_PER_EXCHANGE must be at least 1 and RELEASE_AFTER_S not negative")
     settings.subscribe_burst = max(1, int(settings.subscribe_rate * 2))
     settings.history_url = None if args.no_history else for_mode(
         pick(args.history_url, "HISTORY_URL", DEFAULT_HISTORY_URL), settings.mode)
