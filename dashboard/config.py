@@ -114,6 +114,11 @@ class Settings:
     role: str = "all"      # all (one process), collector or web (team mode, over Redis)
     redis_url: str = ""
     web_id: str = ""       # names a web process's lease in Redis (default host:port)
+    # The listening socket (dashboard/serving.py).
+    allowed_hosts: list = field(default_factory=list)  # Host header names served (default_allowed_hosts)
+    header_timeout_s: float = 10.0   # a connection's request line and headers must arrive within this
+    max_pending_headers: int = 128   # connections waiting on their request at once; over it the oldest is closed
+    max_connections: int = 0         # open client connections; 0: the open-file limit less a reserve
 
     @property
     def mode(self) -> str:
@@ -163,11 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
         "(ROLE)")
     add("--redis-url", help="Redis connecting the collector and the web processes, e.g. redis://127.0.0.1:6379/0 "
         "(REDIS_URL; needed by --role collector and web)")
+    add("--allowed-hosts", help="comma-separated names the server may be reached by (the Host header; a name "
+        "matches any port, NAME:PORT one port, .example.com its subdomains too, * any) (ALLOWED_HOSTS, default "
+        "localhost, 127.0.0.1, ::1 and --host)")
+    add("--header-timeout", type=float, dest="header_timeout_s", help="seconds a connection has to send its request "
+        "line and headers, also between keep-alive requests (HEADER_TIMEOUT_S, default 10)")
+    add("--max-pending-headers", type=int, help="connections that may wait on their request at once; a new one "
+        "over it closes the one waiting longest (MAX_PENDING_HEADERS, default 128)")
+    add("--max-connections", type=int, help="open client connections; more are answered 503 and closed "
+        "(MAX_CONNECTIONS, default 0: the open-file limit less a reserve)")
     for name in EXCHANGES:
         add(f"--{name}-ws-url", dest=f"url_{name}", metavar="URL", help=f"{name} websocket URL ({env_key(name)})")
         add(f"--{name}-rest-url", dest=f"rest_{name}", metavar="URL", help=f"{name} REST API ({rest_key(name)})")
         add(f"--no-{name}", dest=f"no_{name}", action="store_true", help=f"do not start the {name} listener")
     return parser
+
+
+def default_allowed_hosts(host: str) -> list:
+    """The names a browser on this machine uses, and the bound address unless it is a wildcard. DNS rebinding
+    needs a name of the attacker's, so these are safe whatever the port (a proxy in front may use its own)."""
+    names = ["localhost", "127.0.0.1", "::1"]
+    bound = host.strip("[]").lower()
+    if bound not in ("", "0.0.0.0", "::") and bound not in names:
+        names.append(bound)
+    return names
 
 
 def for_mode(text: str, mode: str) -> str:
@@ -259,6 +283,14 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         raise SystemExit(f"--role {settings.role} needs REDIS_URL (or --redis-url): Redis connects the roles")
     settings.web_id = env.get("WEB_ID") or f"{socket.gethostname()}:{settings.port}"
     settings.rest = not args.no_rest
+    hosts = pick(args.allowed_hosts, "ALLOWED_HOSTS", "")
+    settings.allowed_hosts = [h.strip().lower() for h in hosts.split(",") if h.strip()] or \
+        default_allowed_hosts(settings.host)
+    settings.header_timeout_s = pick(args.header_timeout_s, "HEADER_TIMEOUT_S", 10.0, float)
+    settings.max_pending_headers = pick(args.max_pending_headers, "MAX_PENDING_HEADERS", 128, int)
+    settings.max_connections = pick(args.max_connections, "MAX_CONNECTIONS", 0, int)
+    if settings.header_timeout_s <= 0 or settings.max_pending_headers < 1 or settings.max_connections < 0:
+        raise SystemExit("HEADER_TIMEOUT_S must be > 0, MAX_PENDING_HEADERS >= 1, MAX_CONNECTIONS >= 0")
     settings.listings_dir = for_mode(pick(args.listings_dir, "LISTINGS_DIR", DEFAULT_LISTINGS_DIR), settings.mode)
     try:
         settings.markets_from_cli = args.markets is not None
