@@ -6,11 +6,13 @@ from decimal import Decimal
 
 import orjson
 import pytest
+import websocket
 from unittest.mock import ANY
 
 from conftest import Collector, UPSTREAM, apply_changes, documented, recorded
 from exchanges.gemini import V2_PATH, V2_URL, Gemini, GeminiVenue, MarketDataV2, StreamsAPI
 from exchanges.recording import read_frames
+from exchanges.venue import PASS_STRIDE, played
 from exchanges.tick import EMPTY, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, TickBook, Update
 
 FILE = "GEMINI.ws.1.0"
@@ -388,3 +390,304 @@ def test_v2_listener_against_the_local_exchange(local_exchange, start_listener):
     ticks.wait_for(lambda t: len(t) > count)  # the good market goes on
     status = listener.status()
     assert status["reconnects"] == 0 and status["bad_frames"] == 0 and states.items[:2] == ["connecting", "live"]
+
+
+# --- the new WebSocket API: documented frames ---------------------------------------------------------------------
+def streams():
+    """A listener speaking the new WebSocket API (the default URL)."""
+    return Gemini()
+
+
+def test_the_url_picks_the_api():
+    assert Gemini.url == "wss://ws.gemini.com" and Gemini.quote_on_every_change is True
+    assert type(Gemini().api) is StreamsAPI and Gemini().pong_is_liveness  # no heartbeat stream documented
+    for url in (V2_URL, V2_URL + "/", "ws://127.0.0.1:8765/v2/marketdata"):
+        assert type(Gemini(url).api) is MarketDataV2 and not Gemini(url).pong_is_liveness
+    assert type(Gemini("ws://127.0.0.1:8765/").api) is StreamsAPI
+
+
+def test_book_ticker_time_is_its_event_time_in_ns_to_ms_and_u_its_sequence():
+    assert streams().parse(documented("gemini_ws_book_ticker"), 0) == [Update(
+        "BTC-USD", 1751508438600, "45000.50", "1.25000000", "45001.00", "0.75000000", sequence=1751505576085)]
+
+
+def test_ns_to_ms_is_integer_division_never_float():
+    frame = json.loads(documented("gemini_ws_book_ticker"))
+    frame["E"] = 1751508438600999999  # as a float, / 1e6 rounds this up to ...601
+    [update] = streams().parse(json.dumps(frame), 0)
+    assert update.time == 1751508438600 and float(frame["E"]) / 1e6 != 1751508438600
+
+
+def test_an_older_book_ticker_is_dropped():
+    gemini, book = streams(), TickBook("gemini")
+    newer = json.loads(documented("gemini_ws_book_ticker"))
+    older = newer | {"u": newer["u"] - 1, "b": "44999.00"}
+    assert book.apply(gemini.parse(json.dumps(newer), 0)[0], 1)["bid"] == "45000.50"
+    assert book.apply(gemini.parse(json.dumps(older), 0)[0], 2) is None and book.older == 1
+    later = newer | {"u": newer["u"] + 1, "b": "45000.75"}
+    assert book.apply(gemini.parse(json.dumps(later), 0)[0], 3)["bid"] == "45000.75"
+
+
+@pytest.mark.parametrize("change", [{"b": "", "B": ""}, {"b": "0", "B": "0"}, {"b": "0.00", "B": "1"}, {"b": None},
+                                    "absent"])
+def test_a_book_ticker_side_with_no_price_is_empty_never_its_last_price(change):
+    """How the new API sends an empty side is not documented: anything but a price ("", zeros, null, absent) is
+    empty."""
+    gemini, book = streams(), TickBook("gemini")
+    documented_frame = json.loads(documented("gemini_ws_book_ticker"))
+    book.apply(gemini.parse(json.dumps(documented_frame), 0)[0], 1)
+    emptied = documented_frame | {"u": documented_frame["u"] + 1}
+    if change == "absent":
+        del emptied["b"], emptied["B"]
+    else:
+        emptied |= change
+    [update] = gemini.parse(json.dumps(emptied), 0)
+    assert (update.bid, update.bid_size, update.ask) == (EMPTY, EMPTY, "45001.00")
+    tick = book.apply(update, 2)
+    assert (tick["bid"], tick["bid_size"], tick["empty"], tick["ask"]) == (None, None, "bid", "45001.00")
+
+
+def test_a_trade_gives_the_last_trade_its_taker_side_and_id():
+    # m is "buyer is maker" (Gemini's Go SDK): true, so the taker sold; E in ns (see the module docstring)
+    assert streams().parse(documented("gemini_ws_trade"), 0) == [Update(
+        "BTC-USD", 1_700_000, last="1000.00", last_size="0.25", last_side="sell", sequence=123456789)]
+    gemini, book = streams(), TickBook("gemini")
+    newer = json.loads(documented("gemini_ws_trade"))
+    older = newer | {"t": newer["t"] - 1, "p": "999.00", "m": False}
+    assert book.apply(gemini.parse(json.dumps(newer), 0)[0], 1)["last"] == "1000.00"
+    assert book.apply(gemini.parse(json.dumps(older), 0)[0], 2) is None and book.older == 1
+
+
+def test_depth_streams_yield_no_tick():
+    assert streams().parse(documented("gemini_ws_depth_update"), 0) == []
+    assert streams().parse(documented("gemini_ws_partial_depth"), 0) == []
+
+
+def test_requests_and_replies_are_matched_by_id():
+    gemini = streams()
+    assert gemini.subscribe_messages(["BTC-USD", "ETH-BTC"]) == [
+        '{"id":"1","method":"SUBSCRIBE","params":["btcusd@bookTicker","btcusd@trade","ethbtc@bookTicker",'
+        '"ethbtc@trade"]}']
+    assert gemini.unsubscribe_messages(["ETH-BTC"]) == [
+        '{"id":"2","method":"UNSUBSCRIBE","params":["ethbtc@bookTicker","ethbtc@trade"]}']
+    assert gemini.parse(documented("gemini_ws_result"), 0) == [Subscribed(("BTC-USD", "ETH-BTC"))]
+    assert gemini.parse(documented("gemini_ws_result").replace('"1"', '"2"'), 0) == [Subscribed(None)]
+
+
+def test_an_error_reply_refuses_its_requests_pairs_in_geminis_words():
+    gemini = streams()
+    gemini.subscribe_messages(["BTC-FOO", "ETH-FOO"])
+    assert gemini.parse(documented("gemini_ws_error"), 0) == [
+        Rejected("BTC-FOO", "Gemini error -1002: Authentication required"),
+        Rejected("ETH-FOO", "Gemini error -1002: Authentication required")]
+    # no request of ours pending under that id: the feed's error
+    assert gemini.parse(documented("gemini_ws_error"), 0) == [
+        ExchangeError("Gemini error -1002: Authentication required")]
+    gemini.on_connected()  # a new connection: nothing pending
+    gemini.subscribe_messages(["BTC-USD"])
+    assert gemini.parse(documented("gemini_ws_error").replace('"1"', '"3"'), 0) == [
+        ExchangeError("Gemini error -1002: Authentication required")]
+
+
+@pytest.mark.parametrize("frame, reason", [
+    ('{ "u": 1, "E": 1751508438600117161, "s": "btcusd", "b": "45000.50"', "truncated"),
+    ('[1, 2]', "not a JSON object"),
+    ('{"hello": "world"}', "neither stream data nor a reply"),
+    ('{"u": 1, "E": 1.7e18, "s": "btcusd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad event time"),
+    ('{"u": 1, "E": "1751508438600117161", "s": "btcusd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad event time"),
+    ('{"u": "7", "E": 1, "s": "btcusd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad 'u'"),
+    ('{"u": 1, "E": 1, "s": "btcusd", "b": "1,5", "B": "1", "a": "2", "A": "1"}', "not a decimal"),
+    ('{"u": 1, "E": 1, "s": "btcusd", "b": "1", "a": "2", "A": "1"}', "not a decimal"),
+    ('{"u": 1, "E": 1, "b": "1", "B": "1", "a": "2", "A": "1"}', "no symbol"),
+    ('{"u": 1, "E": 1, "s": "btc-usd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad symbol"),
+    ('{"u": 1, "E": 1, "s": "btcxyz", "b": "1", "B": "1", "a": "2", "A": "1"}', "unknown symbol"),
+    ('{"e": "trade", "E": 1, "s": "btcusd", "t": 1, "p": "1", "q": "1", "m": "yes"}', "bad 'm'"),
+    ('{"e": "trade", "E": 1, "s": "btcusd", "t": -1, "p": "1", "q": "1", "m": true}', "bad 't'"),
+    ('{"e": "trade", "E": 1, "s": "btcusd", "t": 1, "p": 1.5, "q": "1", "m": true}', "not a decimal"),
+    ('{"e": "trade", "s": "btcusd", "t": 1, "p": "1", "q": "1", "m": true}', "'E'"),
+])
+def test_malformed_new_api_frames_raise(frame, reason):
+    with pytest.raises((BadFrame, KeyError, ValueError)) as raised:
+        streams().parse(frame, 0)
+    assert reason in str(raised.value) or reason == "truncated"
+
+
+def test_a_malformed_frame_is_counted_and_skipped_and_the_feed_goes_on():
+    listener = Gemini(None, [])
+    listener.subscribe_messages(["BTC-USD"])
+    listener._subscribed_at = {"BTC-USD": 0.0}  # as after subscribing on a connection
+    ticks = []
+    listener.on_tick = ticks.append
+    text = websocket.ABNF.OPCODE_TEXT
+    bad = documented("gemini_ws_book_ticker").replace('"45000.50"', '"forty-five"')
+    assert listener._handle(text, bad.encode()) is False
+    assert listener._handle(text, documented("gemini_ws_book_ticker").encode()) is True
+    status = listener.status()
+    assert status["bad_frames"] == 1 and status["bad_by_reason"] == {"not a decimal string": 1}
+    assert "forty-five" in status["last_bad_frame"] and [tick["bid"] for tick in ticks] == ["45000.50"]
+
+
+# --- the venue: the new API, and the frames it derives from the v2 recording ---------------------------------------
+def derived_frames():
+    """The recording as the local exchange plays it: (recorded frame, stream, derived text) for each derived one."""
+    recorded_frames = list(read_frames(UPSTREAM / FILE))
+    return [(frame, key, text) for frame, key, text in played(GeminiVenue(), recorded_frames) if text is not frame.frame]
+
+
+def test_venue_answers_like_the_new_api():
+    venue, session = GeminiVenue({"FILUSD"}), {}
+    assert venue.on_open(session, "/") == [] and session["api"] == "streams"
+    gemini = streams()
+    [reply] = venue.on_message(session, gemini.subscribe_messages(["FIL-USD", "BTC-FOO"])[0])
+    assert reply == '{"id":"1","status":200,"result":null}' and gemini.parse(reply, 0) == [
+        Subscribed(("FIL-USD", "BTC-FOO"))]
+    # an unlisted pair's streams are accepted and send nothing (undocumented: as Binance does)
+    assert session["keys"] == {"filusd@bookTicker", "filusd@trade", "btcfoo@bookTicker", "btcfoo@trade"}
+    [listing] = venue.on_message(session, '{"id": 9, "method": "list_subscriptions"}')
+    assert json.loads(listing) == {"id": 9, "status": 200, "result": sorted(session["keys"])}
+    venue.on_message(session, gemini.unsubscribe_messages(["BTC-FOO"])[0])
+    assert session["keys"] == {"filusd@bookTicker", "filusd@trade"}
+    for request, code in [("{oops", -1013), ('{"id": 4, "method": "SUBSCRIBE", "params": "btcusd"}', -1013),
+                          ('{"id": 5, "method": "SUBSCRIBE", "params": ["btcusd"]}', -1013),
+                          ('{"id": 6, "method": "order.place", "params": {}}', -1020)]:
+        [error] = venue.on_message(session, request)
+        assert json.loads(error)["error"]["code"] == code and json.loads(error)["status"] == 400
+        assert type(gemini.parse(error, 0)[0]) is ExchangeError  # no pair of ours pending under that id
+    assert venue.heartbeats(session, 1624493666.5) == []  # no heartbeat stream: pongs are the liveness
+    [refusal] = venue.refusal(session, gemini.subscribe_messages(["FIL-USD"])[0])
+    assert gemini.parse(refusal, 0) == [Rejected("FIL-USD", "Gemini error -1003: Rate limit exceeded")]
+    assert venue.refusal(session, '{"id": 7, "method": "LIST_SUBSCRIPTIONS"}') is None
+    assert gemini.parse(venue.error_frame("maintenance soon"), 0) == [ExchangeError("Gemini error -1000: maintenance soon")]
+
+
+def test_derived_frames_have_the_documented_shapes():
+    derived = derived_frames()
+    [(snapshot, key, quote)] = [item for item in derived if item[1] == "alcxusd@bookTicker"][:1]
+    assert key == "alcxusd@bookTicker" and '"symbol":"ALCXUSD"' in snapshot.frame and '"trades"' in snapshot.frame
+    # the book's top after the recorded snapshot, dated by the recording's receipt time in ns (digits kept exactly)
+    assert quote == ('{"u":1,"E":1624493666638480000,"s":"alcxusd","b":"302.75","B":"0.00001","a":"303.05",'
+                     '"A":"8.12974"}')
+    assert list(json.loads(quote)) == list(json.loads(documented("gemini_ws_book_ticker")))
+    [(recorded_trade, key, trade)] = [item for item in derived if item[1].endswith("@trade")][:1]
+    assert recorded_trade.frame == recorded(FILE, '"event_id":45465818387') and key == "ankrusd@trade"
+    assert trade == ('{"e":"trade","E":1624493670759000000,"s":"ankrusd","t":45465818387,"p":"0.07946",'
+                     '"q":"1020.482111","m":false}')
+    assert list(json.loads(trade)) == list(json.loads(documented("gemini_ws_trade")))
+    assert streams().parse(trade, 0) == [Update("ANKR-USD", 1624493670759, last="0.07946", last_size="1020.482111",
+                                                last_side="buy", sequence=45465818387)]
+    assert len([item for item in derived if item[1].endswith("@trade")]) == 16  # one per recorded trade message
+    assert GeminiVenue().route(quote) == "alcxusd@bookTicker" and GeminiVenue().route(trade) == "ankrusd@trade"
+
+
+def test_derived_quotes_are_the_v2_books_top_on_every_change():
+    """Each derived bookTicker is the top the v2 listener publishes from the same recorded frames, in order, and
+    its u only ever grows."""
+    v2_tops, quotes = {}, {}
+    gemini = v2()
+    for frame in read_frames(UPSTREAM / FILE):
+        for item in gemini.parse(frame.frame, 0):
+            if type(item) is Update and item.last is None:
+                v2_tops.setdefault(item.symbol, []).append(item[2:6])
+    last_u = 0
+    for _, key, text in derived_frames():
+        if key.endswith("@bookTicker"):
+            [update] = streams().parse(text, 0)
+            assert update.sequence > last_u
+            last_u = update.sequence
+            quotes.setdefault(update.symbol, []).append(update[2:6])
+    assert quotes == v2_tops and len(quotes) == 10
+
+
+def test_derived_frames_go_on_numbering_on_each_pass_and_garbage_derives_nothing():
+    venue = GeminiVenue()
+    _, _, quote = derived_frames()[0]
+    _, _, trade = [item for item in derived_frames() if item[1].endswith("@trade")][0]
+    assert json.loads(venue.next_pass(quote, 2))["u"] == 1 + 2 * PASS_STRIDE
+    assert json.loads(venue.next_pass(trade, 1))["t"] == 45465818387 + PASS_STRIDE
+    for garbage in ("<html>", '{"type":"l2_updates"', '{"type":"trade","symbol":"X"}', "[1,2]"):
+        assert venue.derived(garbage, 1624493666.5) == []
+    # a raw frame has no receipt time: no quote can be dated from it
+    assert venue.derived(recorded(FILE, '"symbol":"ALCXUSD"'), None) == []
+
+
+# --- the real listener over loopback, on the new API --------------------------------------------------------------
+def watch(local_exchange, symbols, **options):
+    ticks, markets, states = Collector(), Collector(), Collector()
+    listener = Gemini(local_exchange.urls["gemini"], symbols, on_tick=ticks, on_market=markets,
+                      on_state=lambda status: states(status["state"]), **options)
+    return listener, ticks, markets, states
+
+
+def test_listener_against_the_local_exchange_speaking_the_new_api(local_exchange, start_listener):
+    listener, ticks, markets, states = watch(local_exchange, ["FIL-USD"])
+    assert type(listener.api) is StreamsAPI
+    start_listener(listener)
+    markets.wait_for(lambda m: ("gemini:FIL-USD", "subscribed", "") in m)  # the reply to our SUBSCRIBE
+    [client] = local_exchange.clients("gemini")
+    assert list(client.messages) == ['{"id":"1","method":"SUBSCRIBE","params":["filusd@bookTicker","filusd@trade"]}']
+    assert client.session["api"] == "streams"
+    ticks.wait_for(lambda t: len([tick for tick in t if tick["bid"]]) >= 3)  # first data, then updates
+    markets.wait_for(lambda m: ("gemini:FIL-USD", "streaming", "") in m)
+    book = [t for t in ticks.items if t["bid"]]
+    assert all(t["exchange"] == "gemini" and t["symbol"] == "FIL-USD" for t in book)
+    assert all(type(t["time"]) is int and t["time"] > 1624493600000 for t in book)  # bookTicker carries E
+    assert all(Decimal(t["bid"]) < Decimal(t["ask"]) for t in book)
+
+    listener.add("ANKR-USD")  # on the open connection
+    ticks.wait_for(lambda t: any(tick["symbol"] == "ANKR-USD" and tick["bid"] for tick in t))
+    assert local_exchange.clients("gemini") == [client]
+    assert client.messages[-1] == '{"id":"2","method":"SUBSCRIBE","params":["ankrusd@bookTicker","ankrusd@trade"]}'
+    ticks.wait_for(lambda t: any(tick["symbol"] == "ANKR-USD" and tick["last"] for tick in t))  # its derived trade
+    trade = next(tick for tick in ticks.items if tick["symbol"] == "ANKR-USD" and tick["last"])
+    assert trade["last_side"] in ("buy", "sell") and trade["time"] > 1624493600000
+
+    listener.remove("ANKR-USD")
+    ticks.wait_for(lambda t: client.session["keys"] == {"filusd@bookTicker", "filusd@trade"})
+    status = listener.status()
+    assert status["reconnects"] == 0 and status["bad_frames"] == 0 and states.items[:2] == ["connecting", "live"]
+    assert status["quote_on_every_change"] is True
+
+
+def test_a_reconnect_starts_afresh_and_subscribes_again(local_exchange, start_listener):
+    listener, ticks, markets, states = watch(local_exchange, ["FIL-USD"], backoff_base_s=0.05)
+    gaps = Collector()
+    listener.on_gap = gaps
+    start_listener(listener)
+    ticks.wait_for(lambda t: any(tick["bid"] for tick in t))
+    [first] = local_exchange.clients("gemini")
+    assert local_exchange.drop("gemini") == 1
+    states.wait_for(lambda s: "reconnecting" in s and s[-1] == "live")
+    local_exchange.wait_subscribed("gemini", ["FILUSD"])
+    [second] = local_exchange.clients("gemini")
+    assert second is not first and list(second.messages) == [
+        '{"id":"2","method":"SUBSCRIBE","params":["filusd@bookTicker","filusd@trade"]}']
+    mark = len(ticks.items)
+    ticks.wait_for(lambda t: any(tick["bid"] for tick in t[mark:]))
+    # fresh state: nothing from before the drop is merged into what follows it (TickBook.reset): a quote shows a
+    # last trade only once this connection has sent one
+    after = ticks.items[mark:]
+    first_quote = next(index for index, tick in enumerate(after) if tick["bid"])
+    traded = any(tick["last"] and not tick["bid"] for tick in after[:first_quote])
+    assert traded or after[first_quote]["last"] is None
+    [gap] = gaps.wait_for(lambda g: g)
+    assert gap["symbol"] == "FIL-USD" and gap["from"] < gap["to"]
+    assert listener.status()["reconnects"] == 1 and listener.status()["bad_frames"] == 0
+
+
+def test_an_unlisted_pair_is_explained_or_refused_in_geminis_words(local_exchange, start_listener):
+    """How the new API answers a pair it does not list is not documented: the local exchange sends nothing, as
+    Binance does, and the panel says why after a while; an error reply refuses the pair in Gemini's words."""
+    listener, ticks, markets, states = watch(local_exchange, ["FIL-USD"], no_data_hint_s=0.3)
+    start_listener(listener)
+    ticks.wait_for(lambda t: t)
+    listener.add("BTC-FOO")
+    markets.wait_for(lambda m: ("gemini:BTC-FOO", "waiting", Gemini.no_data_hint) in m)
+    assert "BTC-FOO" in listener.symbols()  # not refused: nothing said so
+
+    local_exchange.inject("gemini:refuse-subscribe").result(5)  # armed before the subscribe goes out
+    listener.add("ETH-FOO")
+    markets.wait_for(lambda m: ("gemini:ETH-FOO", "error", "Gemini error -1003: Rate limit exceeded") in m)
+    assert "ETH-FOO" not in listener.symbols()
+    count = len(ticks.items)
+    ticks.wait_for(lambda t: len(t) > count)  # the good market goes on
+    assert listener.status()["reconnects"] == 0
