@@ -116,7 +116,13 @@ class ExchangeListener:
         raise NotImplementedError
 
     def on_connected(self) -> None:
-        """Reset per-connection protocol state (pending request ids and the like)."""
+        """Reset per-connection protocol state (pending request ids and the like). Called before `book.reset()`:
+        the book still holds what the previous connection sent."""
+
+    def missed_while_away(self, symbol: str, update: Update, reason: str) -> Optional[str]:
+        """The first update of `symbol` after its data stopped (a reconnect, a `Gap`): why a gap is shown, or None
+        where the venue's own ids prove nothing was sent meanwhile (then none is). Default: `reason` as given."""
+        return reason
 
     # REST, also sans-I/O: what to ask, and what the answers mean (dashboard/rest.py does the asking).
     def parse_listing(self, body: str) -> list[str]:
@@ -303,10 +309,14 @@ class ExchangeListener:
             elif opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
                 if opcode == websocket.ABNF.OPCODE_PONG:
                     last_pong = now
+                else:  # websocket-client has answered it at once: our pong counts toward the exchange's limit
+                    self._spent(now)
                 if self.pong_is_liveness:
                     last_frame = now
-            if now - last_ping >= self.ping_every_s:
+            # A ping is a message too: it waits its turn, and gives it to a waiting subscribe (or it could starve)
+            if now - last_ping >= self.ping_every_s and now >= self._next_send_at and not self._ops:
                 self._ws.ping()
+                self._spent(now)
                 last_ping = now
             if (self.keepalive_message and now - last_keepalive >= self.keepalive_every_s
                     and now >= self._next_send_at):  # never wait for the pace inside the read loop
@@ -368,7 +378,12 @@ class ExchangeListener:
                 got_data = True
                 stats = self.markets.get(symbol) or self._stats(symbol)
                 if stats.gap_from is not None:
-                    self._close_gap(symbol, stats, received)
+                    missed = self.missed_while_away(symbol, item, stats.gap_reason)
+                    if missed is None:  # the venue's ids prove nothing was missed: no gap to show
+                        stats.gap_from, stats.gap_reason = None, ""
+                    else:
+                        stats.gap_reason = missed
+                        self._close_gap(symbol, stats, received)
                 stats.ticks += 1
                 stats.last_data_at = received
                 if symbol not in self._streaming:
@@ -454,13 +469,7 @@ class ExchangeListener:
             if op == "subscribe" and symbol in self._subscribed_at and symbol not in self._streaming:
                 self._subscribed_at[symbol] = now  # still subscribed: its explanation is due again in time
                 self._hinted.discard(symbol)
-        if subscribe:
-            for message in self.subscribe_messages(subscribe):
-                self._send(message)
-            for symbol in subscribe:
-                self._subscribed_at[symbol] = now
-                self._hinted.discard(symbol)  # a market closed and added again is explained again
-        if unsubscribe:
+        if unsubscribe:  # first: a market closed makes room for one added (an exchange's stream limit)
             for message in self.unsubscribe_messages(unsubscribe):
                 self._send(message)
             for symbol in unsubscribe:
@@ -468,6 +477,12 @@ class ExchangeListener:
                 self._streaming.discard(symbol)
                 self._hinted.discard(symbol)
                 self.book.forget(symbol)
+        if subscribe:
+            for message in self.subscribe_messages(subscribe):
+                self._send(message)
+            for symbol in subscribe:
+                self._subscribed_at[symbol] = now
+                self._hinted.discard(symbol)  # a market closed and added again is explained again
 
     def _send(self, message: str) -> None:
         """Send, paced to the exchange's limit on client messages (Binance drops a client that sends > 5/s)."""
@@ -475,7 +490,14 @@ class ExchangeListener:
         if wait > 0:
             self._stopping.wait(wait)
         self._ws.send(message)
-        self._next_send_at = time.monotonic() + 1.0 / self.max_messages_per_s
+        self._spent(time.monotonic())
+
+    def _spent(self, now: float) -> None:
+        """One message of ours went out at `now` (monotonic s): a text, our ping, or the pong answering the
+        exchange's ping (Binance counts all three in its 5 a second). The next may go one interval
+        (1 / max_messages_per_s) after it, or after the turn already booked, whichever is later: a pong, sent at
+        once, pushes the next text message back by a turn."""
+        self._next_send_at = max(self._next_send_at, now) + 1.0 / self.max_messages_per_s
 
     def _refused(self, refused: websocket.WebSocketBadStatusException) -> None:
         """The exchange answered the upgrade with an HTTP error."""

@@ -9,23 +9,49 @@ Protocol: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-s
   `{"code": ..., "msg": ...}` (with the id where there is one). Binance accepts a subscribe to a pair it does not
   list and then sends nothing, so such a panel says so after a while (`no_data_hint`).
 - No application heartbeat: the server pings every 20 s (Binance.US: 3 min) and we answer; we also ping every
-  STALE_AFTER_S / 3 (pings count in the 5 messages a second), and the pongs tell the watchdog the exchange still
-  answers while a thin market sends no data (state `quiet`, not `stale`).
-- At most 5 client messages per second, 1024 streams per connection, and a disconnect every 24 hours.
+  STALE_AFTER_S / 3, and the pongs tell the watchdog the exchange still answers while a thin market sends no data
+  (state `quiet`, not `stale`).
+- Limits ("WebSocket Limits"): at most 5 incoming messages a second per connection, pings, pongs and JSON requests
+  alike (the pacer counts all three, at 4 a second); at most 1,024 streams per connection: with 2 per market, a feed
+  takes at most 512 markets, and the 513th is refused with that reason on its panel (`STREAM_LIMIT`). A
+  disconnect every 24 hours.
+- The streams of a new connection go in its URL while it stays under URL_MAX_CHARS, the rest in SUBSCRIBE messages
+  of at most REQUEST_MAX_BYTES each, paced. Binance documents neither limit; clients observed an URL of about 8,000
+  characters refused (github.com/oliver-zehentleitner/unicorn-binance-websocket-api/issues/17) and a SUBSCRIBE of
+  more than 4,088 bytes left unanswered (github.com/binance/binance-connector-rust/issues/27).
+- `serverShutdown` (CHANGELOG 2026-05-06, reworded 2026-06-09:
+  https://developers.binance.com/docs/binance-spot-api-docs/CHANGELOG; shape under "Server Shutdown" on the
+  web-socket-streams page): `{"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": <epoch ms>}}` (a raw
+  stream gets the `data` part alone), sent when the server is about to shut down, with no fixed time before it
+  closes. We reconnect at once, cleanly (a short jitter, the backoff not grown), before the server closes. Each
+  market's gap is shown only if data may have been missed meanwhile (`missed_while_away`): none when its first
+  update on the new connection is a bookTicker whose `u` is the next book update id after the last one seen (the
+  book, and so its top and any trade, did not change unseen); otherwise a gap that says what the ids show.
 """
 from __future__ import annotations
 
+import threading
+import time
 from collections import deque
 from decimal import Decimal
+from typing import Optional
 
 import orjson
 
 from .base import ExchangeListener
-from .tick import (SYMBOL, BadFrame, ExchangeError, Rejected, Subscribed, Update, book_side, decimal_str, epoch_ms,
-                   split_by_quote, symbol_str)
+from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, book_side, decimal_str,
+                   epoch_ms, split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
 STREAMS = ("bookTicker", "trade")
+MAX_STREAMS = 1024  # per connection (web-socket-streams, "WebSocket Limits")
+MAX_MARKETS = MAX_STREAMS // len(STREAMS)
+STREAM_LIMIT = (f"Binance allows {MAX_STREAMS:,} streams per connection ({len(STREAMS)} per market): at most "
+                f"{MAX_MARKETS} markets on one feed")
+# Undocumented limits, kept well under what clients observed (see the module docstring).
+URL_MAX_CHARS = 4000      # the connect URL, streams included
+REQUEST_MAX_BYTES = 4000  # one SUBSCRIBE / UNSUBSCRIBE message
+SHUTDOWN_REASON = "serverShutdown: the server is about to shut down"
 EIGHT_PLACES = Decimal("0.00000001")  # how Binance writes quoteQty
 # Quote assets, longest first, to split a native symbol nobody subscribed to (normalizing a recording).
 QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "GBP", "TRY", "BRL", "JPY", "AUD", "BTC", "ETH",
@@ -51,23 +77,66 @@ class Binance(ExchangeListener):
         self._unified: dict[str, str] = {}  # "BTCUSDT" -> "BTC-USDT"
         self._pending: dict[int, tuple] = {}  # request id -> symbols
         self._next_id = 0
+        self._adding = threading.Lock()  # one add at a time: the stream limit is checked and taken at once
+        self._shutdown_noticed = False   # a serverShutdown came on this connection
+        self._before: dict[str, tuple] = {}  # symbol -> (quote u, trade id) reached before a serverShutdown
         super().__init__(*args, **kwargs)
+        for symbol in sorted(self._desired)[MAX_MARKETS:]:  # configured beyond the limit: refused, never silently
+            self._desired.discard(symbol)
+            self.on_market(self._market(symbol), "error", STREAM_LIMIT)
+
+    def add(self, symbol):
+        """As the base's, but a market beyond MAX_MARKETS is refused: False, and its panel shows STREAM_LIMIT."""
+        with self._adding:
+            symbols = self.symbols()
+            if symbol not in symbols and len(symbols) >= MAX_MARKETS:
+                self.on_market(self._market(symbol), "error", STREAM_LIMIT)
+                return False
+            return super().add(symbol)
 
     def connect_url(self, symbols):
-        base = self.ws_url.split("?", 1)[0]
-        return f"{base}?streams={'/'.join(self._streams(symbols))}"
+        """`<ws_url>?streams=a@bookTicker/a@trade/...`: the first markets whose streams fit in URL_MAX_CHARS (at least
+        one); `initial_messages` subscribes the rest."""
+        return self._url_split(symbols)[0]
 
     def initial_messages(self, symbols):
-        return []  # the streams are in the URL
+        rest = self._url_split(symbols)[1]
+        return self.subscribe_messages(rest) if rest else []
 
     def on_connected(self):
         self._pending.clear()
+        # After a serverShutdown: the ids each market had reached, for missed_while_away (the book is not reset yet).
+        self._before = ({symbol: tuple(order) for symbol, order in self.book._order.items()}
+                        if self._shutdown_noticed else {})
+        self._shutdown_noticed = False
+
+    def missed_while_away(self, symbol, update, reason):
+        """After a serverShutdown reconnect, the first update of `symbol` on the new connection: None (no gap) if it
+        is a bookTicker whose `u` is at most one past the last one seen. Book update ids are consecutive, so the
+        book changed once (this update) or not at all while we were away, and a trade changes the book: no quote
+        and no trade was missed. Otherwise `reason` with what the ids show; a trade first proves nothing about the
+        quote, which may have changed unseen."""
+        before = self._before.pop(symbol, None)
+        if before is None or update.sequence is None:
+            return reason
+        quote_id, trade_id = before
+        if update.bid is not None or update.ask is not None:
+            if quote_id is not None and update.sequence <= quote_id + 1:
+                return None
+            if quote_id is None:
+                return f"{reason}; no quote before it to compare with"
+            return (f"{reason}; the book changed {update.sequence - quote_id - 1} times unseen "
+                    f"(u {quote_id} -> {update.sequence}): quote changes may have been missed")
+        if trade_id is not None and update.sequence > trade_id + 1:
+            return (f"{reason}; {update.sequence - trade_id - 1} trades missed "
+                    f"(id {trade_id} -> {update.sequence})")
+        return f"{reason}; a trade came first: the quote may have changed unseen"
 
     def subscribe_messages(self, symbols):
-        return [self._request("SUBSCRIBE", symbols)]
+        return self._requests("SUBSCRIBE", symbols)
 
     def unsubscribe_messages(self, symbols):
-        return [self._request("UNSUBSCRIBE", symbols)]
+        return self._requests("UNSUBSCRIBE", symbols)
 
     def to_native(self, symbol):
         native = symbol.replace("-", "")
@@ -108,7 +177,11 @@ class Binance(ExchangeListener):
                 return [Update(self._symbol(data), epoch_ms(data["T"]), None, None, None, None,
                                decimal_str(data["p"]), decimal_str(data["q"]), "sell" if maker else "buy",
                                _order(data, "a" if kind == "aggTrade" else "t"))]
+            if data.get("e") == "serverShutdown":  # stream "!serverShutdown"
+                return self._shutdown()
             return []  # depth, kline ...: no tick
+        if message.get("e") == "serverShutdown":  # the raw-stream form
+            return self._shutdown()
         if "result" in message and "id" in message:
             return [Subscribed(self._pending.pop(message["id"], None))]
         if "code" in message or "error" in message:
@@ -155,8 +228,37 @@ class Binance(ExchangeListener):
             raise BadFrame("no symbol 's'")
         return self.from_native(native)
 
+    def _shutdown(self):
+        """The server is about to shut down: reconnect now (a clean reconnect, see the module docstring)."""
+        self._shutdown_noticed = True
+        return [Reconnect(SHUTDOWN_REASON)]
+
     def _streams(self, symbols):
         return [f"{self.to_native(symbol)}@{stream}" for symbol in symbols for stream in STREAMS]
+
+    def _url_split(self, symbols):
+        """(the connect URL, the symbols left for SUBSCRIBE messages)."""
+        url = f"{self.ws_url.split('?', 1)[0]}?streams="
+        for count, symbol in enumerate(symbols):
+            part = "/".join(self._streams([symbol]))
+            if count and len(url) + 1 + len(part) > URL_MAX_CHARS:
+                return url, symbols[count:]
+            url += f"/{part}" if count else part
+        return url, []
+
+    def _requests(self, method, symbols):
+        """`method` requests for `symbols`, each under REQUEST_MAX_BYTES, a market's streams in one."""
+        messages, batch, size = [], [], len(method) + 40  # '{"method":"","params":[],"id":' and an id
+        for symbol in symbols:
+            grows = sum(len(stream) + 3 for stream in self._streams([symbol]))  # quoted, a comma (names are ASCII)
+            if batch and size + grows > REQUEST_MAX_BYTES:
+                messages.append(self._request(method, batch))
+                batch, size = [], len(method) + 40
+            batch.append(symbol)
+            size += grows
+        if batch:
+            messages.append(self._request(method, batch))
+        return messages
 
     def _request(self, method, symbols):
         self._next_id += 1
@@ -179,14 +281,36 @@ class BinanceUS(Binance):
 class BinanceVenue(Venue):
     """Binance's side, for the local exchange: streams named in the URL, SUBSCRIBE/UNSUBSCRIBE answered
     `{"result": null, "id": ...}` (for any well-formed stream name, listed or not, as Binance does).
-    The recordings hold `aggTrade`, not `trade`: a `@trade` subscriber is sent the recorded `@aggTrade` frames."""
+    The recordings hold `aggTrade`, not `trade`: a `@trade` subscriber is sent the recorded `@aggTrade` frames.
+
+    Limits: a SUBSCRIBE that would take a connection past MAX_STREAMS (1,024, documented) is answered
+    `{"error": {"code": 2, "msg": "Invalid request: too many streams"}, "id": ...}` and changes nothing (Binance
+    documents the limit but not its reply: this is the error shape clients observe); a request of more than
+    OBSERVED_REQUEST_MAX bytes goes unanswered, as clients observed (binance-connector-rust#27).
+    `announce_shutdown()` sends `serverShutdown` to the clients connected then."""
 
     path = "/stream"
+    OBSERVED_REQUEST_MAX = 4088
 
     def __init__(self, listed=None, listing_body=None):
         super().__init__(listed, listing_body)
         self._books: dict[str, dict] = {}   # native symbol -> its latest bookTicker played
         self._trades: dict[str, deque] = {}  # native symbol -> its recent trades played
+        self._shutdown_at: Optional[float] = None  # monotonic s of announce_shutdown
+
+    def announce_shutdown(self) -> None:
+        """Thread-safe: tell every client connected now that the server is about to shut down. The notice goes
+        with the next heartbeats (within a second), once per client; a client connecting later is not told."""
+        self._shutdown_at = time.monotonic()
+
+    def heartbeats(self, session, now):
+        """Binance has no heartbeat frame; this sends the `serverShutdown` notice (combined-stream form, from the
+        web-socket-streams page, "Server Shutdown") to a client connected before `announce_shutdown`."""
+        told = self._shutdown_at is not None and session.get("opened", self._shutdown_at) < self._shutdown_at
+        if not told or session.get("told"):
+            return []
+        session["told"] = True
+        return [_reply({"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": int(now * 1000)}})]
 
     def next_pass(self, frame, passes):
         message = orjson.loads(frame)
@@ -245,6 +369,7 @@ class BinanceVenue(Venue):
 
     def on_open(self, session, path):
         session["keys"] = set()
+        session["opened"] = time.monotonic()
         query = path.partition("?")[2]
         for part in query.split("&"):
             name, _, value = part.partition("=")
@@ -253,6 +378,8 @@ class BinanceVenue(Venue):
         return []
 
     def on_message(self, session, text):
+        if len(text.encode()) > self.OBSERVED_REQUEST_MAX:
+            return []  # no answer at all
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -263,6 +390,8 @@ class BinanceVenue(Venue):
         if type(params) is not list or not all(type(p) is str and "@" in p for p in params):
             return [_reply({"code": 2, "msg": "Invalid request: invalid stream", "id": _id_of(message)})]
         method = message["method"]
+        if method == "SUBSCRIBE" and len(session["keys"].union(params)) > MAX_STREAMS:
+            return [_reply({"error": {"code": 2, "msg": "Invalid request: too many streams"}, "id": message.get("id")})]
         if method == "SUBSCRIBE":
             session["keys"].update(params)
         elif method == "UNSUBSCRIBE":

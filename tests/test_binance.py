@@ -93,3 +93,161 @@ def test_a_book_ticker_side_of_zeros_is_empty():
                                                                  '"b":"0.00000000","B":"0.00000000"')
     [update] = Binance().parse(frame, 0)
     assert (update.bid, update.bid_size, update.ask) == (EMPTY, EMPTY, "0.35260000")
+
+
+# --- serverShutdown, the stream limit, long subscriptions --------------------------------------------------------
+
+import orjson  # noqa: E402
+import websocket  # noqa: E402
+
+from conftest import Collector  # noqa: E402
+from exchanges.binance import (MAX_STREAMS, REQUEST_MAX_BYTES, SHUTDOWN_REASON, STREAM_LIMIT,  # noqa: E402
+                               URL_MAX_CHARS)
+from exchanges.tick import Reconnect  # noqa: E402
+
+TEXT = websocket.ABNF.OPCODE_TEXT
+
+
+@pytest.mark.parametrize("name", ["binance_server_shutdown", "binance_server_shutdown_raw"])
+def test_the_documented_server_shutdown_asks_for_a_clean_reconnect(name):
+    # Frames copied from https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams#server-shutdown
+    assert Binance().parse(documented(name), 0) == [Reconnect(SHUTDOWN_REASON)]
+
+
+def book_ticker(u):
+    return documented("binance_book_ticker").replace("400900217", str(u))
+
+
+def trade(t):
+    return documented("binance_trade").replace('"t":12345', f'"t":{t}')
+
+
+def switch(listener, notice=True):
+    """What the listener's thread does across a reconnect, without sockets: the old connection's last frame (a
+    serverShutdown, or none for a drop), the gaps opened, the new connection's start."""
+    if notice:
+        listener._handle(TEXT, documented("binance_server_shutdown").encode())
+    listener._open_gaps("the exchange asked for a reconnect")
+    listener.on_connected()
+    listener.book.reset()
+
+
+@pytest.mark.parametrize("first, gap", [
+    (book_ticker(400900218), None),  # the next book update: the book did not change unseen
+    (book_ticker(400900217), None),  # the same one again
+    (book_ticker(400900267), "the book changed 49 times unseen (u 400900217 -> 400900267)"),
+    (trade(12346), "a trade came first: the quote may have changed unseen"),  # trades continue; the quote?
+    (trade(12350), "4 trades missed (id 12345 -> 12350)"),
+])
+def test_after_a_server_shutdown_a_gap_is_shown_only_where_the_ids_say_data_may_be_missed(first, gap):
+    gaps = Collector()
+    listener = Binance(None, ["BNB-USDT", "BNB-BTC"], on_gap=gaps)
+    listener.to_native("BNB-USDT"), listener.to_native("BNB-BTC")
+    listener._subscribed_at = {"BNB-USDT": 0.0, "BNB-BTC": 0.0}
+    for frame in (book_ticker(400900217), trade(12345), book_ticker(400900217).replace("BNBUSDT", "BNBBTC")):
+        listener._handle(TEXT, frame.encode())
+    switch(listener)
+    listener._handle(TEXT, first.replace("BNBUSDT", "BNBBTC").encode())
+    stats = listener.markets["BNB-BTC"]
+    assert stats.gap_from is None  # decided at its first update: the gap lands before that row, or never
+    if gap is None:
+        assert gaps.items == [] and listener.gaps == 0
+    else:
+        [shown] = gaps.items
+        assert shown["symbol"] == "BNB-BTC" and gap in shown["reason"]
+        assert shown["reason"].startswith("the exchange asked for a reconnect")
+    assert listener.markets["BNB-USDT"].gap_from is not None  # no update of its own yet: still open
+
+
+def test_without_a_server_shutdown_a_reconnect_is_a_gap_whatever_the_ids():
+    gaps = Collector()
+    listener = Binance(None, ["BNB-USDT"], on_gap=gaps)
+    listener.to_native("BNB-USDT")
+    listener._subscribed_at = {"BNB-USDT": 0.0}
+    listener._handle(TEXT, book_ticker(400900217).encode())
+    switch(listener, notice=False)  # a drop: nothing was announced
+    listener._handle(TEXT, book_ticker(400900218).encode())
+    [shown] = gaps.items
+    assert shown["reason"] == "the exchange asked for a reconnect"
+
+
+def watched_binance(local_exchange, start_listener, symbols, **options):
+    ticks, markets, states, gaps = Collector(), Collector(), Collector(), Collector()
+    listener = Binance(local_exchange.urls["binance"], symbols, on_tick=ticks, on_market=markets, on_gap=gaps,
+                       on_state=lambda status: states((status["state"], status["reason"])), **options)
+    start_listener(listener)
+    return listener, ticks, markets, states, gaps
+
+
+def test_a_server_shutdown_is_a_clean_reconnect_made_before_the_server_closes(local_exchange, start_listener):
+    listener, ticks, markets, states, gaps = watched_binance(local_exchange, start_listener, ["NKN-USDT"],
+                                                             backoff_base_s=0.05)
+    ticks.wait_for(lambda t: len(t) >= 2)
+    [old] = local_exchange.clients("binance")
+    listener._attempt = 10  # as after many failures: a grown backoff would now wait up to the cap (30 s)
+    local_exchange.replays["binance"].venue.announce_shutdown()
+    [(_, reason)] = [item for item in states.wait_for(lambda s: any(state == "reconnecting" for state, _ in s))
+                     if item[0] == "reconnecting"]
+    assert "serverShutdown" in reason
+    assert listener.next_attempt_at - listener.state_since <= 50  # a jitter of backoff_base_s, no backoff
+    count = len(ticks.items)
+    states.wait_for(lambda s: s[-1][0] == "live" and any(state == "reconnecting" for state, _ in s))
+    ticks.wait_for(lambda t: len(t) > count)  # data flows again
+    # We closed first, cleanly (a close frame the server answered): the server had closed nothing
+    closing = old.connection.protocol
+    assert closing.close_rcvd is not None and closing.close_rcvd_then_sent
+    [new] = local_exchange.clients("binance")
+    assert new is not old and new.session["keys"] == {"nknusdt@bookTicker", "nknusdt@trade"}
+    status = listener.status()
+    assert listener._attempt == 10 and status["reconnects"] == 1
+    assert "serverShutdown" in status["last_incident"]["reason"]  # the feed says why
+    # the replay went on while we switched: a gap, if shown, says what the ids show
+    assert all(gap["reason"].startswith(reason.split(";")[0]) and ";" in gap["reason"] for gap in gaps.items)
+
+
+def test_the_venue_refuses_streams_beyond_the_documented_limit_and_ignores_oversized_requests():
+    venue = BinanceVenue()
+    session = {}
+    venue.on_open(session, "/stream?streams=" + "/".join(f"s{i}@trade" for i in range(MAX_STREAMS - 1)))
+    [ok] = venue.on_message(session, '{"method":"SUBSCRIBE","params":["x@trade"],"id":1}')
+    assert ok == '{"result":null,"id":1}' and len(session["keys"]) == MAX_STREAMS
+    [refused] = venue.on_message(session, '{"method":"SUBSCRIBE","params":["y@trade"],"id":2}')
+    listener = Binance()
+    listener.subscribe_messages(["A-B"]), listener.subscribe_messages(["Y-Z"])
+    assert listener.parse(refused, 0) == [Rejected("Y-Z", "Binance error 2: Invalid request: too many streams")]
+    assert len(session["keys"]) == MAX_STREAMS
+    huge = orjson.dumps({"method": "SUBSCRIBE", "params": [f"s{i}@bookTicker" for i in range(300)], "id": 3})
+    assert venue.on_message({"keys": set()}, huge.decode()) == []  # silence, as clients observed
+
+
+def test_512_markets_fit_one_connection_by_url_and_paced_subscribes_and_the_513th_is_refused(
+        local_exchange, start_listener):
+    # NKN-USDT (in the recording) sorts last: it is subscribed by the last SUBSCRIBE, not in the URL
+    symbols = [f"A{i:03d}-USDT" for i in range(511)] + ["NKN-USDT"]
+    listener, ticks, markets, states, _ = watched_binance(local_exchange, start_listener, symbols)
+    local_exchange.wait_subscribed("binance", [listener.to_native(symbol) for symbol in symbols])
+    [client] = local_exchange.clients("binance")
+    assert len(client.session["keys"]) == MAX_STREAMS
+    assert len(listener.status()["url"]) <= URL_MAX_CHARS
+    requests = [orjson.loads(message) for message in client.messages]
+    assert len(requests) >= 2 and all(len(message.encode()) <= REQUEST_MAX_BYTES for message in client.messages)
+    assert "nknusdt@trade" in requests[-1]["params"] and "nknusdt" not in listener.status()["url"]
+    markets.wait_for(lambda m: ("binance:NKN-USDT", "subscribed", "") in m)  # each SUBSCRIBE is answered
+    ticks.wait_for(lambda t: any(tick["symbol"] == "NKN-USDT" for tick in t))
+
+    assert listener.add("LRC-BTC") is False
+    assert ("binance:LRC-BTC", "error", STREAM_LIMIT) in markets.items
+    assert STREAM_LIMIT == ("Binance allows 1,024 streams per connection (2 per market): at most 512 markets on "
+                            "one feed")
+    assert "LRC-BTC" not in listener.symbols() and len(client.messages) == len(requests)  # nothing sent
+    listener.remove("A000-USDT")
+    assert listener.add("LRC-BTC") is True  # a market closed makes room
+    markets.wait_for(lambda m: ("binance:LRC-BTC", "subscribed", "") in m)
+    assert "lrcbtc@trade" in client.session["keys"] and len(client.session["keys"]) == MAX_STREAMS
+
+
+def test_markets_configured_beyond_the_limit_are_refused_on_their_panels():
+    markets = Collector()
+    listener = Binance(None, [f"A{i:03d}-USDT" for i in range(514)], on_market=markets)
+    assert len(listener.symbols()) == 512
+    assert markets.items == [("binance:A512-USDT", "error", STREAM_LIMIT), ("binance:A513-USDT", "error", STREAM_LIMIT)]

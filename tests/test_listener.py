@@ -1,8 +1,11 @@
 """The real listeners against the local exchange over real websockets on loopback."""
+import time
+
 import pytest
+import websocket
 
 from conftest import Collector
-from exchanges import EXCHANGES
+from exchanges import EXCHANGES, base
 from exchanges.coinbase import Coinbase
 from exchanges.binance import Binance
 from exchanges.simulator import LocalExchange
@@ -168,3 +171,102 @@ def test_a_missing_pong_counts_only_when_nothing_else_arrives():
     with pytest.raises(Exception, match="no frame for 11.0 s, pings unanswered"):
         listener._watch(1000.0, last_frame=989.0, last_data=989.0, last_pong=989.0)
     assert listener.state == "stale"
+
+
+class FakeClock:
+    """`time` as exchanges.base sees it, its monotonic clock set by the test."""
+
+    def __init__(self, now):
+        self.now = now
+        self.time_ns, self.time, self.sleep = time.time_ns, time.time, time.sleep
+
+    def monotonic(self):
+        return self.now
+
+
+class ScriptedSocket:
+    """A websocket the listener reads from: `script` is called on each read (the clock stands still inside)."""
+
+    def __init__(self, script):
+        self.script, self.sent, self.pings, self.reads = script, [], [], 0
+
+    def settimeout(self, timeout):
+        pass
+
+    def recv_data(self, control_frame=False):
+        self.reads += 1
+        return self.script(self)
+
+    def send(self, message):
+        self.sent.append(message)
+
+    def ping(self):
+        self.pings.append(clock_now(self))
+
+    def close(self, timeout=None):
+        pass
+
+
+def clock_now(socket):
+    return socket.clock.now
+
+
+def paced_session(monkeypatch, script, **options):
+    """Run one Binance listener session on a ScriptedSocket under a fake clock (4 messages a second: one every
+    0.25 s). Binance puts its first streams in the URL, so nothing is sent at connect."""
+    clock = FakeClock(100.0)
+    monkeypatch.setattr(base, "time", clock)
+    socket = ScriptedSocket(script)
+    socket.clock = clock
+    monkeypatch.setattr(websocket, "create_connection", lambda url, **kw: socket)
+    listener = Binance("ws://127.0.0.1:9/stream", ["NKN-USDT"], **options)
+    socket.listener = listener
+    listener._session()
+    return listener, socket
+
+
+def test_a_pong_answering_the_exchanges_ping_is_counted_so_the_next_subscribe_waits_its_turn(monkeypatch):
+    """Binance counts pings and pongs in its 5 messages a second: the pong websocket-client sends at once in answer
+    to a ping takes a turn, and a subscribe right after it goes one interval later, not at once."""
+    seen = {}
+
+    def script(socket):
+        listener = socket.listener
+        if socket.reads == 1:
+            listener.add("LRC-BTC")
+            return websocket.ABNF.OPCODE_PING, b""  # websocket-client has sent the pong: at 100.0
+        if socket.reads == 2:  # the loop went round once since: the subscribe has waited
+            seen["waiting"] = (list(socket.sent), list(listener._ops), listener._next_send_at)
+            socket.clock.now = 100.25  # its turn
+        if socket.reads == 3:
+            seen["sent"] = list(socket.sent)
+            listener.stop()
+        raise websocket.WebSocketTimeoutException()
+
+    listener, socket = paced_session(monkeypatch, script)
+    assert seen["waiting"] == ([], [("subscribe", "LRC-BTC")], 100.25)
+    assert seen["sent"] == ['{"method":"SUBSCRIBE","params":["lrcbtc@bookTicker","lrcbtc@trade"],"id":1}']
+    assert listener._next_send_at == 100.5  # and it booked the next turn
+
+
+def test_our_own_ping_waits_for_the_pace_and_takes_a_turn(monkeypatch):
+    seen = {}
+
+    def script(socket):
+        listener = socket.listener
+        if socket.reads == 1:
+            listener.ping_every_s = 0.1
+            listener.add("LRC-BTC")  # sent at 100.0 next round: the next turn is at 100.25
+        elif socket.reads == 2:
+            socket.clock.now = 100.2  # a ping is due, its turn is not
+        elif socket.reads == 3:
+            seen["before its turn"] = list(socket.pings)
+            socket.clock.now = 100.25
+        elif socket.reads == 4:
+            seen["at its turn"] = (list(socket.pings), listener._next_send_at)
+            listener.stop()
+        raise websocket.WebSocketTimeoutException()
+
+    paced_session(monkeypatch, script)
+    assert seen["before its turn"] == []
+    assert seen["at its turn"] == ([100.25], 100.5)
