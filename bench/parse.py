@@ -43,12 +43,13 @@ def frame_sets():
         frames = [f for path in files for f in read_frames(path) if f.exchange == name]
         if not frames:
             continue
-        listener = listener_class(None, [], on_tick=lambda tick: None)
+        listener = listener_class(_api_url(frames), [], on_tick=lambda tick: None)
         ticks = [f for f in frames if any(type(item) is Update for item in _safe_parse(listener, f.frame.encode()))]
         yield f"{listener_class.label} all", name, frames
         yield f"{listener_class.label} tick frames", name, ticks
         # channels the recordings lack, as the local exchange derives them (Kraken `spread`): ours only
-        derived = [frame._replace(frame=text) for frame, _, text in played(listener_class.venue(), frames)
+        # (Gemini: the new WebSocket API's bookTicker and trade, derived from its v2 recording)
+        derived = [frame._replace(frame=text, url="") for frame, _, text in played(listener_class.venue(), frames)
                    if text is not frame.frame]
         if derived:
             yield f"{listener_class.label} derived", name, derived
@@ -72,7 +73,7 @@ def rate(run_once, count, passes, seconds):
 def ours(exchange, frames):
     """The listener's own frame handler, subscribed to every symbol of the recording, as after a connect."""
     data = [f.frame.encode() for f in frames]
-    listener = EXCHANGES[exchange](None, [], on_tick=lambda tick: None)
+    listener = EXCHANGES[exchange](_api_url(frames), [], on_tick=lambda tick: None)
     symbols = {item.symbol for f in frames for item in _safe_parse(listener, f.frame) if type(item) is Update}
     listener.subscribe_messages(sorted(symbols))  # what a subscription sets up (Binance's symbol map ...)
     listener._subscribed_at = dict.fromkeys(symbols, 0.0)
@@ -82,6 +83,12 @@ def ours(exchange, frames):
         for frame in data:
             handle(text, frame)
     return run
+
+
+def _api_url(frames):
+    """The URL a recording was made from: it picks the API its listener speaks (Gemini's recording is market data
+    v2, its default the new WebSocket API); derived frames carry none, so the default API reads them."""
+    return (frames[0].url or None) if frames else None
 
 
 def _safe_parse(listener, frame):
