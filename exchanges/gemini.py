@@ -8,7 +8,8 @@ The new WebSocket API. Pages: https://developer.gemini.com/websocket/introductio
 (Book Ticker), https://developer.gemini.com/websocket/message-format (requests, replies, error codes),
 https://developer.gemini.com/trading/websocket/playground (SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS take an
 array of stream names), https://developer.gemini.com/websocket/archived/v2.md (v2 archived: "replaced by the new
-WebSocket API").
+WebSocket API"). Gemini's Changelog (linked from every page) is not among the stored copies we could read: the
+archival is taken from the archived pages themselves.
 - Requests `{"id", "method", "params"}`; a reply `{"id", "status": 200, "result"}`, or
   `{"id", "status", "error": {"code", "msg"}}` (codes -1000 internal, -1002 authentication, -1003 rate limit, -1013
   invalid parameters, -1020 unsupported operation). We send `{"id": n, "method": "SUBSCRIBE", "params":
@@ -29,9 +30,10 @@ WebSocket API").
   "q":"0.25","m":true}` and the Go SDK's TradeEvent (packages/sdk-go/websocket/models.go: `t` TradeID, `m`
   BuyerIsMaker). So `m` true means the taker sold. `t` orders trades; E is taken in nanoseconds as on the Book
   Ticker (the conformance fixture's E, 1700000000000, reads as ms: an open question to Gemini).
-- Unlisted pair: how the new API answers a stream of a pair it does not list is not documented. An error reply to
-  our request refuses its pairs in Gemini's words; if none comes, the panel says so after a while (`no_data_hint`),
-  as for Binance.
+- Unlisted pair: how the new API answers a stream of a pair it does not list is not documented (the streams page's
+  UnknownInstrument, "Trading pair does not exist", is an order rejection reason). An error reply to our request
+  refuses its pairs in Gemini's words; if none comes, the panel says so after a while (`no_data_hint`), as for
+  Binance.
 - Liveness: no heartbeat stream is documented (a `ping` method is), so websocket pongs count (pong_is_liveness).
 - Limits: not published for market data subscriptions (`conninfo` reports them; -1003 is the rate-limit error). A
   connection subscribes all its pairs in one request; later requests are paced to one a second.
