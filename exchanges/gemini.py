@@ -4,15 +4,16 @@ still serves it. The URL picks the API: `wss://ws.gemini.com` (the default) spea
 (`gemini:BTC-USD`), so history and watchlists do not change with the API.
 
 The new WebSocket API. Pages: https://developer.gemini.com/websocket/introduction (wss://ws.gemini.com, version
-0.10.7; its one connection parameter, `snapshot`, is for depth streams only), https://developer.gemini.com/websocket/streams
-(Book Ticker), https://developer.gemini.com/websocket/message-format (requests, replies, error codes),
+0.10.7; its one connection parameter, `snapshot`, is for depth streams only),
+https://developer.gemini.com/websocket/streams (Book Ticker),
+https://developer.gemini.com/websocket/message-format (requests, replies, error codes),
 https://developer.gemini.com/trading/websocket/playground (SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS take an
 array of stream names), https://developer.gemini.com/websocket/archived/v2.md (v2 archived: "replaced by the new
 WebSocket API"). Gemini's Changelog (linked from every page) is not among the stored copies we could read: the
 archival is taken from the archived pages themselves.
 - Requests `{"id", "method", "params"}`; a reply `{"id", "status": 200, "result"}`, or
   `{"id", "status", "error": {"code", "msg"}}` (codes -1000 internal, -1002 authentication, -1003 rate limit, -1013
-  invalid parameters, -1020 unsupported operation). We send `{"id": n, "method": "SUBSCRIBE", "params":
+  invalid parameters, -1020 unsupported operation). We send `{"id": "1", "method": "SUBSCRIBE", "params":
   ["btcusd@bookTicker", "btcusd@trade", ...]}`; a 200 reply acknowledges that request's pairs, an error reply
   refuses them in Gemini's words ("Gemini error -1013: Invalid parameters"). What `result` holds for a subscribe is
   not documented: any is taken.
@@ -37,6 +38,7 @@ archival is taken from the archived pages themselves.
 - Liveness: no heartbeat stream is documented (a `ping` method is), so websocket pongs count (pong_is_liveness).
 - Limits: not published for market data subscriptions (`conninfo` reports them; -1003 is the rate-limit error). A
   connection subscribes all its pairs in one request; later requests are paced to one a second.
+- Replay: the recordings are v2, so the local exchange derives these frames from them (GeminiVenue says how).
 
 Market data v2 (archived, still served). Pages: https://docs.gemini.com/websocket/market-data/v2/about (subscribe,
 l2_updates, trade), https://docs.gemini.com/websocket/market-data/v2/level-2-data (initial response: full book + recent
