@@ -125,8 +125,8 @@ class Binance(ExchangeListener):
                 return None
             if quote_id is None:
                 return f"{reason}; no quote before it to compare with"
-            return (f"{reason}; the book changed {update.sequence - quote_id - 1} times unseen "
-                    f"(u {quote_id} -> {update.sequence}): quote changes may have been missed")
+            return (f"{reason}; the book changed {update.sequence - quote_id - 1} times between the last quote seen "
+                    f"and this one (u {quote_id} -> {update.sequence}): a quote change may have been missed")
         if trade_id is not None and update.sequence > trade_id + 1:
             return (f"{reason}; {update.sequence - trade_id - 1} trades missed "
                     f"(id {trade_id} -> {update.sequence})")

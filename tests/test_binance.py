@@ -103,6 +103,7 @@ import websocket  # noqa: E402
 from conftest import Collector  # noqa: E402
 from exchanges.binance import (MAX_STREAMS, REQUEST_MAX_BYTES, SHUTDOWN_REASON, STREAM_LIMIT,  # noqa: E402
                                URL_MAX_CHARS)
+from exchanges.simulator import LocalExchange  # noqa: E402
 from exchanges.tick import Reconnect  # noqa: E402
 
 TEXT = websocket.ABNF.OPCODE_TEXT
@@ -135,7 +136,8 @@ def switch(listener, notice=True):
 @pytest.mark.parametrize("first, gap", [
     (book_ticker(400900218), None),  # the next book update: the book did not change unseen
     (book_ticker(400900217), None),  # the same one again
-    (book_ticker(400900267), "the book changed 49 times unseen (u 400900217 -> 400900267)"),
+    (book_ticker(400900267), "the book changed 49 times between the last quote seen and this one "
+                             "(u 400900217 -> 400900267): a quote change may have been missed"),
     (trade(12346), "a trade came first: the quote may have changed unseen"),  # trades continue; the quote?
     (trade(12350), "4 trades missed (id 12345 -> 12350)"),
 ])
@@ -171,25 +173,33 @@ def test_without_a_server_shutdown_a_reconnect_is_a_gap_whatever_the_ids():
     assert shown["reason"] == "the exchange asked for a reconnect"
 
 
-def watched_binance(local_exchange, start_listener, symbols, **options):
+def watched_binance(local_exchange, start_listener, symbols, waits=None, **options):
     ticks, markets, states, gaps = Collector(), Collector(), Collector(), Collector()
+
+    def on_state(status):
+        if status["next_attempt_at"] is not None and waits is not None:
+            waits.append(status["next_attempt_at"] - status["since"])
+        states((status["state"], status["reason"]))
+
     listener = Binance(local_exchange.urls["binance"], symbols, on_tick=ticks, on_market=markets, on_gap=gaps,
-                       on_state=lambda status: states((status["state"], status["reason"])), **options)
+                       on_state=on_state, **options)
     start_listener(listener)
     return listener, ticks, markets, states, gaps
 
 
 def test_a_server_shutdown_is_a_clean_reconnect_made_before_the_server_closes(local_exchange, start_listener):
+    waits = []  # ms from each reconnecting state to its next attempt, as the feed status said
     listener, ticks, markets, states, gaps = watched_binance(local_exchange, start_listener, ["NKN-USDT"],
-                                                             backoff_base_s=0.05)
+                                                             backoff_base_s=0.05, waits=waits)
     ticks.wait_for(lambda t: len(t) >= 2)
     [old] = local_exchange.clients("binance")
     listener._attempt = 10  # as after many failures: a grown backoff would now wait up to the cap (30 s)
     local_exchange.replays["binance"].venue.announce_shutdown()
-    [(_, reason)] = [item for item in states.wait_for(lambda s: any(state == "reconnecting" for state, _ in s))
-                     if item[0] == "reconnecting"]
+    [reconnecting] = [status for status in states.wait_for(lambda s: any(state == "reconnecting" for state, _ in s))
+                      if status[0] == "reconnecting"]
+    reason = reconnecting[1]
     assert "serverShutdown" in reason
-    assert listener.next_attempt_at - listener.state_since <= 50  # a jitter of backoff_base_s, no backoff
+    assert waits[-1] <= 50  # ms: a jitter of backoff_base_s, no backoff
     count = len(ticks.items)
     states.wait_for(lambda s: s[-1][0] == "live" and any(state == "reconnecting" for state, _ in s))
     ticks.wait_for(lambda t: len(t) > count)  # data flows again
@@ -202,7 +212,28 @@ def test_a_server_shutdown_is_a_clean_reconnect_made_before_the_server_closes(lo
     assert listener._attempt == 10 and status["reconnects"] == 1
     assert "serverShutdown" in status["last_incident"]["reason"]  # the feed says why
     # the replay went on while we switched: a gap, if shown, says what the ids show
-    assert all(gap["reason"].startswith(reason.split(";")[0]) and ";" in gap["reason"] for gap in gaps.items)
+    assert all(gap["reason"].startswith(reason) and ";" in gap["reason"] for gap in gaps.items)
+
+
+def test_a_server_shutdown_while_nothing_changes_shows_no_gap(tmp_path, start_listener):
+    """The documented bookTicker, then 4 s later the next book update (u + 1): a serverShutdown in between is
+    answered by a reconnect well inside those 4 s, and the new connection's first quote proves nothing was missed."""
+    recording = tmp_path / "binance_quiet.jsonl"
+    frames = [(0.0, book_ticker(400900217)), (4.0, book_ticker(400900218).replace("25.35190000", "25.35200000"))]
+    recording.write_text("".join(orjson.dumps({"exchange": "binance", "url": Binance.url, "received": 1e9 + at,
+                                               "frame": frame}).decode() + "\n" for at, frame in frames))
+    exchange = LocalExchange([recording], speed=1, loop_replay=False).start()
+    try:
+        listener, ticks, markets, states, gaps = watched_binance(exchange, start_listener, ["BNB-USDT"],
+                                                                 backoff_base_s=0.05)
+        ticks.wait_for(lambda t: len(t) == 1)
+        exchange.replays["binance"].venue.announce_shutdown()
+        [tick] = ticks.wait_for(lambda t: len(t) == 2)[1:]
+        assert tick["bid"] == "25.35200000" and listener.status()["reconnects"] == 1
+        assert "serverShutdown" in listener.status()["last_incident"]["reason"]
+        assert gaps.items == [] and listener.status()["gaps"] == 0
+    finally:
+        exchange.stop()
 
 
 def test_the_venue_refuses_streams_beyond_the_documented_limit_and_ignores_oversized_requests():
