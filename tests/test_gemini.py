@@ -531,7 +531,8 @@ def test_a_malformed_frame_is_counted_and_skipped_and_the_feed_goes_on():
 def derived_frames():
     """The recording as the local exchange plays it: (recorded frame, stream, derived text) for each derived one."""
     recorded_frames = list(read_frames(UPSTREAM / FILE))
-    return [(frame, key, text) for frame, key, text in played(GeminiVenue(), recorded_frames) if text is not frame.frame]
+    return [(frame, key, text) for frame, key, text in played(GeminiVenue(), recorded_frames)
+            if text is not frame.frame]
 
 
 def test_venue_answers_like_the_new_api():
@@ -557,7 +558,8 @@ def test_venue_answers_like_the_new_api():
     [refusal] = venue.refusal(session, gemini.subscribe_messages(["FIL-USD"])[0])
     assert gemini.parse(refusal, 0) == [Rejected("FIL-USD", "Gemini error -1003: Rate limit exceeded")]
     assert venue.refusal(session, '{"id": 7, "method": "LIST_SUBSCRIPTIONS"}') is None
-    assert gemini.parse(venue.error_frame("maintenance soon"), 0) == [ExchangeError("Gemini error -1000: maintenance soon")]
+    assert gemini.parse(venue.error_frame("maintenance soon"), 0) == [
+        ExchangeError("Gemini error -1000: maintenance soon")]
 
 
 def test_derived_frames_have_the_documented_shapes():
