@@ -185,10 +185,12 @@ class FakeClock:
 
 
 class ScriptedSocket:
-    """A websocket the listener reads from: `script` is called on each read (the clock stands still inside)."""
+    """A websocket the listener reads from: `script(socket)` answers each read; the clock moves only when it says.
+    `sent` and `pings` hold what the listener sent (pings by the clock's time)."""
 
-    def __init__(self, script):
-        self.script, self.sent, self.pings, self.reads = script, [], [], 0
+    def __init__(self, script, clock):
+        self.script, self.clock, self.sent, self.pings, self.reads = script, clock, [], [], 0
+        self.listener = None
 
     def settimeout(self, timeout):
         pass
@@ -201,14 +203,10 @@ class ScriptedSocket:
         self.sent.append(message)
 
     def ping(self):
-        self.pings.append(clock_now(self))
+        self.pings.append(self.clock.now)
 
     def close(self, timeout=None):
         pass
-
-
-def clock_now(socket):
-    return socket.clock.now
 
 
 def paced_session(monkeypatch, script, **options):
@@ -216,8 +214,7 @@ def paced_session(monkeypatch, script, **options):
     0.25 s). Binance puts its first streams in the URL, so nothing is sent at connect."""
     clock = FakeClock(100.0)
     monkeypatch.setattr(base, "time", clock)
-    socket = ScriptedSocket(script)
-    socket.clock = clock
+    socket = ScriptedSocket(script, clock)
     monkeypatch.setattr(websocket, "create_connection", lambda url, **kw: socket)
     listener = Binance("ws://127.0.0.1:9/stream", ["NKN-USDT"], **options)
     socket.listener = listener
