@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
 # Only these folders of node_modules are served, under /vendor/.
 VENDOR_FOLDERS = ("bootstrap/dist/", "socket.io-client/dist/", "lightweight-charts/dist/")
+VENDOR_ROOTS = tuple((NODE_MODULES / folder).resolve() for folder in VENDOR_FOLDERS)
 MAX_EVENT_BYTES = 16 * 1024  # subscribe/unsubscribe events are tiny: a bigger packet closes that client
 HEALTHY_STATES = ("live", "quiet")
 # A market nobody watches any more is let go after this long, not at once: a page that reloads, or a panel closed
@@ -201,9 +202,11 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
 
     @app.get("/vendor/<path:filename>")
     def vendor(filename):
-        if not filename.startswith(VENDOR_FOLDERS):
+        found = vendor_file(filename)
+        if found is None:
             abort(404)
-        return send_from_directory(NODE_MODULES, filename)
+        root, relative = found
+        return send_from_directory(root, relative)
 
     # Replies to one client go straight to it (ignore_queue): in a web process they need no trip through Redis,
     # and they still arrive while Redis is away.
@@ -291,6 +294,18 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
         if not feeds.enabled(exchange):
             return None, _reject(event, f"exchange {exchange!r} is not enabled on this server", data.get("market"))
         return f"{exchange}:{symbol}", None
+
+
+def vendor_file(filename: str):
+    """(allowed folder, path inside it) of the file /vendor/`filename` names, or None. The name is resolved first
+    (a decoded "..", "//", a symlink), so only a file really inside an allowed folder is ever served."""
+    if "\\" in filename or "\0" in filename:
+        return None
+    path = (NODE_MODULES / filename).resolve()
+    for root in VENDOR_ROOTS:
+        if path.is_relative_to(root) and path.is_file():
+            return root, path.relative_to(root).as_posix()
+    return None
 
 
 def _reject(event: str, message: str, market=None) -> dict:
