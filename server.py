@@ -37,6 +37,7 @@ import subprocess  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
 from dashboard.config import leftovers, load_settings  # noqa: E402
 from dashboard.history import StoreModeError  # noqa: E402
+from dashboard.serving import raise_open_file_limit, serve  # noqa: E402
 from exchanges.recording import Recorder  # noqa: E402
 
 log = logging.getLogger("server")
@@ -74,6 +75,7 @@ def main(argv=None) -> int:
     settings = load_settings(argv)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # our own line says when REST fails
+    raise_open_file_limit()  # before anything is opened: every browser is one open file
     available = {}
     mode = settings.mode  # live or replay: each keeps its own history and listings (dashboard/config.py)
     log.info("%s: history %s, listings %s", mode, settings.history_url or "off",
@@ -118,22 +120,10 @@ def main(argv=None) -> int:
     dashboard.start()
     dashboard.socketio.start_background_task(announce_when_listening, dashboard.socketio, settings,
                                              f"{mode}, role {settings.role}")
-    if settings.role == "collector":  # no Socket.IO server: only /healthz and /metrics over plain HTTP
-        serve_http(dashboard.app, settings)
-    else:
-        dashboard.socketio.run(dashboard.app, host=settings.host, port=settings.port, log_output=False,
-                               allow_unsafe_werkzeug=True)
+    # Every role, in either async mode: the same server, limits and Host check (dashboard/serving.py). The
+    # collector's app has no Socket.IO in it: only /healthz and /metrics.
+    serve(dashboard.app, settings)
     return 0
-
-
-def serve_http(app, settings) -> None:
-    """A plain WSGI server for the collector's health endpoints, in the process's async mode."""
-    if settings.async_mode == "eventlet":
-        import eventlet.wsgi
-        eventlet.wsgi.server(eventlet.listen((settings.host, settings.port)), app, log_output=False)
-    else:
-        from werkzeug.serving import make_server
-        make_server(settings.host, settings.port, app, threaded=True).serve_forever()
 
 
 if __name__ == "__main__":
