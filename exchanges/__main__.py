@@ -43,7 +43,9 @@ def normalize(path, exchange=None, stats=None, derived=False):
             raise SystemExit(f"{path}: cannot tell the exchange of its frames; pass --exchange "
                              f"({', '.join(EXCHANGES)})")
         if name not in parsers:
-            parsers[name], books[name] = EXCHANGES[name](), TickBook(name)
+            # recorded frames are read in the API they were recorded from (its URL: Gemini's is v2); with the
+            # derived frames, as the local exchange's client reads them (the default API)
+            parsers[name], books[name] = EXCHANGES[name](None if derived else frame.url or None), TickBook(name)
         stats["frames"] += 1
         received = None if frame.received is None else int(frame.received * 1000)
         try:

@@ -29,8 +29,9 @@ archival is taken from the archived pages themselves.
   the page index). Its shape is Gemini's own, from https://github.com/gemini/developer-platform:
   conformance/websocket/events/trade.json `{"e":"trade","E":...,"s":"btcusd","t":123456789,"p":"1000.00",
   "q":"0.25","m":true}` and the Go SDK's TradeEvent (packages/sdk-go/websocket/models.go: `t` TradeID, `m`
-  BuyerIsMaker). So `m` true means the taker sold. `t` orders trades; E is taken in nanoseconds as on the Book
-  Ticker (the conformance fixture's E, 1700000000000, reads as ms: an open question to Gemini).
+  BuyerIsMaker). So `m` true means the taker sold. `t` orders trades. E is ns on the Book Ticker, but the
+  conformance fixture's trade E (1700000000000) is ms-sized: ns_to_ms reads the unit from the size (the two differ
+  by 10**6, so no time of this century is ambiguous), and a value fitting neither is a bad frame.
 - Unlisted pair: how the new API answers a stream of a pair it does not list is not documented (the streams page's
   UnknownInstrument, "Trading pair does not exist", is an order rejection reason). An error reply to our request
   refuses its pairs in Gemini's words; if none comes, the panel says so after a while (`no_data_hint`), as for
@@ -103,11 +104,21 @@ def is_v2_url(url: Optional[str]) -> bool:
     return bool(url) and urlsplit(url).path.rstrip("/") == V2_PATH
 
 
+NS_FROM = 10 ** 17              # an epoch time this large is in ns (2001 onwards); ms times stay below 10**14
+MS_FROM = 10 ** 11              # ... and one from here up to 10**14 is in ms (1973 to 5138)
+
+
 def ns_to_ms(value) -> int:
-    """An event time in nanoseconds (an int) -> epoch ms, by integer division: no float ever touches it."""
-    if type(value) is not int or value < 0:
+    """An event time `E` (an int) -> epoch ms, by integer division: no float ever touches it. Documented in ns
+    (Book Ticker); Gemini's own trade fixture holds an ms-sized E (1700000000000), so the unit is read from the
+    size, which leaves no doubt between the two: >= 10**17 ns, 10**11 .. 10**14 ms, anything else a bad frame."""
+    if type(value) is not int:
         raise BadFrame(f"bad event time: {str(value)[:30]!r}")
-    return value // NS_PER_MS
+    if value >= NS_FROM:
+        return value // NS_PER_MS
+    if MS_FROM <= value < 10 ** 14:
+        return value
+    raise BadFrame(f"event time neither in ns nor in ms: {value}")
 
 
 class Gemini(ExchangeListener):

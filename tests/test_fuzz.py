@@ -68,6 +68,17 @@ def frames_of(name: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=None)
+def recorded_url(name: str):
+    """The URL the recording of `name` was made from: its listener speaks that API (Gemini's recording is v2)."""
+    for path in sorted(UPSTREAM.iterdir()):
+        if path.is_file() and ".ws." in path.name:
+            for frame in read_frames(path):
+                if frame.exchange == name:
+                    return frame.url or None
+    return None
+
+
+@lru_cache(maxsize=None)
 def symbols_of(name: str) -> tuple[str, ...]:
     """The markets the recording of `name` holds ticks for, as its parser names them."""
     listener = make_listener(name, subscribe=False)
@@ -144,7 +155,7 @@ class _EverySymbol(dict):
 def make_listener(name: str, subscribe: bool = True):
     """A listener as after connecting and subscribing to the recording's markets; collects its ticks in
     `.fuzz_ticks` and the exceptions its parser raised in `.fuzz_raised`."""
-    listener = EXCHANGES[name](None, [])
+    listener = EXCHANGES[name](recorded_url(name), [])
     listener.fuzz_ticks = []
     listener.fuzz_raised = []
     listener.on_tick = listener.fuzz_ticks.append

@@ -10,7 +10,7 @@ import websocket
 from unittest.mock import ANY
 
 from conftest import Collector, UPSTREAM, apply_changes, documented, recorded
-from exchanges.gemini import V2_PATH, V2_URL, Gemini, GeminiVenue, MarketDataV2, StreamsAPI
+from exchanges.gemini import V2_PATH, V2_URL, Gemini, GeminiVenue, MarketDataV2, StreamsAPI, ns_to_ms
 from exchanges.recording import read_frames
 from exchanges.venue import PASS_STRIDE, played
 from exchanges.tick import EMPTY, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, TickBook, Update
@@ -418,6 +418,14 @@ def test_ns_to_ms_is_integer_division_never_float():
     assert update.time == 1751508438600 and float(frame["E"]) / 1e6 != 1751508438600
 
 
+def test_an_event_time_is_read_in_ns_or_ms_by_its_size_and_nothing_else_passes():
+    """Book Ticker's E is documented in ns; Gemini's own trade fixture has an ms-sized E (1700000000000)."""
+    assert ns_to_ms(1751508438600117161) == ns_to_ms(1751508438600) == 1751508438600
+    for bad in (1751508438, 10 ** 15, -1, 1.7e12, "1751508438600", True):
+        with pytest.raises(BadFrame):
+            ns_to_ms(bad)
+
+
 def test_an_older_book_ticker_is_dropped():
     gemini, book = streams(), TickBook("gemini")
     newer = json.loads(documented("gemini_ws_book_ticker"))
@@ -448,9 +456,9 @@ def test_a_book_ticker_side_with_no_price_is_empty_never_its_last_price(change):
 
 
 def test_a_trade_gives_the_last_trade_its_taker_side_and_id():
-    # m is "buyer is maker" (Gemini's Go SDK): true, so the taker sold; E in ns (see the module docstring)
+    # m is "buyer is maker" (Gemini's Go SDK): true, so the taker sold; this E is ms-sized: 2023-11-14, not 1970
     assert streams().parse(documented("gemini_ws_trade"), 0) == [Update(
-        "BTC-USD", 1_700_000, last="1000.00", last_size="0.25", last_side="sell", sequence=123456789)]
+        "BTC-USD", 1_700_000_000_000, last="1000.00", last_size="0.25", last_side="sell", sequence=123456789)]
     gemini, book = streams(), TickBook("gemini")
     newer = json.loads(documented("gemini_ws_trade"))
     older = newer | {"t": newer["t"] - 1, "p": "999.00", "m": False}
@@ -494,16 +502,17 @@ def test_an_error_reply_refuses_its_requests_pairs_in_geminis_words():
     ('[1, 2]', "not a JSON object"),
     ('{"hello": "world"}', "neither stream data nor a reply"),
     ('{"u": 1, "E": 1.7e18, "s": "btcusd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad event time"),
+    ('{"u": 1, "E": 1, "s": "btcusd", "b": "1", "B": "1", "a": "2", "A": "1"}', "neither in ns nor in ms"),
     ('{"u": 1, "E": "1751508438600117161", "s": "btcusd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad event time"),
-    ('{"u": "7", "E": 1, "s": "btcusd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad 'u'"),
-    ('{"u": 1, "E": 1, "s": "btcusd", "b": "1,5", "B": "1", "a": "2", "A": "1"}', "not a decimal"),
-    ('{"u": 1, "E": 1, "s": "btcusd", "b": "1", "a": "2", "A": "1"}', "not a decimal"),
-    ('{"u": 1, "E": 1, "b": "1", "B": "1", "a": "2", "A": "1"}', "no symbol"),
-    ('{"u": 1, "E": 1, "s": "btc-usd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad symbol"),
-    ('{"u": 1, "E": 1, "s": "btcxyz", "b": "1", "B": "1", "a": "2", "A": "1"}', "unknown symbol"),
-    ('{"e": "trade", "E": 1, "s": "btcusd", "t": 1, "p": "1", "q": "1", "m": "yes"}', "bad 'm'"),
-    ('{"e": "trade", "E": 1, "s": "btcusd", "t": -1, "p": "1", "q": "1", "m": true}', "bad 't'"),
-    ('{"e": "trade", "E": 1, "s": "btcusd", "t": 1, "p": 1.5, "q": "1", "m": true}', "not a decimal"),
+    ('{"u": "7", "E": 1751508438600117161, "s": "btcusd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad 'u'"),
+    ('{"u": 1, "E": 1751508438600117161, "s": "btcusd", "b": "1,5", "B": "1", "a": "2", "A": "1"}', "not a decimal"),
+    ('{"u": 1, "E": 1751508438600117161, "s": "btcusd", "b": "1", "a": "2", "A": "1"}', "not a decimal"),
+    ('{"u": 1, "E": 1751508438600117161, "b": "1", "B": "1", "a": "2", "A": "1"}', "no symbol"),
+    ('{"u": 1, "E": 1751508438600117161, "s": "btc-usd", "b": "1", "B": "1", "a": "2", "A": "1"}', "bad symbol"),
+    ('{"u": 1, "E": 1751508438600117161, "s": "btcxyz", "b": "1", "B": "1", "a": "2", "A": "1"}', "unknown symbol"),
+    ('{"e": "trade", "E": 1751508438600117161, "s": "btcusd", "t": 1, "p": "1", "q": "1", "m": "yes"}', "bad 'm'"),
+    ('{"e": "trade", "E": 1751508438600117161, "s": "btcusd", "t": -1, "p": "1", "q": "1", "m": true}', "bad 't'"),
+    ('{"e": "trade", "E": 1751508438600117161, "s": "btcusd", "t": 1, "p": 1.5, "q": "1", "m": true}', "not a decimal"),
     ('{"e": "trade", "s": "btcusd", "t": 1, "p": "1", "q": "1", "m": true}', "'E'"),
 ])
 def test_malformed_new_api_frames_raise(frame, reason):
