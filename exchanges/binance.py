@@ -298,10 +298,11 @@ class BinanceVenue(Venue):
         self._trades: dict[str, deque] = {}  # native symbol -> its recent trades played
         self._shutdown_at: Optional[float] = None  # monotonic s of announce_shutdown
 
-    def announce_shutdown(self) -> None:
+    def announce_shutdown(self) -> bool:
         """Thread-safe: tell every client connected now that the server is about to shut down. The notice goes
         with the next heartbeats (within a second), once per client; a client connecting later is not told."""
         self._shutdown_at = time.monotonic()
+        return True
 
     def heartbeats(self, session, now):
         """Binance has no heartbeat frame; this sends the `serverShutdown` notice (combined-stream form, from the

@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-KINDS = ("drop", "close", "stall", "heartbeats-only", "error", "refuse-subscribe", "refuse", "http", "garbage")
+KINDS = ("drop", "close", "stall", "heartbeats-only", "error", "refuse-subscribe", "refuse", "http", "garbage",
+         "shutdown")
 WINDOW_KINDS = ("refuse", "http")
 DEFAULT_WINDOW_S = 5.0
 GARBAGE_KINDS = ("malformed", "truncated", "huge", "binary", "wrong-shape", "html")

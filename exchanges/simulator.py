@@ -368,6 +368,10 @@ class LocalExchange:
         elif fault.kind == "garbage":
             sample = replay.timeline[0][2] if replay.timeline else "{}"
             await self._send_all(clients, garbage_frames(fault.arg, sample))
+        elif fault.kind == "shutdown":
+            if not replay.venue.announce_shutdown():
+                log.warning("%s: this exchange has no shutdown notice of its own: fault %s does nothing",
+                            replay.name, fault)
 
     @staticmethod
     def _withhold(client: _Client, stall: bool, on: bool) -> None:

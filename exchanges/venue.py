@@ -109,6 +109,11 @@ class Venue:
         DERIVED, never recorded: each venue that has some says how it makes them. The default: none."""
         return []
 
+    def announce_shutdown(self) -> bool:
+        """Thread-safe: tell the clients connected now, in the exchange's own words, that their server is about to
+        shut down (fault `shutdown`). True if this exchange has such a notice; the default: it has none."""
+        return False
+
     def observe(self, frame: str) -> None:
         """Every frame played, so heartbeats can say what the exchange has sent (last trade id ...)."""
 

@@ -194,7 +194,7 @@ def test_a_server_shutdown_is_a_clean_reconnect_made_before_the_server_closes(lo
     ticks.wait_for(lambda t: len(t) >= 2)
     [old] = local_exchange.clients("binance")
     listener._attempt = 10  # as after many failures: a grown backoff would now wait up to the cap (30 s)
-    local_exchange.replays["binance"].venue.announce_shutdown()
+    local_exchange.inject("binance:shutdown")  # `--fault binance:shutdown` from the command line
     [reconnecting] = [status for status in states.wait_for(lambda s: any(state == "reconnecting" for state, _ in s))
                       if status[0] == "reconnecting"]
     reason = reconnecting[1]

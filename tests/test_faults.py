@@ -166,3 +166,13 @@ def test_backoff_is_capped_jittered_and_never_gives_up():
 
 def test_binance_pings_count_as_liveness_and_coinbase_heartbeats_do():
     assert Binance.pong_is_liveness and not Coinbase.pong_is_liveness
+
+
+def test_a_shutdown_fault_is_the_exchanges_own_notice_where_it_has_one():
+    """`--fault binance:shutdown` sends Binance's serverShutdown (tests/test_binance.py drives it); an exchange with
+    no such notice is told so in the local exchange's log, and nothing else happens."""
+    from exchanges import EXCHANGES
+    from exchanges.faults import Fault
+    assert Fault.parse("binance:shutdown@5s").kind == "shutdown"
+    assert EXCHANGES["binance"].venue().announce_shutdown() is True
+    assert EXCHANGES["coinbase"].venue().announce_shutdown() is False
