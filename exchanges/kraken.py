@@ -352,8 +352,9 @@ class KrakenVenue(Venue):
     bid `b` and ask `a` (price and lot volume), its timestamp the recording's receipt time of that ticker frame as a
     decimal seconds string (the ticker carries no time of its own). The local exchange plays each one right after
     its ticker (Venue.derived), so a replay shows the exchange's time of the quote as live mode does; a recording
-    that holds real spread frames (as tests/test_kraken.py writes one) is played as it is, beside any derived. No
-    spread snapshot on subscribing: the venue is not told a played frame's receipt time, so it could not date one.
+    that holds real spread frames (as tests/test_kraken.py writes one) is played as it is, never doubled by derived
+    ones. On subscribing to `spread`, the latest spread played for the pair is its snapshot (with its own
+    timestamp), as Kraken sends one.
     Derived spreads change only where the recorded tickers did (on trades), so a replay understates how often the
     live top of book moves."""
 
@@ -366,6 +367,7 @@ class KrakenVenue(Venue):
         self._channel_ids = count(1)
         self._connection_ids = count(14545728493745856413)
         self._tickers: dict[str, dict] = {}   # pair -> its latest ticker payload played
+        self._spreads: dict[str, list] = {}   # pair -> its latest spread payload played (recorded or derived)
         self._trades: dict[str, deque] = {}   # pair -> its recent trades played, with a trade id each
         self._trade_ids = count(1)
 
@@ -440,6 +442,8 @@ class KrakenVenue(Venue):
         snapshot = []
         if name == "ticker" and pair in self._tickers:  # Kraken sends the current ticker on subscribing
             snapshot.append(orjson.dumps([channel_id, self._tickers[pair], "ticker", pair]).decode())
+        if name == "spread" and pair in self._spreads:  # ... and the current spread, as its spread page says
+            snapshot.append(orjson.dumps([channel_id, self._spreads[pair], "spread", pair]).decode())
         return _dumps({**status, "status": "subscribed", "channelID": channel_id, "channelName": name}), snapshot
 
     @staticmethod
@@ -483,6 +487,8 @@ class KrakenVenue(Venue):
         channel, pair = message[-2], message[-1]
         if channel == "ticker":
             self._tickers[pair] = message[1]
+        elif channel == "spread":
+            self._spreads[pair] = message[1]
         elif channel == "trade":
             trades = self._trades.setdefault(pair, deque(maxlen=1000))
             trades.extend((*trade[:6], next(self._trade_ids)) for trade in message[1])

@@ -429,3 +429,36 @@ def test_listener_takes_its_book_top_from_spread_frames_of_the_local_exchange(ex
     assert "spread:XMR/USD" in client.session["keys"]
     assert listener.status()["quote_on_every_change"] is True
     assert listener.status()["bad_frames"] == 0 and listener.status()["reconnects"] == 0
+
+
+def test_venue_sends_the_latest_spread_played_on_subscribing_to_spread():
+    """Kraken's spread channel starts with a snapshot: the local exchange sends the last spread it played."""
+    venue = KrakenVenue({"XMR/USD"})
+    [derived] = [spread for f in read_frames(UPSTREAM / TICKERS) if '"ticker","XMR/USD"' in f.frame
+                 for _, spread in KrakenVenue.derived(f.frame, f.received)][-1:]
+    session = {}
+    venue.on_open(session, "/")
+    subscribe = '{"event":"subscribe","pair":["XMR/USD"],"subscription":{"name":"spread"},"reqid":3}'
+    assert len(venue.on_message(session, subscribe)) == 1  # nothing played yet: the status only
+    venue.observe(derived)
+    late = {}
+    venue.on_open(late, "/")
+    status, snapshot = venue.on_message(late, subscribe)
+    assert orjson.loads(snapshot)[1:] == orjson.loads(derived)[1:]  # its channelID is the subscription's
+    [update] = parse(snapshot)
+    assert (update.time, update.bid, update.ask) == XMR_SPREADS[-1][:2] + (XMR_SPREADS[-1][3],)
+
+
+def test_a_reconnect_gets_a_fresh_spread_snapshot_from_the_local_exchange(kraken_exchange, start_listener):
+    listener, ticks, markets = make(kraken_exchange, ["XMR-USD"])
+    start_listener(listener)
+    times = {quote[0] for quote in XMR_SPREADS}
+    ticks.wait_for(lambda t: any(tick["time"] in times for tick in t))
+    [old] = kraken_exchange.clients("kraken")
+    kraken_exchange.inject("kraken:drop")
+    ticks.wait_for(lambda t: listener.status()["reconnects"] == 1 and kraken_exchange.clients("kraken") != [old])
+    [new] = kraken_exchange.clients("kraken")
+    count = len(ticks.items)
+    # the spread snapshot comes with the subscription: a quote at a played spread's time, before any new trade
+    ticks.wait_for(lambda t: any(tick["time"] in times and tick["bid"] for tick in t[count:]))
+    assert "spread:XMR/USD" in new.session["keys"]
