@@ -21,6 +21,7 @@ from .rest import RestClient, backfill
 from .bus import Bus
 from .roles import CollectorLink, RemoteFeeds, WebHub, emitting_queue, listening_queue
 from .hub import Hub, pair_room
+from .guard import harden
 from .limits import EventRateLimit
 from .metrics import Metrics
 
@@ -100,6 +101,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
     else:
         socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
                             max_http_buffer_size=MAX_EVENT_BYTES)
+        guard = harden(app, socketio, settings, MAX_EVENT_BYTES)  # hostile clients: dashboard/guard.py
     history = open_history(settings.history_url, settings.history_retention_days, base=ROOT, mode=mode)
     hub = Hub(socketio, ring_size=settings.ring_size, emit_interval_ms=settings.emit_interval_ms,
               max_batch=settings.max_rows, history=history, replay=settings.mode == "replay")
@@ -107,6 +109,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
                   backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame)
     hub.feeds = feeds.status
     metrics = Metrics(feeds, hub)
+    if settings.role != "collector":
+        metrics.registry.register(guard.bad)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     rest = RestClient(settings.rest_urls) if settings.rest else None
     listings = None
@@ -143,6 +147,7 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
     queue = listening_queue(settings.redis_url, mode)
     socketio = SocketIO(app, async_mode=settings.async_mode, cors_allowed_origins=settings.cors_origins,
                         max_http_buffer_size=MAX_EVENT_BYTES, client_manager=queue)
+    guard = harden(app, socketio, settings, MAX_EVENT_BYTES)  # hostile clients: dashboard/guard.py
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     bus = Bus(settings.redis_url, settings.ring_size, mode)
     hub = WebHub(socketio, bus, exchanges, settings.web_id, settings.ring_size, settings.stale_after_s)
@@ -157,7 +162,9 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
         return {"watchlist": watchlist, "available": offer.get("available", {}),
                 "listing_source": offer.get("listing_source", {}), "exchanges": exchanges}
 
-    _health_routes(app, feeds, Metrics(None, hub), problem=hub.problem)  # feed counters are the collector's
+    metrics = Metrics(None, hub)  # feed counters are the collector's
+    metrics.registry.register(guard.bad)
+    _health_routes(app, feeds, metrics, problem=hub.problem)
     dashboard = Dashboard(app, socketio, hub, feeds, role="web")
     _page(app, socketio, dashboard, settings, mode, history, markets_offer)
     return dashboard

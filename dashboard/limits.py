@@ -6,7 +6,10 @@ import time
 
 
 class EventRateLimit:
-    """A token bucket per client: `rate` events a second, bursts up to `burst`."""
+    """A token bucket per client: `rate` events a second, bursts up to `burst`. Clients are any hashable keys
+    (a Socket.IO sid, an Engine.IO session id); forget() a client when it disconnects, or its bucket stays.
+    Used twice: subscribe/unsubscribe over SUBSCRIBE_RATE are refused with an error reply (app.py), and every
+    Socket.IO packet a client sends counts toward a wider bucket that disconnects it (guard.py)."""
 
     def __init__(self, rate: float = 10.0, burst: int = 20):
         self.rate, self.burst = rate, burst
@@ -14,6 +17,7 @@ class EventRateLimit:
         self._lock = threading.Lock()
 
     def allow(self, client: str) -> bool:
+        """Take one token: False (and nothing taken) when the client has none left."""
         now = time.monotonic()
         with self._lock:
             tokens, since = self._buckets.get(client, (self.burst, now))
