@@ -16,7 +16,8 @@ in the threading mode) are wrapped and configured here, never edited; each fault
   client's flood limit; binary packets (attachments) are refused; a packet Socket.IO cannot decode is dropped and
   logged once per client per interval.
 
-A client is cut off without ever blocking the thread that noticed: Engine.IO's Socket.close(wait=False).
+A client is cut off without ever blocking the thread that noticed: Engine.IO's Socket.close(wait=False) (its
+close() waits for the client to read what is queued, forever for a long-polling client that never polls again).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import time
 import urllib.parse
 from collections import Counter, OrderedDict
 
+from engineio.payload import Payload
 from prometheus_client.core import CounterMetricFamily
 
 from .limits import EventRateLimit
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 LOG_INTERVAL_S = 10.0  # one line per kind of bad input per client per interval, with the count it stands for
 MAX_LOG_KEYS = 10_000  # clients (or addresses) whose last log line is remembered, oldest forgotten first
+CUT_GRACE_S = 2.0      # a long-polling client cut off is closed this long after (its next poll gets the reason)
 FLOOD_BURSTS = 5       # a client is disconnected once it sends this many bursts beyond its event rate
 EIO_CLIENT_TYPES = "123456"  # Engine.IO packet types a client sends (0, "open", is the server's)
 POLLING_TYPES = "1345b"      # ... of those, the ones Engine.IO handles in a POST ("b": a base64 binary message)
@@ -91,6 +94,7 @@ class Guard:
         self.server = socketio.server  # python-socketio
         self.eio = socketio.server.eio  # python-engineio
         self.bad = BadInput()
+        self._cut: set = set()  # Engine.IO sessions cut off, until they are closed
 
     # --- cutting a client off --------------------------------------------------------------------------------
     def cut(self, eio_sid: str, message: str) -> None:
@@ -106,7 +110,17 @@ class Guard:
             except Exception as error:  # the connection is closed below whatever went wrong here
                 self.bad.note(self.address(eio_sid), "disconnect failed", f"{eio_sid}: {error!r}")
         socket = self.eio.sockets.get(eio_sid)
-        if socket is not None and not socket.closed:
+        if socket is None or socket.closed:
+            return
+        self._cut.add(eio_sid)
+        if socket.upgraded:  # websocket: its writer sends what is queued, then closes the connection
+            socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        else:  # long-polling: a closed session answers no more polls, so its next poll gets the reason first
+            self.socketio.start_background_task(self._close_later, socket)
+
+    def _close_later(self, socket) -> None:
+        self.socketio.sleep(CUT_GRACE_S)
+        if not socket.closed:
             socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
 
     def address(self, eio_sid: str) -> str:
@@ -114,7 +128,7 @@ class Guard:
 
     def _gone(self, eio_sid: str) -> bool:
         socket = self.eio.sockets.get(eio_sid)
-        return socket is None or socket.closed or socket.closing
+        return eio_sid in self._cut or socket is None or socket.closed or socket.closing
 
     # --- Socket.IO packets --------------------------------------------------------------------------------------
     def wrap_messages(self) -> None:
@@ -143,6 +157,7 @@ class Guard:
 
         def disconnect(eio_sid, *args):
             self.limit.forget(eio_sid)
+            self._cut.discard(eio_sid)
             return disconnected(eio_sid, *args)
 
         self.eio.on("message", message)
@@ -174,6 +189,7 @@ class Guard:
                 def _handle_hybi_request(self, environ):
                     ws = super()._handle_hybi_request(environ)
                     ws.Message = CappedMessage  # looked up on the instance for each new message
+                    ws._apply_mask = _unmask  # eventlet's own takes 60 ms per 15 KB frame, the hub blocked
                     return ws
         elif self.eio.async_mode == "threading":
             from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
@@ -253,11 +269,15 @@ class Guard:
             self.bad.note(client, "bad Engine.IO packet", f"{sid}: {body[:20]!r}")
             self._close_session(sid)
             return "400 Bad Request", "not Engine.IO packets"
+        if len(packets) > Payload.max_decode_packets:  # Engine.IO would raise (and log a traceback)
+            self.bad.note(client, "flood", f"{sid}: {len(packets)} packets in one request")
+            self._close_session(sid, f"too many events: at most {self.limit.burst} at once; disconnected")
+            return "400 Bad Request", "too many packets in one request"
         return None
 
-    def _close_session(self, sid) -> None:
+    def _close_session(self, sid, message: str = "bad request; disconnected") -> None:
         if sid and sid in self.eio.sockets:
-            self.cut(sid, "bad request; disconnected")
+            self.cut(sid, message)
 
 
 class _Checked:
@@ -281,6 +301,14 @@ class _Checked:
 
     def __getattr__(self, name):  # send, close, the socket Engine.IO sets a timeout on
         return getattr(self._ws, name)
+
+
+def _unmask(data: bytes, mask, length=None, offset=0) -> bytes:
+    """eventlet's RFC6455WebSocket._apply_mask, at C speed: XOR with the 4-byte mask started at `offset`
+    (eventlet 0.41.3 builds one bytes object per byte in Python)."""
+    length = len(data) if length is None else length
+    key = bytes(mask[(offset + i) % 4] for i in range(4)) * (length // 4 + 1)
+    return (int.from_bytes(data[:length], "big") ^ int.from_bytes(key[:length], "big")).to_bytes(length, "big")
 
 
 def _close_eventlet(ws, code: int, reason: str) -> None:
@@ -319,6 +347,9 @@ def harden(app, socketio, settings, max_bytes: int) -> Guard:
     second, in bursts of FLOOD_BURSTS times its burst or twice MAX_MARKETS_PER_CLIENT (a page re-subscribing all
     its panels), whichever is more."""
     burst = max(FLOOD_BURSTS * settings.subscribe_burst, 2 * settings.max_markets_per_client)
+    # Engine.IO refuses a POST of more than 16 packets (with a traceback logged: python-engineio issue #142); a
+    # page on long-polling may send a burst of subscribes in one, and the flood limit bounds what follows.
+    Payload.max_decode_packets = max(Payload.max_decode_packets, burst)
     guard = Guard(socketio, EventRateLimit(settings.subscribe_rate, burst), max_bytes)
     guard.wrap_messages()
     guard.wrap_websocket()

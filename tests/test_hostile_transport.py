@@ -13,6 +13,7 @@ import websocket
 from websocket import ABNF
 
 from conftest import Collector, ServerProcess, get
+from dashboard.guard import _unmask
 
 MARKET = "binanceus:OMG-BUSD"  # the busiest recorded market: ticks every few hundred milliseconds at --speed 5
 LIMIT = 16 * 1024  # app.MAX_EVENT_BYTES
@@ -27,10 +28,10 @@ def server(request):
 
 @pytest.fixture
 def calm(server):
-    """A well-behaved client watching MARKET: its "ticks" Collector."""
+    """A well-behaved client watching MARKET: its "ticks" Collector, of (arrival time.monotonic(), batch)."""
     sio = socketio.Client(reconnection=False)
     ticks = Collector()
-    sio.on("ticks", ticks)
+    sio.on("ticks", lambda batch: ticks((time.monotonic(), batch)))
     sio.connect(server.url, transports=["websocket"], wait_timeout=10)
     assert sio.call("subscribe", {"market": MARKET}, timeout=5)["ok"]
     ticks.wait_for(lambda batches: batches, timeout=30)
@@ -41,6 +42,12 @@ def calm(server):
 def still_ticking(ticks, within=5.0):
     count = len(ticks.items)
     ticks.wait_for(lambda batches: len(batches) > count, timeout=within)
+
+
+def longest_silence(ticks, since) -> float:
+    """The longest time without a batch from `since` to the latest batch, in seconds."""
+    arrivals = [since] + [at for at, _ in ticks.items if at > since]
+    return max(later - earlier for earlier, later in zip(arrivals, arrivals[1:]))
 
 
 def raw_client(server):
@@ -128,6 +135,35 @@ def test_a_polling_post_of_what_is_not_engineio_is_a_400(server, body):
     assert response.status == 400 and b"Traceback" not in text and b".py" not in text
 
 
+FLOOD = "\x1e".join(['42["whatever"]'] * 50)
+
+
+@pytest.mark.parametrize("posts, told", [
+    ([FLOOD, FLOOD, FLOOD], "too many events"),  # 150 events: over the burst (guard.harden: 100)
+    (["\x1e".join(['42["whatever"]'] * 150)], "too many events"),  # in one request: refused whole (400)
+    (['451-["subscribe",{"_placeholder":true,"num":0}]'], "binary packets are not accepted"),
+    (["bAQID"], "binary packets are not accepted"),  # a base64 binary message: an attachment
+])
+def test_long_polling_clients_are_cut_off_the_same_way(server, posts, told):
+    """The same checks hold over long-polling: the next poll returns the reason, then the session is closed."""
+    url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={polling_session(server)}"
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    for packets in ("40", *posts):
+        connection.request("POST", url[len(server.url):], body=packets.encode())
+        response = connection.getresponse()
+        expected = (400, b"too many packets in one request") if packets.count("\x1e") >= 100 else (200, b"OK")
+        assert (response.status, response.read()) == expected
+        if response.getheader("Connection") == "close":
+            connection.close()
+        if packets == "40":
+            assert re.search("(^|\x1e)40{", get(url)[1])  # connected to "/" (after the connect handler's events)
+    connection.close()
+    status, polled = get(url)
+    assert status == 200 and f'"message":"{told}' in polled and polled.endswith("\x1e41")  # Socket.IO disconnect
+    assert get(url) == (200, "1")  # Engine.IO's close, a moment later (guard.CUT_GRACE_S)
+    assert get(url)[0] == 400  # the session is gone
+
+
 def test_a_message_in_thousands_of_fragments_is_cut_while_it_arrives(server, calm):
     """eventlet checks each frame against the limit but would buffer any number of continuation frames."""
     ws = raw_client(server)
@@ -161,6 +197,7 @@ def test_a_flood_of_unknown_events_disconnects_that_client_only(server, calm):
     ws = raw_client(server)
     floods = refused(server, "flood")
     event = '42["whatever",{"pad":"' + "y" * 15_000 + '"}]'
+    started = time.monotonic()
     try:
         for _ in range(500):
             ws.send(event)
@@ -172,6 +209,8 @@ def test_a_flood_of_unknown_events_disconnects_that_client_only(server, calm):
         assert any(m.startswith('42["error"') and "too many events" in m for m in messages)
     assert refused(server, "flood") == floods + 1
     still_ticking(calm)
+    # eventlet unmasked each 15 KB frame in 60 ms of Python with every other client waiting (20 s for this flood)
+    assert longest_silence(calm, started) < 4.0
 
 
 def test_malformed_packets_are_logged_once_per_client_not_once_each(server, calm):
@@ -221,3 +260,13 @@ def test_a_websocket_message_that_is_not_engineio_closes_it_with_nothing_interna
     assert b"Traceback" not in received and b".py" not in received and b"500 Internal" not in received
     assert received.startswith(b"HTTP/1.1 101")
     assert get(server.url + "/healthz")[0] in (200, 503)
+
+
+@pytest.mark.filterwarnings("ignore:\\s*Eventlet is deprecated")  # the server chose it knowingly: see README
+def test_unmasking_is_eventlets_at_c_speed():
+    from eventlet.websocket import RFC6455WebSocket
+    for size in (0, 1, 3, 4, 5, 17, 16_384):
+        data, mask = os.urandom(size), tuple(os.urandom(4))
+        for offset in range(4):
+            assert _unmask(data, mask, length=size, offset=offset) == \
+                RFC6455WebSocket._apply_mask(data, mask, length=size, offset=offset)
