@@ -15,7 +15,7 @@ from exchanges import EXCHANGES
 from .api import make_api
 from .config import Settings, parse_market
 from .feeds import Feeds
-from .history import open_history
+from .history import gap_on_resume, open_history
 from .listings import Listings
 from .rest import RestClient, backfill
 from .bus import Bus
@@ -105,6 +105,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
     history = open_history(settings.history_url, settings.history_retention_days, base=ROOT, mode=mode)
     hub = Hub(socketio, ring_size=settings.ring_size, emit_interval_ms=settings.emit_interval_ms,
               max_batch=settings.max_rows, history=history, replay=settings.mode == "replay")
+    if history is not None:  # after a restart, each market's first tick comes after the gap the downtime left
+        hub.publish = gap_on_resume(history, hub.publish, hub.publish_gap)
     feeds = Feeds(hub, settings.exchanges, settings.ws_urls, settings.markets, stale_after_s=settings.stale_after_s,
                   backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame)
     hub.feeds = feeds.status

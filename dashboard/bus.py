@@ -5,7 +5,8 @@ the rest, so that any web process can serve any market:
 
     dashboard:ticks:<market>   a capped stream per market: its recent entries, for the backfill of a new panel
     dashboard:states           hash market -> its market state (subscribing, streaming, error ...)
-    dashboard:feeds            the feeds' status, rewritten every second; it expires, so silence is visible
+    dashboard:feeds            the feeds' status, rewritten every status_period; it expires status_ttl after the
+                               last write, so a dead collector shows within STALE_AFTER_S
     dashboard:offer            the markets the collector can serve (listings, recordings), for the add form
     dashboard:watch:<web id>   the markets one web process's clients watch; a lease that expires with the process
     dashboard:commands         pub/sub: "stream this market now" from a web process, so a panel need not wait
@@ -39,6 +40,19 @@ def options(read_timeout: Optional[float] = 2.0) -> dict:
 
 def connect(url: str, read_timeout: Optional[float] = 2.0) -> redis.Redis:
     return redis.Redis.from_url(url, **options(read_timeout))
+
+
+def status_period(stale_after_s: float) -> float:
+    """How often (s) the collector rewrites the feeds' status, its heartbeat: every second, or a quarter of
+    STALE_AFTER_S when that is shorter."""
+    return min(1.0, stale_after_s / 4)
+
+
+def status_ttl(stale_after_s: float) -> float:
+    """How long (s) the feeds' status lives after a write: STALE_AFTER_S less one heartbeat period, so a web process
+    that wakes when it lapses shows a collector killed just after a write as silent within STALE_AFTER_S; a
+    collector that misses writes for STALE_AFTER_S less two periods (8 s of the default 10) shows as silent."""
+    return stale_after_s - status_period(stale_after_s)
 
 
 class Bus:
@@ -104,10 +118,18 @@ class Bus:
         value = self.redis.hget(self._key("states"), market)
         return orjson.loads(value) if value else None
 
-    def feeds(self) -> Optional[list]:
-        """The feeds' status as the collector last wrote it; None when it has not written for its ttl."""
-        value = self.redis.get(self._key("feeds"))
-        return orjson.loads(value) if value else None
+    def feeds(self) -> tuple[Optional[list], float]:
+        """(the feeds' status as the collector last wrote it, seconds until it lapses); (None, 0.0) once it has
+        lapsed (the collector wrote nothing for its ttl). Read with its time to live in one transaction: Redis's
+        clock decides, so the web's and the collector's clocks need not agree."""
+        key = self._key("feeds")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(key)
+        pipe.pttl(key)
+        value, left_ms = pipe.execute()
+        if not value or left_ms is None or left_ms <= 0:  # -2 gone; -1 no expiry: not a heartbeat we can trust
+            return None, 0.0
+        return orjson.loads(value), left_ms / 1000
 
     def offer(self) -> Optional[dict]:
         value = self.redis.get(self._key("offer"))

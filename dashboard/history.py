@@ -3,6 +3,10 @@
 The store sits behind a small interface (`HistoryStore`) so a server database can follow; `SQLiteHistory` is the
 one built now: one file in WAL mode, written in batches by one writer task, so listeners never wait on disk.
 A kill -9 loses at most the batch not yet written (`FLUSH_EVERY_S`), and WAL keeps the file intact.
+
+A restarted server did not watch anything while it was down: the first new entry of each market the store already
+holds is preceded by a gap from that market's last stored entry (`resumed`, wired by `gap_on_resume`), whose reason
+says whether the last run stopped cleanly (a stop mark written by `close`) or not (a kill -9, a crash, a power cut).
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,11 @@ CREATE TABLE IF NOT EXISTS entries (
     gap_from INTEGER, gap_to INTEGER, reason TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_by_market ON entries (market, received);
+CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER);  -- 'stopped_at': the last clean stop, ms
 """
+# The reason of the gap a restart leaves in each market (see SQLiteHistory.resumed).
+STOPPED = "server stopped"
+DOWN = "server was down (no clean shutdown)"
 
 
 class HistoryStore(Protocol):
@@ -44,6 +52,7 @@ class HistoryStore(Protocol):
     def markets(self) -> list[str]: ...
     def chart(self, market: str, since: int, until: int, step_ms: int) -> tuple[list, list]: ...
     def prune(self, before: int) -> int: ...
+    def resumed(self, market: str, entry: dict) -> Optional[dict]: ...
     def close(self) -> None: ...
 
 
@@ -70,6 +79,11 @@ class SQLiteHistory:
         self._pending: deque = deque()
         self._stopping = threading.Event()
         self.written = 0
+        # Only the process that writes (its writer task runs, or it asked `resumed`) marks a clean stop: a web
+        # process of a team opens the same file to read it and must not speak for the collector.
+        self._writes = False
+        self._last_stop: Optional[str] = None  # why the previous run ended: STOPPED or DOWN, read once
+        self._resumed: set = set()             # markets whose restart gap was decided
 
     def append(self, market: str, entry: dict) -> None:
         self._pending.append((market, entry))  # deque.append is thread-safe; the writer drains it
@@ -121,8 +135,40 @@ class SQLiteHistory:
         with self._lock:
             return self._db.execute("DELETE FROM entries WHERE received < ?", (before,)).rowcount
 
+    def resumed(self, market: str, entry: dict) -> Optional[dict]:
+        """The gap this run's first entry of `market` closes: `{"exchange", "symbol", "from": ms of the market's
+        last stored entry, "to": the entry's received ms, "reason": STOPPED or DOWN}`, asked before the entry is
+        published; None for a market the store never held, and for every later entry (one gap per market per run).
+        """
+        if market in self._resumed:
+            return None
+        with self._lock:
+            if market in self._resumed:
+                return None
+            self._resumed.add(market)
+            reason = self._previous_stop()
+            last = self._db.execute("SELECT max(received) FROM entries WHERE market = ?", (market,)).fetchone()[0]
+        until = entry.get("received") or entry.get("to")
+        if last is None or until is None or until <= last:
+            return None
+        exchange, _, symbol = market.partition(":")
+        log.info("%s: gap %d ms across the restart (%s)", market, until - last, reason)
+        return {"exchange": exchange, "symbol": symbol, "from": last, "to": until, "reason": reason}
+
+    def _previous_stop(self) -> str:
+        """How the previous run ended (STOPPED when its close left a stop mark, DOWN otherwise); the mark is taken
+        away, so a kill of this run is not mistaken for a clean stop. The caller holds the lock."""
+        if self._last_stop is None:
+            self._writes = True
+            mark = self._db.execute("SELECT value FROM marks WHERE name = 'stopped_at'").fetchone()
+            self._db.execute("DELETE FROM marks WHERE name = 'stopped_at'")
+            self._last_stop = STOPPED if mark is not None else DOWN
+        return self._last_stop
+
     def run(self, sleep=time.sleep) -> None:
         """The writer: flush every FLUSH_EVERY_S, prune past the retention every hour, until closed."""
+        with self._lock:
+            self._previous_stop()
         next_prune = 0.0
         while not self._stopping.is_set():
             sleep(FLUSH_EVERY_S)
@@ -137,9 +183,13 @@ class SQLiteHistory:
                 log.exception("history: write failed")
 
     def close(self) -> None:
+        """Write what is pending; the writing process also marks the stop as clean (see `resumed`)."""
         self._stopping.set()
         self.flush()
         with self._lock:
+            if self._writes:
+                self._db.execute("INSERT OR REPLACE INTO marks (name, value) VALUES ('stopped_at', ?)",
+                                 (time.time_ns() // 1_000_000,))
             self._db.close()
 
     def _select(self, where: str, parameters: tuple) -> list[dict]:
@@ -159,6 +209,18 @@ def _entry(row) -> dict:
     tick = {"id": entry_id, "exchange": exchange, "symbol": symbol}
     tick.update(zip(TICK_COLUMNS, row[3:_GAP_AT]))
     return tick
+
+
+def gap_on_resume(history: HistoryStore, publish: Callable[[dict], None],
+                  publish_gap: Callable[[dict], None]) -> Callable[[dict], None]:
+    """`publish` (a tick -> the hub), preceded for each market's first tick of this run by the gap the restart
+    left (`history.resumed`), published as any gap: stored, streamed, in every page's running list."""
+    def publish_after_gap(tick: dict) -> None:
+        gap = history.resumed(f"{tick['exchange']}:{tick['symbol']}", tick)  # after the first: one set lookup
+        if gap is not None:
+            publish_gap(gap)
+        publish(tick)
+    return publish_after_gap
 
 
 def open_history(url: Optional[str], retention_days: float, base: Path = Path("."),

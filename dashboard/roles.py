@@ -23,7 +23,7 @@ import socketio
 from redis import RedisError
 
 from . import bus
-from .bus import Bus
+from .bus import Bus, status_period, status_ttl
 from .config import parse_market
 from .conflation import Conflation
 from .watchers import Watchers
@@ -42,6 +42,21 @@ logging.getLogger("socketio.server").addFilter(_QuietRedisRetries())
 
 LEASE_S = 5.0       # a web process's lease on its watched markets: it renews every second, so 5 s is 4 misses
 OFFER_EVERY_S = 10.0
+
+
+class Failures:
+    """A task's unexpected exceptions, logged with their traceback at the 1st, 2nd, 4th, 8th ... of each kind
+    (never one line per round), with the count: a loop that must not end keeps going, and the log stays bounded."""
+
+    def __init__(self, who: str):
+        self.who = who
+        self.counts: dict[str, int] = {}
+
+    def note(self, kind: str) -> None:
+        """Called from an `except` block: counts it, and logs it when its count is a power of two."""
+        count = self.counts[kind] = self.counts.get(kind, 0) + 1
+        if count & (count - 1) == 0:
+            log.exception("%s: %s failed (%d times so far); it goes on", self.who, kind, count)
 
 
 class RedisHealth:
@@ -80,6 +95,7 @@ class CollectorLink:
         self._watched: set = set()
         self._missing_since: dict[str, float] = {}
         self._stopping = False
+        self.failures = Failures("collector")
 
     # The hub's sink --------------------------------------------------------------------------------------------
     def store(self, entries: dict[str, list], states: dict[str, dict]) -> None:
@@ -98,45 +114,61 @@ class CollectorLink:
         self.health.ok()
 
     def set_feeds(self, statuses: list) -> None:
+        """The feeds' status for the web processes; it lapses status_ttl after this write (see follow_watchers)."""
         try:
-            self.bus.set_feeds(statuses, ttl_s=self.stale_after_s)
+            self.bus.set_feeds(statuses, ttl_s=status_ttl(self.stale_after_s))
             self.health.ok()
         except RedisError as error:
             self.health.failed(error)
 
     # Tasks -------------------------------------------------------------------------------------------------------
     def follow_watchers(self) -> None:
-        """Every second: stream what some web process's clients watch; release what nobody has watched for a
-        lease's length (a web process that restarts, or Redis that blinks, does not unsubscribe anything)."""
-        next_offer = 0.0
+        """The collector's heartbeat, and its ear on the leases. Every status period (bus.status_period: a second,
+        or STALE_AFTER_S / 4 if shorter) it rewrites the feeds' status, whose key lapses status_ttl later: that is
+        how every web process, and so every page, sees a dead collector within STALE_AFTER_S. Every second it
+        streams what some web process's clients watch, and releases what nobody has watched for a lease's length
+        (a web process that restarts, or Redis that blinks, does not unsubscribe anything)."""
+        period = status_period(self.stale_after_s)
+        next_watch = next_offer = 0.0
         while not self._stopping:
+            now = time.monotonic()
             try:
-                watched = self.bus.watched()
-                now = time.monotonic()
-                if now >= next_offer:
-                    self.bus.set_offer(self.offer())
-                    next_offer = now + OFFER_EVERY_S
-                self.health.ok()
-            except RedisError as error:
-                self.health.failed(error)
-                self.sleep(1.0)
-                continue
-            for market in watched:
-                self._missing_since.pop(market, None)
-            for market in sorted(watched - self._watched):
-                self.ensure(market)
-            with self._lock:
-                kept = set(watched)
-                for market in self._watched - watched:
-                    since = self._missing_since.setdefault(market, now)
-                    if now - since < LEASE_S:
-                        kept.add(market)  # not gone for long enough yet
-                    else:
-                        del self._missing_since[market]
-                        self.feeds.release(market)
-                self._watched = kept
-            self.hub.set_watched(kept)
-            self.sleep(1.0)
+                self.set_feeds(self.feeds.status())
+                if now >= next_watch:
+                    next_watch = now + 1.0
+                    next_offer = self._follow_leases(now, next_offer)
+            except Exception:  # one bad round must not end the heartbeat: a silent collector looks dead
+                self.failures.note("following the watchers")
+            self.sleep(period)
+
+    def _follow_leases(self, now: float, next_offer: float) -> float:
+        """One reading of the web processes' leases (and the offer, every OFFER_EVERY_S); returns when the next
+        offer is due."""
+        try:
+            watched = self.bus.watched()
+            if now >= next_offer:
+                self.bus.set_offer(self.offer())
+                next_offer = now + OFFER_EVERY_S
+            self.health.ok()
+        except RedisError as error:
+            self.health.failed(error)
+            return next_offer
+        for market in watched:
+            self._missing_since.pop(market, None)
+        for market in sorted(watched - self._watched):
+            self.ensure(market)
+        with self._lock:
+            kept = set(watched)
+            for market in self._watched - watched:
+                since = self._missing_since.setdefault(market, now)
+                if now - since < LEASE_S:
+                    kept.add(market)  # not gone for long enough yet
+                else:
+                    del self._missing_since[market]
+                    self.feeds.release(market)
+            self._watched = kept
+        self.hub.set_watched(kept)
+        return next_offer
 
     def follow_commands(self) -> None:
         """Commands from the web processes ("ensure": stream this market now), so a new panel need not wait for
@@ -234,8 +266,10 @@ class WebHub:
         self.conflation = Conflation(socketio_.server, self.backfill)
         self.health = RedisHealth(f"web {web_id}", self._redis_changed)
         self.statuses: list = []        # the feeds as this process last showed them
-        self._last_feeds_at: Optional[float] = None
-        self._collector_heard = False
+        self._heard: list = []          # the feeds' status as the collector last wrote it ...
+        self._heard_until: Optional[float] = None  # ... and until when it holds (monotonic): its key's time to live
+        self._status_ttl = status_ttl(stale_after_s)
+        self.failures = Failures(f"web {web_id}")
         self._offer: dict = {}
         self._stopping = False
         self._resync = False
@@ -277,10 +311,32 @@ class WebHub:
         return self._offer
 
     def problem(self) -> str:
-        """Why this web process cannot serve live data, or "": Redis away, or no word from the collector."""
+        """Why this web process cannot serve live data, or "": Redis away, or no word from the collector (judged
+        now, not at the last round of `run`: /healthz turns 503 the moment the collector's status lapses)."""
         if not self.health.up:
             return self.health.reason
-        return "" if self._collector_heard else "no status from the collector"
+        return "" if self._collector_fresh() else self._silence()
+
+    def feeds_now(self) -> list:
+        """The feeds' status as of now: the collector's while it holds, else every feed stale with the reason
+        ("no status from the collector for 2.1 s", and Redis's trouble if that is why). Reads nothing, sends
+        nothing."""
+        if self.health.up and self._collector_fresh():
+            return self._heard
+        why = self._silence() if self.health.up else f"{self._silence()} ({self.health.reason})"
+        now_ms = time.time_ns() // 1_000_000  # this process's clock: the page's ages keep moving
+        return [{**status, "state": "stale", "reason": why, "now": now_ms} for status in self._heard] or [
+            {"exchange": name, "label": label, "state": "stale", "reason": why, "symbols": [], "markets": {},
+             "now": now_ms} for name, label in self.exchanges.items()]
+
+    def _collector_fresh(self) -> bool:
+        return self._heard_until is not None and time.monotonic() < self._heard_until
+
+    def _silence(self) -> str:
+        if self._heard_until is None:
+            return "no status from the collector yet"
+        silent_s = time.monotonic() - (self._heard_until - self._status_ttl)  # since its last write
+        return f"no status from the collector for {max(0.0, silent_s):.1f} s"
 
     def service(self) -> dict:
         """What the page's service banner shows."""
@@ -296,15 +352,25 @@ class WebHub:
     # The web process's task ----------------------------------------------------------------------------------
     def run(self) -> None:
         """Every second: renew the lease, read the feeds' status (or notice the collector's silence) and show it,
-        resync slow clients that drained, and after Redis comes back, every client."""
+        resync slow clients that drained, and after Redis comes back, every client. It also wakes the moment the
+        collector's last status lapses, so its clients see a dead collector then, not up to a second later."""
         while not self._stopping:
-            self._lease()
-            self._show_feeds()
-            self.conflation.resync_caught_up()
-            if self._resync and self.health.up:
-                self._resync = False
-                self._resync_everyone()
-            self.socketio.sleep(1.0)
+            try:
+                self._lease()
+                self._read_feeds()
+                self._show_feeds()
+                self.conflation.resync_caught_up()
+                if self._resync and self.health.up:
+                    self._resync = False
+                    self._resync_everyone()
+            except Exception:  # a bad round must not end the task: its clients would never hear of an outage
+                self.failures.note("a round of the web task")
+            wait = 1.0
+            if self._heard_until is not None:
+                left = self._heard_until - time.monotonic()
+                if 0 <= left < wait:
+                    wait = left + 0.005  # just past the lapse (Redis expires the key to the millisecond)
+            self.socketio.sleep(wait)
 
     def stop(self) -> None:
         self._stopping = True
@@ -319,28 +385,23 @@ class WebHub:
         except RedisError as error:
             self.health.failed(error)
 
-    def _show_feeds(self) -> None:
-        statuses = None
-        if self.health.up:
-            try:
-                statuses = self.bus.feeds()
-            except RedisError as error:
-                self.health.failed(error)
-        now = time.monotonic()
-        self._collector_heard = statuses is not None
+    def _read_feeds(self) -> None:
+        """The collector's latest status and how long it holds (its key's time to live, Redis's clock)."""
+        if not self.health.up:
+            return
+        asked_at = time.monotonic()  # the lapse is counted from before the question: never late
+        try:
+            statuses, left_s = self.bus.feeds()
+        except RedisError as error:
+            self.health.failed(error)
+            return
         if statuses is not None:
-            self._last_feeds_at = now
-        else:  # the collector is silent (or Redis is away): every feed is down as far as anyone here can tell
-            silent_s = now - self._last_feeds_at if self._last_feeds_at is not None else None
-            why = (f"no status from the collector for {silent_s:.0f} s" if silent_s is not None
-                   else "no status from the collector yet")
-            if not self.health.up:
-                why = f"{why} ({self.health.reason})"
-            statuses = [{**status, "state": "stale", "reason": why} for status in self.statuses] or [
-                {"exchange": name, "label": label, "state": "stale", "reason": why, "symbols": [], "markets": {},
-                 "now": time.time_ns() // 1_000_000} for name, label in self.exchanges.items()]
-        self.statuses = statuses
-        self.socketio.emit("feeds", statuses, ignore_queue=True)  # this process's clients only
+            self._heard, self._heard_until = statuses, asked_at + left_s
+
+    def _show_feeds(self) -> None:
+        """Tell this process's clients the feeds' status as of now."""
+        self.statuses = self.feeds_now()
+        self.socketio.emit("feeds", self.statuses, ignore_queue=True)  # this process's clients only
 
     def _redis_changed(self, up: bool, reason: str) -> None:
         if up:
@@ -368,7 +429,7 @@ class RemoteFeeds:
         pass
 
     def status(self) -> list[dict]:
-        return self.hub.statuses
+        return self.hub.feeds_now()  # as of now: /healthz never waits for the next round to see an outage
 
     def enabled(self, exchange: str) -> bool:
         return exchange in self.exchanges

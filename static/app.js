@@ -36,7 +36,7 @@ let feedStates = {};
 let feedList = [];
 let clockOffset = 0; // server clock - browser clock, from the feeds' "now"
 let detailsFor = null; // the exchange whose feed details are open
-const spreads = new Map(); // pair -> its latest spread row from the server
+const spreads = new Map(); // pair -> its latest spread row from the server, with `at`: when it came (server clock)
 
 document.getElementById("mode").textContent = config.mode.toUpperCase();
 for (const [name, label] of Object.entries(config.exchanges)) {
@@ -211,6 +211,7 @@ function receiveFeeds(list) {
   renderFeeds();
   renderGeoBanner();
   for (const panel of panels.values()) applyFeedState(panel);
+  renderSpreads(); // a venue whose feed went down leaves the spread at once
 }
 // Redrawn on every feeds event and every second, so ages keep moving while nothing arrives.
 function renderFeeds() {
@@ -270,7 +271,7 @@ function renderDetails() {
   }));
 }
 details.querySelector(".close-details").addEventListener("click", () => { detailsFor = null; renderDetails(); });
-setInterval(renderFeeds, 1000);
+setInterval(() => { renderFeeds(); renderSpreads(); }, 1000);
 
 // A venue that blocks this region gets a banner with its alternative, not just a red badge.
 function renderGeoBanner() {
@@ -292,14 +293,24 @@ function renderGeoBanner() {
 
 // --- cross-exchange spread: one row per pair on the page; computed on the server in Decimal --------------------
 const spreadsEl = document.getElementById("spreads");
-function priceAt(side) {
+// Why the page no longer trusts a venue's quote in a spread row it already has: its feed is down now. The row is
+// the server's word as of when it came; a team's collector that died sends no newer one, the feeds' status says so.
+function feedDown(exchange) {
+  const feed = feedStates[exchange];
+  return feed && !HEALTHY.has(feed.state) && feed.state !== "idle" ? `${feed.label} feed ${feed.state}` : "";
+}
+function priceAt(side, sinceMs) {
   const td = document.createElement("td");
   td.className = "text-end";
   if (!side) { td.textContent = "–"; return td; }
   td.textContent = side.price;
   const venue = document.createElement("span");
   venue.className = "venue d-block";
-  venue.textContent = `${config.exchanges[side.exchange] ?? side.exchange}, ${seconds(side.age_ms)} old`;
+  const down = feedDown(side.exchange);
+  // its age keeps moving until a newer row comes
+  venue.textContent = `${config.exchanges[side.exchange] ?? side.exchange}, ${seconds(side.age_ms + sinceMs)} old` +
+    (down ? ` (${down})` : "");
+  if (down) td.classList.add("spread-down");
   td.append(venue);
   return td;
 }
@@ -314,10 +325,11 @@ function venueEntry(v) {
     span.dataset.empty = empty;
     span.append(" ", emptyMark(empty === "both" ? "book empty" : `${empty} empty`));
   }
-  if (v.excluded) { // any reason the server gives: a feed not live, a quote not comparable ...
+  const excluded = v.excluded || feedDown(v.exchange);
+  if (excluded) { // any reason the server gives (a feed not live, a quote not comparable ...), or the feed down now
     const why = document.createElement("span");
     why.className = "venue-excluded";
-    why.textContent = ` (excluded: ${v.excluded})`;
+    why.textContent = ` (excluded: ${excluded})`;
     span.append(why);
   }
   return span;
@@ -332,13 +344,18 @@ function renderSpreads() {
     name.textContent = pair;
     tr.append(name);
     if (!row) { tr.append(...[1, 2, 3, 4, 5].map(() => document.createElement("td"))); return tr; }
-    tr.classList.toggle("crossed", row.crossed);
+    // a best price from a venue whose feed is down now makes no spread: the prices stay, marked, the spread goes
+    const down = [row.best_bid, row.best_ask].some((side) => side && feedDown(side.exchange));
+    const sinceMs = Math.max(0, serverNow() - row.at);
+    tr.dataset.down = down ? "1" : "";
+    tr.classList.toggle("crossed", row.crossed && !down);
     const cell = (text) => { const td = document.createElement("td"); td.className = "text-end"; td.textContent = text ?? "–"; return td; };
     const venues = document.createElement("td");
     venues.className = "venue";
     row.venues.forEach((v, i) => venues.append(...(i ? [", "] : []), venueEntry(v)));
-    if (row.crossed) venues.append(" · crossed");
-    tr.append(priceAt(row.best_bid), priceAt(row.best_ask), cell(row.spread), cell(row.spread_bps), venues);
+    if (row.crossed && !down) venues.append(" · crossed");
+    tr.append(priceAt(row.best_bid, sinceMs), priceAt(row.best_ask, sinceMs), cell(down ? null : row.spread),
+      cell(down ? null : row.spread_bps), venues);
     return tr;
   });
   spreadsEl.querySelector("tbody").replaceChildren(...rows);
@@ -372,7 +389,7 @@ socket.on("markets", (offer) => {
   fillPairList();
 });
 socket.on("feeds", receiveFeeds);
-socket.on("spread", (row) => { spreads.set(row.pair, row); renderSpreads(); });
+socket.on("spread", (row) => { spreads.set(row.pair, { ...row, at: serverNow() }); renderSpreads(); });
 socket.on("backfill", ({ market, ticks, state }) => {
   const panel = panels.get(market);
   if (!panel) return;
