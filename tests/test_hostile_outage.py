@@ -18,7 +18,7 @@ import socketio
 
 from conftest import STALE_AFTER_S, TEAM_MARKET, UPSTREAM, Collector, ServerProcess, fetch
 from dashboard.bus import namespace
-from dashboard.history import DOWN, STOPPED
+from dashboard.history import DOWN, STOPPED, SQLiteHistory
 
 try:
     from dashboard.feeds import merge_feeds  # the feeds event: a full list, then only changes
@@ -50,6 +50,30 @@ def api_entries(server, market):
 def last_stored(path, market):
     with sqlite3.connect(path) as db:
         return db.execute("SELECT max(received) FROM entries WHERE market = ?", (market,)).fetchone()[0]
+
+
+def test_the_store_tells_each_market_once_how_the_last_run_ended_and_a_reader_speaks_for_no_one(tmp_path):
+    path, market = tmp_path / "h.sqlite3", "coinbase:SKL-USD"
+    tick = {"exchange": "coinbase", "symbol": "SKL-USD", "time": None, "bid": "1", "ask": "2"}
+    first = SQLiteHistory(path)
+    assert first.resumed(market, {**tick, "received": 1000}) is None  # nothing stored yet: no gap
+    first.append(market, {**tick, "received": 1000})
+    first.close()  # a clean stop (this process wrote)
+    reader = SQLiteHistory(path)  # a team's web process: reads the same file, writes nothing
+    reader.close()
+
+    second = SQLiteHistory(path)
+    assert second.resumed(market, {**tick, "received": 5000}) == {
+        "exchange": "coinbase", "symbol": "SKL-USD", "from": 1000, "to": 5000, "reason": STOPPED}
+    assert second.resumed(market, {**tick, "received": 6000}) is None  # once per market per run
+    assert second.resumed("coinbase:BTC-USD", {**tick, "symbol": "BTC-USD", "received": 6000}) is None
+    second.append(market, {**tick, "received": 5000})
+    second.flush()  # then killed: no close, so no stop mark
+
+    third = SQLiteHistory(path)
+    assert third.resumed(market, {**tick, "received": 9000})["reason"] == DOWN
+    third.close()
+    second.close()
 
 
 def test_a_restart_leaves_a_gap_in_every_stored_market_from_its_last_entry_to_its_first_new_one(tmp_path):
