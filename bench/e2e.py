@@ -106,6 +106,14 @@ def running_team(mode: str, speed: str, webs: int):
             process.wait(15)
 
 
+def feed_counter(payload, field: str) -> dict:
+    """exchange -> `field` from one `feeds` event: the full status (a list, on connect) or what changed since
+    ({"now", "changed": {exchange: {field: value}}})."""
+    if isinstance(payload, list):
+        return {status["exchange"]: status[field] for status in payload}
+    return {name: fields[field] for name, fields in payload.get("changed", {}).items() if fields and field in fields}
+
+
 async def swarm(urls: list, first: int, clients: int, start_at: float, seconds: float, report_feeds: bool) -> dict:
     """`clients` Socket.IO clients, numbered from `first` (spread over `urls` by number), measuring from wall-clock
     `start_at` for `seconds`."""
@@ -129,8 +137,8 @@ async def swarm(urls: list, first: int, clients: int, start_at: float, seconds: 
             markets[:] = offer["watchlist"]
             got_markets.set()
 
-        async def on_feeds(statuses):
-            feeds.update({s["exchange"]: s["frames"] for s in statuses})
+        async def on_feeds(payload):
+            feeds.update(feed_counter(payload, "frames"))
 
         client.on("ticks", on_ticks)
         if index == 0:

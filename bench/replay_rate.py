@@ -44,7 +44,9 @@ def measure(speed: str, seconds: float, max_markets: int) -> dict:
         offer, feeds, received = {}, {}, [0]
         ready = threading.Event()
         client.on("markets", lambda data: (offer.update(data), ready.set()))
-        client.on("feeds", lambda data: feeds.update({f["exchange"]: f for f in data}))
+        client.on("feeds", lambda data: feeds.update(  # exchange -> frames: the full status, then its changes
+            {f["exchange"]: f["frames"] for f in data} if isinstance(data, list) else
+            {name: f["frames"] for name, f in data["changed"].items() if f and "frames" in f}))
         client.on("ticks", lambda batch: received.__setitem__(0, received[0] + len(batch["ticks"])))
         for _ in range(200):  # the server needs a moment to bind
             try:
@@ -58,11 +60,11 @@ def measure(speed: str, seconds: float, max_markets: int) -> dict:
         for market in markets:
             client.call("subscribe", {"market": market})
         time.sleep(2)  # warm-up: every market subscribed and streaming
-        frames_before, ticks_before = sum(f["frames"] for f in feeds.values()), received[0]
+        frames_before, ticks_before = sum(feeds.values()), received[0]
         started = time.monotonic()
         time.sleep(seconds)
         elapsed = time.monotonic() - started
-        frames_after, ticks_after = sum(f["frames"] for f in feeds.values()), received[0]
+        frames_after, ticks_after = sum(feeds.values()), received[0]
         client.disconnect()
         return {"speed": speed, "markets": len(markets), "frames_per_s": (frames_after - frames_before) / elapsed,
                 "ticks_per_s": (ticks_after - ticks_before) / elapsed}

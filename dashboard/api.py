@@ -1,5 +1,7 @@
 """HTTP API: the markets, and a market's ticks and gaps as JSON (paged) or CSV. Every parameter is validated;
-a bad one is answered 400 with a JSON error."""
+a bad one is answered 400 with a JSON error. A well-formed market or pair the server has nothing of (never streamed,
+nothing stored) is answered 200 with nothing in it (`"ticks": []`, `"series": {}`, a CSV of its header only), and
+a GET only ever reads: it creates no state (the hub's `backfill` and the store's queries create nothing)."""
 from __future__ import annotations
 
 import csv

@@ -37,8 +37,7 @@ HEALTHY_STATES = ("live", "quiet")
 # A market nobody watches any more is let go after this long, not at once: a page that reloads, or a panel closed
 # and added again, finds it still streamed and gets its current state (say "waiting", with the reason) in the
 # backfill, instead of a fresh subscription at the exchange that starts over at "subscribing". (A team's collector
-# waits the length of a web process's lease the same way: roles.LEASE_S.)
-RELEASE_AFTER_S = 5.0
+# waits the length of a web process's lease the same way: roles.LEASE_S.) The setting RELEASE_AFTER_S, 5 s by default.
 
 
 @dataclass
@@ -108,7 +107,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
     if history is not None:  # after a restart, each market's first tick comes after the gap the downtime left
         hub.publish = gap_on_resume(history, hub.publish, hub.publish_gap)
     feeds = Feeds(hub, settings.exchanges, settings.ws_urls, settings.markets, stale_after_s=settings.stale_after_s,
-                  backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame)
+                  backoff_cap_s=settings.backoff_cap_s, on_frame=on_frame,
+                  max_markets_per_exchange=settings.max_markets_per_exchange)
     hub.feeds = feeds.status
     metrics = Metrics(feeds, hub)
     if settings.role != "collector":
@@ -117,8 +117,12 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
     rest = RestClient(settings.rest_urls) if settings.rest else None
     listings = None
     if rest is not None:
+        served = {name: set((available or {}).get(name, [])) | {m.partition(":")[2] for m in settings.markets
+                                                                  if m.startswith(name + ":")}
+                  for name in settings.exchanges}
         listings = Listings(feeds.listeners, rest, ROOT / settings.listings_dir,
-                            on_change=lambda: socketio.emit("markets", markets_offer()), mode=mode)
+                            on_change=lambda: socketio.emit("markets", markets_offer()), mode=mode, also=served)
+        feeds.listed = listings.lists  # a known listing refuses what it does not name
 
     def markets_offer() -> dict:
         """What the server can serve: the exchanges' listings, the recordings' markets, the watchlist."""
@@ -155,6 +159,7 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
     hub = WebHub(socketio, bus, exchanges, settings.web_id, settings.ring_size, settings.stale_after_s)
     queue.conflation = hub.conflation
     feeds = RemoteFeeds(hub, bus, settings.exchanges, settings.markets)
+    feeds.max_markets_per_exchange = settings.max_markets_per_exchange
     # The history the collector writes, read here (SQLite on this machine; a server database for a team).
     history = open_history(settings.history_url, settings.history_retention_days, base=ROOT, mode=mode)
 
@@ -223,7 +228,7 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
     def connected(auth=None):
         hub.clients += 1
         emit("markets", markets_offer(), ignore_queue=True)
-        emit("feeds", feeds.status(), ignore_queue=True)
+        hub.greet_feeds(lambda statuses: emit("feeds", statuses, ignore_queue=True))  # then only changes
         if dashboard.role == "web" and not hub.health.up:
             emit("service", hub.service(), ignore_queue=True)
 
@@ -236,11 +241,17 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
         watched = hub.watched_by(sid)
         if market not in watched and len(watched) >= settings.max_markets_per_client:
             return _reject("subscribe", f"at most {settings.max_markets_per_client} markets per client", market)
+        with streaming:
+            # refused here: no subscription at the exchange, no REST call, nothing kept (a web process asks what
+            # the collector would answer; the collector checks again)
+            why = feeds.refusal(market)
+            if why is None:
+                hub.watch(sid, market)
+                new = feeds.ensure(market)
+        if why is not None:
+            return _reject("subscribe", why, market)
         join_room(market)
         join_room(pair_room(market.partition(":")[2]))
-        with streaming:
-            hub.watch(sid, market)
-            new = feeds.ensure(market)
         if new:
             dashboard.backfill_later(market)
         emit("backfill", hub.backfill(market), ignore_queue=True)
@@ -274,12 +285,13 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
     streaming = contextlib.nullcontext() if dashboard.role == "web" else threading.Lock()
 
     def release_later(markets: list[str]) -> None:
-        """Stop streaming these markets after RELEASE_AFTER_S, each unless someone watches it again by then."""
+        """Stop streaming these markets after settings.release_after_s, each unless someone watches it again by
+        then."""
         if not markets or dashboard.role == "web":
             return
 
         def release():
-            socketio.sleep(RELEASE_AFTER_S)
+            socketio.sleep(settings.release_after_s)
             for market in markets:
                 with streaming:
                     if market not in hub.watchers:

@@ -79,6 +79,13 @@ class Bus:
             pipe.hset(self._key("states"), mapping={market: orjson.dumps(state) for market, state in states.items()})
         pipe.execute()
 
+    def forget(self, market: str) -> None:
+        """A market no longer streamed: its entries and its state go."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(self._key(f"ticks:{market}"))
+        pipe.hdel(self._key("states"), market)
+        pipe.execute()
+
     def set_feeds(self, statuses: list, ttl_s: float) -> None:
         self.redis.set(self._key("feeds"), orjson.dumps(statuses), px=max(1, int(ttl_s * 1000)))
 

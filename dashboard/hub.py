@@ -6,6 +6,10 @@ Listener threads call `publish`, `publish_gap`, `set_market_state` and `feeds_ch
 (see conflation.py). A gap travels in the same stream as the ticks, as `{"kind": "gap", "from": ms, "to": ms,
 "reason": ...}`, so it lands between the right rows.
 
+Memory follows what is streamed: a market's ring, sequence, state and spread quote exist only while its listener
+streams it (`keeps`), and `forget_market` frees them when it is released. Nothing read by a client (a GET, a
+backfill) ever creates any of them.
+
 In a collector process (see roles.py) the same hub emits through the message queue to the web processes' rooms,
 learns which markets are watched from them (`set_watched`), and hands every entry, market state and feed status
 to a `sink` (Redis) so any web process can backfill any market.
@@ -19,6 +23,7 @@ from collections import deque
 from typing import Callable
 
 from .conflation import Conflation
+from .feeds import feeds_change
 from .spread import spread
 from .watchers import Watchers
 
@@ -31,6 +36,13 @@ def market_of(tick: dict) -> str:
     return f"{tick['exchange']}:{tick['symbol']}"
 
 
+def _seq_base() -> int:
+    """Where a new ring's numbering starts: now in microseconds, so a market's numbers are higher than any a page
+    kept from before (a restart, or the market released and streamed again); a page drops what is not newer than
+    what it has."""
+    return time.time_ns() // 1000
+
+
 def pair_room(pair: str) -> str:
     """The Socket.IO room of everyone watching a pair on any exchange (for its spread row)."""
     return f"pair:{pair}"
@@ -39,7 +51,7 @@ def pair_room(pair: str) -> str:
 class Hub:
     def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 50, max_batch: int = 500,
                  feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None, sink=None,
-                 replay: bool = False):
+                 replay: bool = False, keeps: Callable[[str], bool] = lambda market: True):
         self.socketio = socketio
         self.ring_size, self.max_batch = ring_size, max_batch
         self.interval_s = emit_interval_ms / 1000
@@ -47,20 +59,23 @@ class Hub:
         self.history = history  # a HistoryStore, or None: every entry is kept there too
         self.sink = sink        # a collector's shared store (bus.CollectorBus), or None
         self.replay = replay    # replay mode: our clock says nothing of when a recorded quote was made
+        # Whether a market is streamed now (Feeds.streams): an entry of one that is not (a tick in flight after its
+        # release, a REST answer after it) opens no ring, so a released market stays freed.
+        self.keeps = keeps
         self._to_sink: dict[str, list] = {}
-        # Sequence numbers start at the start time in microseconds, so a restarted server's numbers are higher
-        # than any a page kept from before (a page drops what is not newer than what it has).
-        self._seq_base = time.time_ns() // 1000
         self._lock = threading.Lock()
         self._rings: dict[str, deque] = {}
         self._seq: dict[str, int] = {}
         self._pending: dict[str, list] = {}
         self._states: dict[str, dict] = {}
         self._pending_states: dict[str, dict] = {}
+        self._notices: dict[str, dict] = {}  # market states of markets not streamed: sent once, not kept
         self.watchers = Watchers()
         self._latest: dict[str, dict] = {}   # market -> its latest tick (for the cross-exchange spread)
         self._dirty_pairs: set[str] = set()
         self._feeds_dirty = True
+        self._feeds_shown: list = []  # the feeds' status as the clients have it
+        self._feeds_lock = threading.Lock()
         self._stopping = threading.Event()
         self.emits = self.ticks_emitted = self.ticks_dropped = 0
         self.clients = 0  # Socket.IO clients connected
@@ -79,8 +94,12 @@ class Hub:
 
     def _append(self, market: str, tick: dict) -> None:
         """Number, keep and queue one entry of a market's stream; the caller holds the lock."""
-        ring = self._ring(market)
-        seq = self._seq[market] = self._seq.get(market, self._seq_base) + 1
+        ring = self._rings.get(market)
+        if ring is None:
+            if not self.keeps(market):
+                return  # not streamed (any more): nothing of it is kept
+            ring = self._ring(market)
+        seq = self._seq[market] = self._seq[market] + 1
         tick["seq"] = seq  # lets a client drop what it already has from the backfill
         ring.append(tick)
         if self.sink is not None:
@@ -94,23 +113,48 @@ class Hub:
             self.history.append(market, tick)
 
     def _ring(self, market: str) -> deque:
-        """A market's recent entries; a new one starts from the history, so a restart never opens blank."""
-        ring = self._rings.get(market)
-        if ring is None:
-            ring = self._rings[market] = deque(maxlen=self.ring_size)
-            for entry in self.history.recent(market, self.ring_size) if self.history is not None else ():
-                del entry["id"]
-                seq = self._seq[market] = self._seq.get(market, self._seq_base) + 1
-                entry["seq"] = seq
-                entry["stored"] = True  # from before this server started
-                ring.append(entry)
+        """A new ring for a streamed market, started from the history so a restart never opens blank; the
+        caller holds the lock."""
+        ring = self._rings[market] = deque(self._stored(market, seq_base := _seq_base()), maxlen=self.ring_size)
+        self._seq[market] = ring[-1]["seq"] if ring else seq_base
         return ring
+
+    def _stored(self, market: str, seq_base: int) -> list[dict]:
+        """The market's latest entries in the history, numbered from `seq_base` + 1 (nothing kept)."""
+        entries = self.history.recent(market, self.ring_size) if self.history is not None else []
+        for seq, entry in enumerate(entries, seq_base + 1):
+            del entry["id"]
+            entry["seq"] = seq
+            entry["stored"] = True  # from before this server started
+        return entries
 
     def set_market_state(self, market: str, state: str, reason: str = "") -> None:
         entry = {"market": market, "state": state, "reason": reason, "since": time.time_ns() // 1_000_000}
         with self._lock:
+            if not self.keeps(market):
+                # not streamed, so kept nowhere (nor in a collector's Redis): sent to whoever is in its room now
+                # (a refusal, an exchange's error)
+                self._notices[market] = entry
+                return
             self._states[market] = entry
             self._pending_states[market] = entry
+
+    def forget_market(self, market: str) -> None:
+        """`market` is no longer streamed: free everything kept of it (its ring, numbering, state, pending
+        entries and spread quote). Its history stays in the store."""
+        with self._lock:
+            for kept in (self._rings, self._seq, self._pending, self._states, self._pending_states, self._latest,
+                         self._to_sink):
+                kept.pop(market, None)
+        if self.sink is not None:  # a collector: its copy in Redis too
+            self.sink.forget(market)
+
+    def held(self) -> dict[str, int]:
+        """How many markets each per-market structure holds now (tests and diagnostics)."""
+        with self._lock:
+            sizes = {"rings": len(self._rings), "seq": len(self._seq), "pending": len(self._pending),
+                     "states": len(self._states), "latest": len(self._latest), "to_sink": len(self._to_sink)}
+        return {**sizes, "watched": len(self.watchers.markets())}
 
     def feeds_changed(self, status: dict = None) -> None:
         self._feeds_dirty = True
@@ -143,8 +187,15 @@ class Hub:
         return self.watchers.of(sid)
 
     def backfill(self, market: str) -> dict:
+        """`{"market", "ticks": [oldest first], "state": dict | None}`: what this server holds of the market (or,
+        when it streams it not yet, its stored history); never creates anything, so any market may be asked."""
         with self._lock:
-            return {"market": market, "ticks": list(self._ring(market)), "state": self._states.get(market)}
+            ring = self._rings.get(market)
+            ticks = list(ring) if ring is not None else None
+            state = self._states.get(market)
+        if ticks is None:  # read outside the lock: a store query must not hold up the listeners
+            ticks = self._stored(market, _seq_base())
+        return {"market": market, "ticks": ticks, "state": state}
 
     def has_live(self, market: str) -> bool:
         """Whether this server has streamed the market already (not only history or a REST backfill)."""
@@ -182,7 +233,9 @@ class Hub:
             try:
                 self.flush()
                 now = time.monotonic()
-                feeds_due = self._feeds_dirty or now >= next_feeds
+                # The clients' copy of the feeds changes at most once per feeds_every_s; a collector's copy in
+                # Redis (read by the web processes, never by clients) follows every state change at once.
+                feeds_due = now >= next_feeds or (self._feeds_dirty and self.sink is not None)
                 pairs = self._spreads_due(every_pair=feeds_due)
                 if not (pairs or feeds_due):
                     continue  # the feeds' status is built only when something will be sent
@@ -195,18 +248,34 @@ class Hub:
                     if self.sink is not None:  # each web process tells its own clients (and notices our silence)
                         self.sink.set_feeds(statuses)
                     else:
-                        self.socketio.emit("feeds", statuses)
+                        self._show_feeds(statuses)
             except Exception:  # an emit failure must not end the only emitting task
                 log.exception("emit failed")
+
+    def _show_feeds(self, statuses: list) -> None:
+        """Every client gets what changed since the status it has (feeds.feeds_change), nothing when nothing did:
+        a full copy a second to every client was the size of every market's counters times the clients."""
+        with self._feeds_lock:  # a client greeted meanwhile gets either this change after its copy, or the new copy
+            change = feeds_change(self._feeds_shown, statuses)
+            self._feeds_shown = statuses
+            if change is not None:
+                self.socketio.emit("feeds", change)
+
+    def greet_feeds(self, send: Callable[[list], None]) -> None:
+        """`send` a new client the feeds' status in full, as the others have it: the changes that follow are
+        computed from it."""
+        with self._feeds_lock:
+            send(self._feeds_shown)
 
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
             states, self._pending_states = self._pending_states, {}
+            notices, self._notices = self._notices, {}
             to_sink, self._to_sink = self._to_sink, {}
         if self.sink is not None:
             self.sink.store(to_sink, states)
-        for market, state in states.items():
+        for market, state in (*states.items(), *notices.items()):
             self.socketio.emit("market_state", state, to=market)
         for market, ticks in pending.items():
             if len(ticks) > self.max_batch:  # the page keeps at most max_batch rows: older ones would not show

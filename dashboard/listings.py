@@ -3,7 +3,10 @@ on it: when the REST call fails, the cache serves; without a cache, the configur
 
 Each mode keeps its own cache (config.DEFAULT_LISTINGS_DIR), and a cache file says which mode wrote it: a replay's
 recorded listings are never served as the live exchanges' listings (nor the other way round), even when both are
-given the same LISTINGS_DIR."""
+given the same LISTINGS_DIR.
+
+A known listing also decides what may be streamed: a market it does not name (nor the recordings or the watchlist,
+`also`) is refused at once, with no subscription at the exchange and no REST call (`lists`)."""
 from __future__ import annotations
 
 import logging
@@ -18,11 +21,15 @@ REFRESH_EVERY_S = 86_400
 
 
 class Listings:
-    def __init__(self, listeners: dict, rest, cache_dir, on_change=lambda: None, mode: str = "live"):
+    def __init__(self, listeners: dict, rest, cache_dir, on_change=lambda: None, mode: str = "live",
+                 also: dict = None):
+        """`also`: exchange -> symbols served beyond the listing (a recording's markets, the watchlist)."""
         self.listeners, self.rest, self.cache_dir, self.mode = listeners, rest, Path(cache_dir), mode
         self.on_change = on_change
         self.symbols: dict[str, list[str]] = {name: [] for name in listeners}
         self.source: dict[str, str] = {name: "none" for name in listeners}  # "rest", "cache from <when>", "none"
+        self.also = {name: frozenset(symbols) for name, symbols in (also or {}).items()}
+        self._known: dict[str, frozenset] = {}  # exchange -> its listing (and `also`), once known
 
     def refresh(self) -> None:
         for name, listener in self.listeners.items():
@@ -35,7 +42,14 @@ class Listings:
                 if cached:
                     self.symbols[name], self.source[name] = cached
                 log.warning("%s: listing unavailable (%s); using %s", name, failure, self.source[name])
+            if self.symbols[name]:  # an empty listing says nothing (a body of the wrong shape, say)
+                self._known[name] = frozenset(self.symbols[name]) | self.also.get(name, frozenset())
         self.on_change()
+
+    def lists(self, exchange: str, symbol: str):
+        """True or False when the exchange's listing is known (from REST or its cache), None when it is not."""
+        known = self._known.get(exchange)
+        return None if known is None else symbol in known
 
     def run(self, sleep=time.sleep) -> None:
         while True:

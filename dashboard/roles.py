@@ -26,6 +26,7 @@ from . import bus
 from .bus import Bus, status_period, status_ttl
 from .config import parse_market
 from .conflation import Conflation
+from .feeds import DEFAULT_MAX_MARKETS_PER_EXCHANGE, feeds_change, refusal
 from .watchers import Watchers
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,16 @@ class CollectorLink:
         self._backlog.clear()
         self._states = {}
         self.health.ok()
+
+    def forget(self, market: str) -> None:
+        """The collector no longer streams `market`: its recent entries and state leave Redis too (a market
+        streamed once is not kept there for ever). With Redis away they stay there."""
+        self._backlog.pop(market, None)
+        self._states.pop(market, None)
+        try:
+            self.bus.forget(market)
+        except RedisError as error:
+            self.health.failed(error)
 
     def set_feeds(self, statuses: list) -> None:
         """The feeds' status for the web processes; it lapses status_ttl after this write (see follow_watchers)."""
@@ -266,9 +277,11 @@ class WebHub:
         self.conflation = Conflation(socketio_.server, self.backfill)
         self.health = RedisHealth(f"web {web_id}", self._redis_changed)
         self.statuses: list = []        # the feeds as this process last showed them
+        self._feeds_lock = threading.Lock()
         self._heard: list = []          # the feeds' status as the collector last wrote it ...
         self._heard_until: Optional[float] = None  # ... and until when it holds (monotonic): its key's time to live
         self._status_ttl = status_ttl(stale_after_s)
+        self._shown_fresh = False       # whether self.statuses are the collector's (or stale copies)
         self.failures = Failures(f"web {web_id}")
         self._offer: dict = {}
         self._stopping = False
@@ -399,9 +412,23 @@ class WebHub:
             self._heard, self._heard_until = statuses, asked_at + left_s
 
     def _show_feeds(self) -> None:
-        """Tell this process's clients the feeds' status as of now."""
-        self.statuses = self.feeds_now()
-        self.socketio.emit("feeds", self.statuses, ignore_queue=True)  # this process's clients only
+        """Tell this process's clients what changed in the feeds' status as of now (Hub._show_feeds)."""
+        with self._feeds_lock:
+            self._shown_fresh = self.health.up and self._collector_fresh()
+            statuses = self.feeds_now()
+            change = feeds_change(self.statuses, statuses)
+            self.statuses = statuses
+            if change is not None:
+                self.socketio.emit("feeds", change, ignore_queue=True)
+
+    def greet_feeds(self, send) -> None:
+        """`send` a new client the feeds' status in full, as of now: if the collector fell silent (or spoke
+        again) since the last round, everyone is told first, so the changes that follow apply to what was sent.
+        Only such a turn is sent to all: a client that reconnects over and over costs the others nothing."""
+        if (self.health.up and self._collector_fresh()) != self._shown_fresh:
+            self._show_feeds()
+        with self._feeds_lock:
+            send(self.statuses)
 
     def _redis_changed(self, up: bool, reason: str) -> None:
         if up:
@@ -433,6 +460,26 @@ class RemoteFeeds:
 
     def enabled(self, exchange: str) -> bool:
         return exchange in self.exchanges
+
+    max_markets_per_exchange = DEFAULT_MAX_MARKETS_PER_EXCHANGE
+    _available: tuple = (None, {})  # (the offer they were read from, exchange -> set of its symbols)
+
+    def refusal(self, market: str):
+        """What the collector's Feeds.refusal would answer, as far as this process can tell: its listing from the
+        offer, its streamed symbols from the feeds' status (a second old at most). The collector checks again."""
+        if market in self.configured:
+            return None
+        exchange, _, symbol = market.partition(":")
+        offer = self.hub.offer()
+        listed = None
+        if offer.get("listing_source", {}).get(exchange, "none") != "none":
+            if self._available[0] is not offer:  # sets, made once per offer
+                self._available = (offer, {name: set(symbols) for name, symbols in offer.get("available", {}).items()})
+            listed = symbol in self._available[1].get(exchange, ())
+        streamed = next((status.get("symbols", ()) for status in self.hub.statuses if status["exchange"] == exchange),
+                        ())
+        return refusal(symbol, self.hub.exchanges.get(exchange, exchange), set(streamed), listed,
+                       self.max_markets_per_exchange)
 
     def ensure(self, market: str) -> bool:
         """Ask the collector to stream it now (the lease says so too, within a second, if this is lost)."""

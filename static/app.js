@@ -204,7 +204,33 @@ function render(panel, ticks) {
 const serverNow = () => Date.now() + clockOffset;
 const seconds = (ms) => `${Math.max(0, ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
 
-function receiveFeeds(list) {
+// The "feeds" event: the full status (a list) on connect, then only what changed, at most once a second:
+// {now, changed: {exchange: {field: value} | null}}, where "markets" names only the markets whose counters changed
+// (null: no longer streamed) and an exchange null is gone.
+function mergeFeeds(list, { now, changed }) {
+  const byName = new Map(list.map((f) => [f.exchange, f]));
+  for (const [name, fields] of Object.entries(changed || {})) {
+    if (fields === null) { byName.delete(name); continue; }
+    const feed = { ...(byName.get(name) || { exchange: name }) };
+    for (const [key, value] of Object.entries(fields)) {
+      if (key === "markets" && feed.markets) {
+        const markets = { ...feed.markets };
+        for (const [symbol, stats] of Object.entries(value)) {
+          if (stats === null) delete markets[symbol];
+          else markets[symbol] = stats;
+        }
+        feed.markets = markets;
+      } else {
+        feed[key] = value;
+      }
+    }
+    byName.set(name, feed);
+  }
+  for (const feed of byName.values()) feed.now = now;
+  return [...byName.values()];
+}
+function receiveFeeds(payload) {
+  const list = Array.isArray(payload) ? payload : mergeFeeds(feedList, payload);
   if (list.length) clockOffset = list[0].now - Date.now();
   feedList = list;
   feedStates = Object.fromEntries(list.map((f) => [f.exchange, f]));

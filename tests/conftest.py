@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from decimal import Decimal
@@ -54,6 +55,14 @@ def get(url):
     """(status, body) of a GET, errors included."""
     status, _, body = fetch(url)
     return status, body
+
+
+def wait_listing(server, exchange: str, timeout: float = 20.0) -> None:
+    """Until the server knows `exchange`'s listing (it is fetched in the background after start)."""
+    deadline = time.monotonic() + timeout
+    while json.loads(get(server.url + "/api/markets")[1])["listing_source"].get(exchange, "none") == "none":
+        assert time.monotonic() < deadline, f"{exchange}'s listing still unknown after {timeout} s"
+        time.sleep(0.1)
 
 
 def two_venue_recording(folder) -> Path:
@@ -113,6 +122,23 @@ class Collector:
                 raise AssertionError(f"timed out after {timeout} s; have {len(self.items)} items: "
                                      f"{self.items[-5:]!r}")
             return self.items
+
+
+class FeedsCollector(Collector):
+    """The `feeds` events as the page keeps them: each item is the whole status (a list of feeds) after one event,
+    the first being the full copy sent on connect and each later one merged from a change (feeds.merge_feeds).
+    `payloads` keeps what came over the wire."""
+
+    def __init__(self):
+        super().__init__()
+        self.payloads = []
+
+    def __call__(self, payload):
+        from dashboard.feeds import merge_feeds
+        with self._changed:
+            self.payloads.append(payload)
+            self.items.append(merge_feeds(self.items[-1] if self.items else [], payload))
+            self._changed.notify_all()
 
 
 @pytest.fixture
@@ -255,7 +281,8 @@ def team():
     def client(web):
         """A client of `web` that re-subscribes after every reconnect, as the page does."""
         sio = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
-        events = {name: Collector() for name in ("feeds", "backfill", "ticks", "service", "connect")}
+        events = {name: Collector() for name in ("backfill", "ticks", "service", "connect")}
+        events["feeds"] = FeedsCollector()
         for name, collector in events.items():
             if name != "connect":
                 sio.on(name, collector)

@@ -107,7 +107,9 @@ def test_add_and_close_panels_and_the_watchlist_survives_a_reload(page):
     assert panel(page, "coinbase:SKL-USD").count() == 1
 
 
-def test_a_pair_the_exchange_rejects_shows_the_reason_in_its_panel(page):
+def test_a_pair_the_exchange_rejects_shows_the_reason_in_its_panel(page, replay_server):
+    from conftest import wait_listing
+    wait_listing(replay_server, "coinbase")  # known: the server refuses the pair itself, in its own words
     page.select_option("#exchange", "coinbase")
     page.fill("#pair", "BTC-FOO")
     page.click("#add-market button[type=submit]")
@@ -115,7 +117,7 @@ def test_a_pair_the_exchange_rejects_shows_the_reason_in_its_panel(page):
     reason.wait_for()
     page.wait_for_function("document.querySelector('.panel[data-market=\"coinbase:BTC-FOO\"]').dataset.state"
                            " === 'error'")
-    assert reason.inner_text() == "BTC-FOO is not a valid product"
+    assert reason.inner_text() == "BTC-FOO is not listed on Coinbase"
 
 
 def test_a_malformed_pair_is_refused_in_the_form(page):

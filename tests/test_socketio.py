@@ -6,7 +6,7 @@ import pytest
 import socketio
 
 from exchanges import EXCHANGES
-from conftest import Collector, ServerProcess, two_venue_recording
+from conftest import Collector, FeedsCollector, ServerProcess, two_venue_recording, wait_listing
 
 
 @pytest.fixture
@@ -15,7 +15,8 @@ def client(replay_server):
 
     def connect(server=replay_server):
         sio = socketio.Client(reconnection=False)
-        events = {name: Collector() for name in ("markets", "feeds", "backfill", "ticks", "market_state", "error")}
+        events = {name: Collector() for name in ("markets", "backfill", "ticks", "market_state", "error")}
+        events["feeds"] = FeedsCollector()  # the full status, then changes: each item the whole status
         for name, collector in events.items():
             sio.on(name, collector)
         sio.connect(server.url, transports=["websocket"], wait_timeout=10)
@@ -72,11 +73,15 @@ def test_a_market_nobody_streams_yet_is_subscribed_on_the_open_feed(client):
     events["ticks"].wait_for(lambda batches: "coinbase:NMR-EUR" in markets_in(batches))
 
 
-def test_a_pair_the_exchange_does_not_list_shows_its_reason(client):
+def test_a_pair_the_exchange_does_not_list_shows_its_reason(client, replay_server):
+    # Coinbase's listing is known (the local exchange serves the recorded one): refused at once, with no
+    # subscription at the exchange (the exchange's own words, when no listing is known: test_listener.py)
+    wait_listing(replay_server, "coinbase")
     sio, events = client()
-    sio.call("subscribe", {"market": "coinbase:BTC-FOO"}, timeout=5)
-    [state] = events["market_state"].wait_for(lambda states: any(s["state"] == "error" for s in states))[-1:]
-    assert state == {**state, "market": "coinbase:BTC-FOO", "reason": "BTC-FOO is not a valid product"}
+    reply = sio.call("subscribe", {"market": "coinbase:BTC-FOO"}, timeout=5)
+    assert reply == {**reply, "ok": False, "market": "coinbase:BTC-FOO",
+                     "message": "BTC-FOO is not listed on Coinbase"}
+    assert events["error"].wait_for(lambda items: items)[0]["message"] == "BTC-FOO is not listed on Coinbase"
 
 
 @pytest.mark.parametrize("payload, message", [
