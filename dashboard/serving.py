@@ -89,6 +89,8 @@ def connection_cap(configured: int, open_files: int) -> int:
     connections, the history, Redis, logs): 32, or 5 % of a large limit."""
     if configured > 0:
         return configured
+    if open_files == resource.RLIM_INFINITY or open_files < 0:  # "unlimited" (not on Linux): a large number
+        open_files = 65536
     return max(1, open_files - max(32, open_files // 20))
 
 
@@ -142,6 +144,7 @@ class Spare:
 class HeaderDeadlines:
     """Connections waiting on their request (line and headers): each for at most `timeout_s`, at most `limit` at
     once. A connection over either is marked expired and shut down, so its reader sees the end of the stream.
+    Marking and done() share a lock: a request is either served or expired, never both.
 
     Deadlines are registration time + one constant, so the registry's insertion order is their order: the watch
     task only ever looks at its first entries."""
@@ -155,22 +158,23 @@ class HeaderDeadlines:
         self._log = Occasional(log)
 
     def start(self, handler) -> None:
-        handler.request_expired = False
         with self._lock:
+            handler.request_expired = False
             self._waiting[handler] = time.monotonic() + self.timeout_s
             oldest = next(iter(self._waiting)) if len(self._waiting) > self.limit else None
             if oldest is not None:
                 del self._waiting[oldest]
+                oldest.request_expired = True
                 self.evicted += 1
         if oldest is not None:
-            self._expire(oldest)
+            self._shut(oldest)
             self._log("evicted", "closed a connection waiting on its request: more than %d waiting", self.limit)
 
     def done(self, handler) -> bool:
         """Stop timing `handler`; True if its time had run out (its request must not be served)."""
         with self._lock:
             self._waiting.pop(handler, None)
-        return getattr(handler, "request_expired", False)
+            return handler.request_expired
 
     def watch(self, sleep) -> None:
         """Expire what is overdue, then sleep until the next deadline; forever (a background task)."""
@@ -184,9 +188,10 @@ class HeaderDeadlines:
                     overdue.append(handler)
                 for handler in overdue:
                     del self._waiting[handler]
+                    handler.request_expired = True
                 following = next(iter(self._waiting.values()), now + self.timeout_s)
             for handler in overdue:
-                self._expire(handler)
+                self._shut(handler)
             if overdue:
                 self.expired += len(overdue)
                 self._log("expired", "closed %d connection(s) that sent no complete request within %g s",
@@ -194,8 +199,7 @@ class HeaderDeadlines:
             sleep(max(0.01, following - time.monotonic()))
 
     @staticmethod
-    def _expire(handler) -> None:
-        handler.request_expired = True
+    def _shut(handler) -> None:
         try:
             handler.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
