@@ -188,8 +188,13 @@ class ServerProcess:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         threading.Thread(target=self._read, daemon=True).start()
-        self.lines.wait_for(lambda lines: any("serving http" in line for line in lines) or
-                            self.process.poll() is not None, timeout=30)
+        try:
+            self.lines.wait_for(lambda lines: any("serving http" in line for line in lines) or
+                                self.process.poll() is not None, timeout=30)
+        except AssertionError:  # not serving in time: never left behind (its local exchange exits with it)
+            self.process.kill()
+            self.process.wait(10)
+            raise
         if self.process.poll() is not None:
             raise RuntimeError("server did not start:\n" + "".join(self.lines.items))
 
@@ -249,8 +254,13 @@ class Team:
     def __init__(self, redis, data):
         self.redis, self.data = redis, data
         self.history = f"sqlite:///{data}/history.sqlite3"
-        self.collector = self.start_collector()
-        self.webs = [self.start_web() for _ in range(2)]
+        self.collector, self.webs = self.start_collector(), []
+        try:
+            for _ in range(2):
+                self.webs.append(self.start_web())
+        except BaseException:  # a web process that did not start: what did start is stopped
+            self.stop()
+            raise
 
     def common(self):
         return ("--replay", "--redis-url", self.redis.url, "--history-url", self.history, "--no-rest",
@@ -275,7 +285,11 @@ def team():
     connects a python-socketio client that re-subscribes TEAM_MARKET after every (re)connect, as the page does."""
     import socketio
     redis = RedisServer()
-    team = Team(redis, tempfile.mkdtemp(prefix="dashboard-team-"))
+    try:
+        team = Team(redis, tempfile.mkdtemp(prefix="dashboard-team-"))
+    except BaseException:
+        redis.kill()
+        raise
     clients = []
 
     def client(web):
