@@ -18,8 +18,23 @@ MODES = ["eventlet", "threading"]
 QUICK = ("--replay", "--no-rest", "--no-history")
 
 
-class LimitedServer(ServerProcess):
-    """A ServerProcess started with RLIMIT_NOFILE = `nofile` (soft, hard), as `ulimit -n` would."""
+class Server(ServerProcess):
+    """A ServerProcess that, should it not start in time, is killed by its pid before the failure is raised
+    (ServerProcess itself leaves it running)."""
+
+    def __init__(self, *args, **kwargs):
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            process = getattr(self, "process", None)
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+            raise
+
+
+class LimitedServer(Server):
+    """A Server started with RLIMIT_NOFILE = `nofile` (soft, hard), as `ulimit -n` would."""
 
     def __init__(self, *args, nofile, **kwargs):
         popen = subprocess.Popen
@@ -38,7 +53,7 @@ def servers():
 
     def start(*args, nofile=None, mode="eventlet"):
         args = (*QUICK, "--async-mode", mode, *args)
-        server = LimitedServer(*args, nofile=nofile) if nofile else ServerProcess(*args)
+        server = LimitedServer(*args, nofile=nofile) if nofile else Server(*args)
         started.append(server)
         return server
     yield start
@@ -50,7 +65,7 @@ def servers():
 
 @pytest.fixture(scope="module", params=MODES)
 def server(request):
-    server = ServerProcess(*QUICK, "--async-mode", request.param)
+    server = Server(*QUICK, "--async-mode", request.param)
     yield server
     assert server.stop() == 0, "".join(server.lines.items[-20:])
 
