@@ -18,23 +18,8 @@ MODES = ["eventlet", "threading"]
 QUICK = ("--replay", "--no-rest", "--no-history")
 
 
-class Server(ServerProcess):
-    """A ServerProcess that, should it not start in time, is killed by its pid before the failure is raised
-    (ServerProcess itself leaves it running)."""
-
-    def __init__(self, *args, **kwargs):
-        try:
-            super().__init__(*args, **kwargs)
-        except BaseException:
-            process = getattr(self, "process", None)
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(10)
-            raise
-
-
-class LimitedServer(Server):
-    """A Server started with RLIMIT_NOFILE = `nofile` (soft, hard), as `ulimit -n` would."""
+class LimitedServer(ServerProcess):
+    """A ServerProcess started with RLIMIT_NOFILE = `nofile` (soft, hard), as `ulimit -n` would."""
 
     def __init__(self, *args, nofile, **kwargs):
         popen = subprocess.Popen
@@ -53,7 +38,7 @@ def servers():
 
     def start(*args, nofile=None, mode="eventlet"):
         args = (*QUICK, "--async-mode", mode, *args)
-        server = LimitedServer(*args, nofile=nofile) if nofile else Server(*args)
+        server = LimitedServer(*args, nofile=nofile) if nofile else ServerProcess(*args)
         started.append(server)
         return server
     yield start
@@ -65,7 +50,7 @@ def servers():
 
 @pytest.fixture(scope="module", params=MODES)
 def server(request):
-    server = Server(*QUICK, "--async-mode", request.param)
+    server = ServerProcess(*QUICK, "--async-mode", request.param)
     yield server
     assert server.stop() == 0, "".join(server.lines.items[-20:])
 
