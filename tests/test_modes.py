@@ -185,7 +185,8 @@ def test_a_live_and_a_replaying_team_can_share_a_redis_without_seeing_each_other
     replay.lease("web-1", [MARKET], ttl_s=60)
     assert replay.recent(MARKET, 10) == [tick(1)] and replay.watched() == {MARKET} and replay.offer()
     assert (live.recent(MARKET, 10), live.state(MARKET), live.feeds(), live.offer(), live.watched()) == \
-        ([], None, None, None, set())
+        ([], None, (None, 0.0), None, set())
+    assert replay.feeds()[0] == [{"exchange": "okx", "state": "live"}]
     live.set_offer({"watchlist": ["coinbase:BTC-USD"]})
     assert replay.offer() == {"watchlist": [MARKET]}
     assert live._key("commands") != replay._key("commands")
