@@ -141,6 +141,20 @@ class FeedsCollector(Collector):
             self._changed.notify_all()
 
 
+def sio_client(url: str, names=("ticks",), clients: list = None):
+    """A Socket.IO client connected to `url` over websocket, with a Collector per event name (a FeedsCollector for
+    "feeds"): (client, {name: collector}). Appended to `clients` when given, for the caller to disconnect."""
+    import socketio
+    sio = socketio.Client(reconnection=False)
+    events = {name: FeedsCollector() if name == "feeds" else Collector() for name in names}
+    for name, collector in events.items():
+        sio.on(name, collector)
+    sio.connect(url, transports=["websocket"], wait_timeout=10)
+    if clients is not None:
+        clients.append(sio)
+    return sio, events
+
+
 @pytest.fixture
 def local_exchange():
     exchange = LocalExchange(speed=20).start()

@@ -7,10 +7,9 @@ import shutil
 import time
 
 import pytest
-import socketio
 from flask import Flask
 
-from conftest import Collector, FeedsCollector, ServerProcess, get, wait_listing
+from conftest import ServerProcess, get, sio_client, wait_listing
 from dashboard.api import make_api
 from dashboard.feeds import Feeds, feeds_change, merge_feeds
 from dashboard.hub import Hub
@@ -164,13 +163,7 @@ def test_a_released_market_leaves_nothing_in_the_hub_or_the_listener():
 
 # The listing is known for Coinbase in replay (the local exchange serves the recorded one); Binance's is not.
 def client_of(server, clients):
-    sio = socketio.Client(reconnection=False)
-    events = {"error": Collector(), "feeds": FeedsCollector()}
-    for name, collector in events.items():
-        sio.on(name, collector)
-    sio.connect(server.url, transports=["websocket"], wait_timeout=10)
-    clients.append(sio)
-    return sio, events
+    return sio_client(server.url, ("error", "feeds"), clients)
 
 
 def binance_symbols(events):

@@ -7,18 +7,13 @@ import socketio
 import websocket
 
 from exchanges import EXCHANGES
-from conftest import get, Collector, FeedsCollector, ServerProcess
+from conftest import get, Collector, ServerProcess, sio_client
 
 
 
 def connect(server):
-    sio = socketio.Client(reconnection=False)
-    events = {name: Collector() for name in ("ticks", "error", "backfill")}
-    events["feeds"] = FeedsCollector()  # the full status, then changes: each item the whole status
-    for name, collector in events.items():
-        sio.on(name, collector)
-    sio.connect(server.url, transports=["websocket"], wait_timeout=10)
-    return sio, events
+    # feeds: the full status, then changes: each item the whole status
+    return sio_client(server.url, ("ticks", "error", "backfill", "feeds"))
 
 
 def test_healthz_is_200_when_every_feed_is_live(replay_server):

@@ -3,10 +3,9 @@ import re
 import time
 
 import pytest
-import socketio
 
 from exchanges import EXCHANGES
-from conftest import Collector, FeedsCollector, ServerProcess, two_venue_recording, wait_listing
+from conftest import Collector, ServerProcess, sio_client, two_venue_recording, wait_listing
 
 
 @pytest.fixture
@@ -14,14 +13,7 @@ def client(replay_server):
     clients = []
 
     def connect(server=replay_server):
-        sio = socketio.Client(reconnection=False)
-        events = {name: Collector() for name in ("markets", "backfill", "ticks", "market_state", "error")}
-        events["feeds"] = FeedsCollector()  # the full status, then changes: each item the whole status
-        for name, collector in events.items():
-            sio.on(name, collector)
-        sio.connect(server.url, transports=["websocket"], wait_timeout=10)
-        clients.append(sio)
-        return sio, events
+        return sio_client(server.url, ("markets", "backfill", "ticks", "market_state", "error", "feeds"), clients)
 
     yield connect
     for sio in clients:

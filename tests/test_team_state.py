@@ -4,9 +4,8 @@ import os
 import shutil
 
 import pytest
-import socketio
 
-from conftest import Collector
+from conftest import sio_client
 from exchanges import EXCHANGES
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None and not os.environ.get("REQUIRE_TEAM"),
@@ -15,13 +14,7 @@ MARKET = "binance:NOPE-USDT"  # Binance accepts a subscription to a pair it does
 
 
 def connect(web, clients):
-    sio = socketio.Client(reconnection=False)
-    events = {name: Collector() for name in ("backfill", "market_state")}
-    for name, collector in events.items():
-        sio.on(name, collector)
-    sio.connect(web.url, transports=["websocket"], wait_timeout=10)
-    clients.append(sio)
-    return sio, events
+    return sio_client(web.url, ("backfill", "market_state"), clients)
 
 
 def test_a_later_subscriber_on_another_web_process_gets_the_waiting_state_and_its_reason(team):
