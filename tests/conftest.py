@@ -141,6 +141,15 @@ class FeedsCollector(Collector):
             self._changed.notify_all()
 
 
+def watched(listener_class, url, symbols, **options):
+    """A listener of `listener_class` on `url` for `symbols`, its ticks, market states and feed states collected:
+    (listener, ticks, markets, states)."""
+    ticks, markets, states = Collector(), Collector(), Collector()
+    listener = listener_class(url, symbols, on_tick=ticks, on_market=markets,
+                              on_state=lambda status: states(status["state"]), **options)
+    return listener, ticks, markets, states
+
+
 def sio_client(url: str, names=("ticks",), clients: list = None):
     """A Socket.IO client connected to `url` over websocket, with a Collector per event name (a FeedsCollector for
     "feeds"): (client, {name: collector}). Appended to `clients` when given, for the caller to disconnect."""

@@ -4,7 +4,7 @@ the local exchange over loopback."""
 import orjson
 import pytest
 
-from conftest import UPSTREAM, Collector, documented, recorded
+from conftest import UPSTREAM, documented, recorded, watched
 from dashboard.rest import RestClient, backfill
 from exchanges.bitstamp import Bitstamp, BitstampVenue
 from exchanges.recording import read_frames
@@ -284,10 +284,7 @@ def test_venue_serves_transactions_and_ticker_from_what_it_played():
 
 # --- the real listener against the local exchange -----------------------------------------------------------
 def make(exchange, symbols, **options):
-    ticks, markets, states = Collector(), Collector(), Collector()
-    listener = Bitstamp(exchange.urls["bitstamp"], symbols, on_tick=ticks, on_market=markets,
-                        on_state=lambda status: states(status["state"]), **options)
-    return listener, ticks, markets, states
+    return watched(Bitstamp, exchange.urls["bitstamp"], symbols, **options)
 
 
 def test_handshake_ticks_add_unsubscribe_and_an_unlisted_pair(local_exchange, start_listener):

@@ -9,7 +9,7 @@ import pytest
 import websocket
 from unittest.mock import ANY
 
-from conftest import Collector, UPSTREAM, apply_changes, documented, recorded
+from conftest import Collector, UPSTREAM, apply_changes, documented, recorded, watched
 from exchanges.gemini import V2_PATH, V2_URL, Gemini, GeminiVenue, MarketDataV2, StreamsAPI, ns_to_ms
 from exchanges.recording import read_frames
 from exchanges.venue import PASS_STRIDE, played
@@ -623,10 +623,7 @@ def test_derived_frames_go_on_numbering_on_each_pass_and_garbage_derives_nothing
 
 # --- the real listener over loopback, on the new API --------------------------------------------------------------
 def watch(local_exchange, symbols, **options):
-    ticks, markets, states = Collector(), Collector(), Collector()
-    listener = Gemini(local_exchange.urls["gemini"], symbols, on_tick=ticks, on_market=markets,
-                      on_state=lambda status: states(status["state"]), **options)
-    return listener, ticks, markets, states
+    return watched(Gemini, local_exchange.urls["gemini"], symbols, **options)
 
 
 def test_listener_against_the_local_exchange_speaking_the_new_api(local_exchange, start_listener):
