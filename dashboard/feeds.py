@@ -158,12 +158,17 @@ def feeds_change(before: list[dict], after: list[dict]) -> Optional[dict]:
     return {"now": after[0].get("now") if after else time.time_ns() // 1_000_000, "changed": changed}
 
 
-def merge_feeds(statuses: list[dict], payload) -> list[dict]:
+def merge_feeds(statuses: Optional[list[dict]], payload) -> Optional[list[dict]]:
     """A client's copy of the feeds' status after one `feeds` event: a list is the full status, an object the
     changes since the last one (see feeds_change). Returns a new list; what static/app.js does, for Python
-    clients (tests, benchmarks)."""
+    clients (tests, benchmarks). `statuses` None: no full copy yet. A change that comes before the full copy, or
+    is older than the copy it would change (its `now`), is not applied: the copy, made after it, holds it
+    (a change broadcast while a client connects may overtake that client's full copy). Then the same copy, or
+    None, is returned."""
     if isinstance(payload, list):
         return payload
+    if statuses is None or (statuses and "now" in payload and payload["now"] < statuses[0].get("now", 0)):
+        return statuses
     merged = {status["exchange"]: dict(status) for status in statuses}
     for name, fields in payload.get("changed", {}).items():
         if fields is None:

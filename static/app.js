@@ -33,7 +33,7 @@ const charts = new PairCharts(document.getElementById("charts"), document.getEle
   config.exchanges, config.colours);
 let available = {};
 let feedStates = {};
-let feedList = [];
+let feedList = null; // null until the full copy sent on connect: a change that overtook it is not applied
 let clockOffset = 0; // server clock - browser clock, from the feeds' "now"
 let detailsFor = null; // the exchange whose feed details are open
 const spreads = new Map(); // pair -> its latest spread row from the server, with `at`: when it came (server clock)
@@ -208,6 +208,8 @@ const seconds = (ms) => `${Math.max(0, ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s
 // {now, changed: {exchange: {field: value} | null}}, where "markets" names only the markets whose counters changed
 // (null: no longer streamed) and an exchange null is gone.
 function mergeFeeds(list, { now, changed }) {
+  // before the full copy, or older than it: the copy (made after the change) holds it (feeds.merge_feeds)
+  if (list === null || (list.length && now < list[0].now)) return list;
   const byName = new Map(list.map((f) => [f.exchange, f]));
   for (const [name, fields] of Object.entries(changed || {})) {
     if (fields === null) { byName.delete(name); continue; }
@@ -231,6 +233,7 @@ function mergeFeeds(list, { now, changed }) {
 }
 function receiveFeeds(payload) {
   const list = Array.isArray(payload) ? payload : mergeFeeds(feedList, payload);
+  if (list === null) return;
   if (list.length) clockOffset = list[0].now - Date.now();
   feedList = list;
   feedStates = Object.fromEntries(list.map((f) => [f.exchange, f]));
@@ -242,7 +245,7 @@ function receiveFeeds(payload) {
 // Redrawn on every feeds event and every second, so ages keep moving while nothing arrives.
 function renderFeeds() {
   const now = serverNow();
-  const badges = feedList.map((feed) => {
+  const badges = (feedList || []).map((feed) => {
     const badge = document.createElement("span");
     badge.className = `badge ${FEED_COLOURS[feed.state] ?? "text-bg-secondary"}`;
     badge.dataset.exchange = feed.exchange;
@@ -301,7 +304,7 @@ setInterval(() => { renderFeeds(); renderSpreads(); }, 1000);
 
 // A venue that blocks this region gets a banner with its alternative, not just a red badge.
 function renderGeoBanner() {
-  const blocked = feedList.find((f) => f.geo_blocked);
+  const blocked = (feedList || []).find((f) => f.geo_blocked);
   geoBanner.classList.toggle("d-none", !blocked);
   if (!blocked) return;
   const alternative = blocked.alternative && config.exchanges[blocked.alternative];

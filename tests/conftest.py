@@ -137,7 +137,9 @@ class FeedsCollector(Collector):
         from dashboard.feeds import merge_feeds
         with self._changed:
             self.payloads.append(payload)
-            self.items.append(merge_feeds(self.items[-1] if self.items else [], payload))
+            merged = merge_feeds(self.items[-1] if self.items else None, payload)
+            if merged is not None:  # None: a change before the full copy (which holds it)
+                self.items.append(merged)
             self._changed.notify_all()
 
 

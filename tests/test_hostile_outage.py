@@ -20,11 +20,7 @@ from conftest import STALE_AFTER_S, TEAM_MARKET, UPSTREAM, Collector, ServerProc
 from dashboard.bus import namespace
 from dashboard.history import DOWN, STOPPED, SQLiteHistory
 
-try:
-    from dashboard.feeds import merge_feeds  # the feeds event: a full list, then only changes
-except ImportError:  # a server that sends the full list every time
-    def merge_feeds(statuses, payload):
-        return payload
+from dashboard.feeds import merge_feeds  # the feeds event: a full list, then only changes
 
 # Two busy markets of the shipped recordings, streamed without a client (the replay's watchlist)
 MARKETS = ("coinbase:SKL-USD", "binanceus:OMG-BUSD")
@@ -142,7 +138,7 @@ class Page:
     with (monotonic time, the whole status after it)."""
 
     def __init__(self, web, clients):
-        self.feeds, self.seen = [], Collector()
+        self.feeds, self.seen = None, Collector()  # None: no full copy yet
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("feeds", self._feeds)
         clients.append(self.sio)
@@ -150,8 +146,10 @@ class Page:
         self.sio.call("subscribe", {"market": TEAM_MARKET}, timeout=5)
 
     def _feeds(self, payload):
-        self.feeds = merge_feeds(self.feeds, payload)
-        self.seen((time.monotonic(), self.feeds))
+        merged = merge_feeds(self.feeds, payload)
+        if merged is not None:  # None: a change before the full copy (which holds it)
+            self.feeds = merged
+            self.seen((time.monotonic(), self.feeds))
 
     def all_stale_at(self, timeout):
         """When every feed this page shows turned stale with the collector named as the reason."""

@@ -264,6 +264,17 @@ def test_a_change_names_only_what_changed_and_merges_back():
     assert merge_feeds(after, feeds_change(after, after[:1])) == after[:1]  # a feed gone
 
 
+def test_a_change_that_overtakes_the_full_copy_is_not_applied():
+    """A change broadcast while a client connects can reach it before its full copy: merged onto nothing it would
+    leave a status naming only the changed feeds (the page would lose every other badge). The copy holds it."""
+    other = {**STATUS, "exchange": "binance", "label": "Binance"}
+    change = {"now": 200, "changed": {"coinbase": {"frames": 11}}}
+    assert merge_feeds(None, change) is None  # no full copy yet: nothing to merge onto
+    full = [{**STATUS, "frames": 11, "now": 250}, {**other, "now": 250}]
+    assert merge_feeds(merge_feeds(None, change) or full, change) == full  # older than the copy: not applied
+    assert merge_feeds(full, {"now": 300, "changed": {"coinbase": {"frames": 12}}})[0]["frames"] == 12
+
+
 def test_unchanged_feeds_are_not_sent_again():
     socketio_ = FakeSocketIO()
     hub = Hub(socketio_)

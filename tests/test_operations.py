@@ -105,7 +105,8 @@ def test_a_huge_payload_closes_only_that_client(replay_server):
 def test_sigterm_closes_the_recording_and_exits_zero(tmp_path):
     server = ServerProcess("--replay", "--speed", "5", "--record", str(tmp_path))
     sio, events = connect(server)
-    events["feeds"].wait_for(lambda items: all(f["frames"] >= 1 for f in items[-1]), timeout=30)
+    events["feeds"].wait_for(lambda items: {f["exchange"] for f in items[-1] if f["frames"] >= 1} == set(EXCHANGES),
+                             timeout=30)
     sio.disconnect()
     assert server.stop() == 0
     files = sorted(tmp_path.iterdir())
