@@ -1,6 +1,6 @@
 """Command-line tools for recordings.
 
-    python -m exchanges normalize [--exchange NAME] FILE [FILE ...]
+    python -m exchanges normalize [--exchange NAME] FILE|FOLDER [...]
 
 prints the ticks a recording yields, one JSON object per line, exactly as the listener would publish them (with
 the recorded receipt time; null for raw frames). FILE is in the project's format, the upstream capture format, or
@@ -9,12 +9,13 @@ one raw frame per line (then --exchange is needed). Bad frames are counted on st
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import orjson
 
 from . import EXCHANGES
-from .recording import read_frames
+from .recording import read_frames, recording_files
 from .tick import TickBook, Update
 from .venue import played
 
@@ -66,11 +67,14 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("normalize", help="print the ticks a recording yields, one JSON per line")
     command.add_argument("--exchange", choices=sorted(EXCHANGES), help="the exchange, when the file does not tell")
-    command.add_argument("files", nargs="+")
+    command.add_argument("files", nargs="+", help="recordings, or folders of them (what --record writes)")
     args = parser.parse_args(argv)
+    missing = [path for path in args.files if not os.path.exists(path)]
+    if missing:
+        parser.error(f"no such file or folder: {', '.join(missing)}")  # one line, exit status 2
     out = sys.stdout.buffer
     try:
-        for path in args.files:
+        for path in recording_files(args.files):
             stats = {}
             for tick in normalize(path, args.exchange, stats):
                 out.write(orjson.dumps(tick) + b"\n")

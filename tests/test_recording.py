@@ -56,3 +56,17 @@ def test_normalize_cli_prints_one_tick_per_line():
                         "bid": "13.76640000", "bid_size": "30.28000000", "ask": "13.79520000",
                         "ask_size": "31.57000000", "last": None, "last_size": None, "last_side": None,
                         "empty": None}
+
+
+def test_normalize_cli_reads_a_folder_and_refuses_a_missing_file_in_one_line(tmp_path):
+    """A folder is what --record writes: every recording in it is read; a path that is not there is one line of
+    error and exit status 2, never a traceback."""
+    (tmp_path / "BINANCE_US.ws.1.0").write_bytes((UPSTREAM / "BINANCE_US.ws.1.0").read_bytes())
+    (tmp_path / "README.md").write_text("notes are skipped")
+    folder = subprocess.run([sys.executable, "-m", "exchanges", "normalize", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    assert len(folder.stdout.splitlines()) == 139 and "480 frames, 139 ticks" in folder.stderr
+    missing = subprocess.run([sys.executable, "-m", "exchanges", "normalize", str(tmp_path / "nope")],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.splitlines()[-1] == f"python -m exchanges: error: no such file or folder: {tmp_path / 'nope'}"
