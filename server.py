@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     settings = load_settings(argv)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # our own line says when REST fails
+    if settings.secret_generated:
+        log.info("no SECRET_KEY set: generated one for this run (sessions end when the server restarts)")
     raise_open_file_limit()  # before anything is opened: every browser is one open file
     available = {}
     mode = settings.mode  # live or replay: each keeps its own history and listings (dashboard/config.py)

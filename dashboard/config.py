@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import secrets
 import socket
@@ -17,7 +16,6 @@ from exchanges.faults import Fault
 from exchanges.tick import SYMBOL
 from exchanges.simulator import parse_speed  # one meaning of --speed for the server and the local exchange
 
-log = logging.getLogger(__name__)
 
 ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
 
@@ -85,6 +83,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 5000
     secret_key: str = ""
+    secret_generated: bool = False  # no SECRET_KEY was set: one was made for this run (server.py says so)
     async_mode: str = "eventlet"
     markets: list = field(default_factory=list)
     markets_from_cli: bool = False
@@ -263,7 +262,7 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         raise SystemExit(f"ASYNC_MODE must be one of {', '.join(ASYNC_MODES)}")
     if not settings.secret_key:
         settings.secret_key = secrets.token_hex(32)
-        log.info("no SECRET_KEY set: generated one for this run (sessions end when the server restarts)")
+        settings.secret_generated = True  # logged by the caller: logging is configured from these settings
     origins = pick(args.cors_origins, "CORS_ORIGINS", "")
     settings.cors_origins = [o.strip() for o in origins.split(",") if o.strip()] or None
     enabled = [n.strip() for n in env.get("EXCHANGES", ",".join(EXCHANGES)).split(",") if n.strip()]

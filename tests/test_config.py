@@ -23,7 +23,7 @@ def test_defaults(tmp_path, monkeypatch):
     assert (settings.host, settings.port, settings.async_mode) == ("127.0.0.1", 5000, "eventlet")
     assert settings.markets == ["coinbase:BTC-USD", "binance:BTC-USDT", "binanceus:BTC-USD"]
     assert settings.ws_urls["binance"] == "wss://data-stream.binance.vision/stream"
-    assert len(settings.secret_key) == 64  # generated
+    assert len(settings.secret_key) == 64 and settings.secret_generated  # generated (server.py logs it)
 
 
 def test_dotenv_then_environment_then_command_line(env_file, monkeypatch):

@@ -1,4 +1,5 @@
 """/healthz, /metrics, and hostile Socket.IO clients against a real server process."""
+import os
 import time
 
 import orjson
@@ -115,6 +116,8 @@ def test_sigterm_closes_the_recording_and_exits_zero(tmp_path):
         lines = path.read_bytes().splitlines()
         assert lines and all(orjson.loads(line)["frame"] for line in lines)  # every line complete
     assert any("stopping (signal 15)" in line for line in server.lines.items)
+    if not os.environ.get("SECRET_KEY") and not os.environ.get("SECRET"):  # the README says it is logged
+        assert any("no SECRET_KEY set: generated one" in line for line in server.lines.items)
 
 
 def test_socketio_from_another_origin_is_refused_by_default(replay_server):
