@@ -33,6 +33,7 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
+import time  # noqa: E402
 
 from dashboard.app import create_app  # noqa: E402
 from dashboard.config import leftovers, load_settings  # noqa: E402
@@ -59,8 +60,13 @@ def start_local_exchange(settings) -> dict:
     return json.loads(line)
 
 
-def announce_when_listening(socketio, settings, mode) -> None:
-    """Log "serving ..." once the port accepts connections: the line people (and tests) wait for."""
+ANNOUNCE_WAIT_S = 3.0  # at most this long for the feeds' first connection attempts before "serving ..."
+
+
+def announce_when_listening(socketio, settings, mode, feeds=None) -> None:
+    """Log "serving ..." once the port accepts connections: the line people (and tests) wait for. It waits for
+    every feed's first connection attempt to end too (at most ANNOUNCE_WAIT_S), so the address to open is the last
+    line of start-up, not buried among the feeds' first state lines."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     while True:
         try:
@@ -68,6 +74,10 @@ def announce_when_listening(socketio, settings, mode) -> None:
             break
         except OSError:
             socketio.sleep(0.05)
+    deadline = time.monotonic() + ANNOUNCE_WAIT_S
+    while feeds is not None and time.monotonic() < deadline and any(
+            status["state"] == "connecting" for status in feeds.status()):
+        socketio.sleep(0.05)
     log.info("serving http://%s:%d (%s, async_mode=%s)", settings.host, settings.port, mode, settings.async_mode)
 
 
@@ -121,7 +131,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, shut_down)
     dashboard.start()
     dashboard.socketio.start_background_task(announce_when_listening, dashboard.socketio, settings,
-                                             f"{mode}, role {settings.role}")
+                                             f"{mode}, role {settings.role}", dashboard.feeds)
     # Every role, in either async mode: the same server, limits and Host check (dashboard/serving.py). The
     # collector's app has no Socket.IO in it: only /healthz and /metrics.
     serve(dashboard.app, settings)

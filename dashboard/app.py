@@ -114,7 +114,7 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
     if settings.role != "collector":
         metrics.registry.register(guard.bad)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
-    rest = RestClient(settings.rest_urls) if settings.rest else None
+    rest = RestClient(settings.rest_urls, replay=mode == "replay") if settings.rest else None
     listings = None
     if rest is not None:
         served = {name: set((available or {}).get(name, [])) | {m.partition(":")[2] for m in settings.markets

@@ -41,7 +41,9 @@ class Listings:
                 cached = self._load(name)
                 if cached:
                     self.symbols[name], self.source[name] = cached
-                log.warning("%s: listing unavailable (%s); using %s", name, failure, self.source[name])
+                # in a replay the local exchange has a listing only where one was recorded: expected, not a warning
+                log.log(logging.INFO if self.mode == "replay" else logging.WARNING,
+                        "%s: listing unavailable (%s); using %s", name, failure, self.source[name])
             if self.symbols[name]:  # an empty listing says nothing (a body of the wrong shape, say)
                 self._known[name] = frozenset(self.symbols[name]) | self.also.get(name, frozenset())
         self.on_change()

@@ -17,8 +17,11 @@ TIMEOUT_S = (3.05, 10)  # connect, read: a REST failure must never hold anything
 
 
 class RestClient:
-    def __init__(self, base_urls: dict[str, str]):
+    def __init__(self, base_urls: dict[str, str], replay: bool = False):
+        """`replay`: the local exchange answers, which serves no REST for some venues: a miss is expected there,
+        logged as INFO, not WARNING."""
         self.base_urls = base_urls
+        self.miss_level = logging.INFO if replay else logging.WARNING
         self.session = requests.Session()
         retries = Retry(total=2, backoff_factor=0.3, status_forcelist=(429, 500, 502, 503, 504),
                         allowed_methods=("GET",), respect_retry_after_header=True)
@@ -45,6 +48,7 @@ def backfill(rest: RestClient, listener, symbol: str) -> list[dict]:
                 if tick is not None:
                     ticks.append({**tick, "source": "rest"})
     except Exception as failure:  # network, HTTP status, or an answer of the wrong shape
-        log.warning("%s:%s REST backfill failed: %s", listener.name, symbol, failure)
+        log.log(getattr(rest, "miss_level", logging.WARNING), "%s:%s REST backfill failed: %s", listener.name,
+                symbol, failure)
         return []
     return ticks

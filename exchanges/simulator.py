@@ -421,6 +421,7 @@ def main(argv=None) -> int:
                         help="inject a fault, EXCHANGE:KIND[=ARG][@AT][+FOR] (see exchanges/faults.py); repeatable")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s simulator %(levelname)s %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # a line per connection and request: not news here
     exchange = LocalExchange(args.paths or None, speed=args.speed, host=args.host, port=args.port)
     for fault in args.fault:
         exchange.inject(fault)

@@ -168,3 +168,19 @@ def test_a_slow_client_is_conflated_not_queued_without_bound():
         fast.disconnect()
     finally:
         assert server.stop() == 0
+
+
+def test_a_replay_starts_quietly_and_ends_its_start_up_with_the_address():
+    """What a replay expects (no REST listing or backfill on most local venues) is INFO, not WARNING; the local
+    exchange's per-connection lines are not shown; "serving http://..." comes after every feed's first attempt."""
+    server = ServerProcess("--replay", "--speed", "5")
+    try:
+        lines = server.lines.items
+        serving = next(index for index, line in enumerate(lines) if "serving http" in line)
+        start_up = lines[:serving + 1]
+        assert not [line for line in start_up if " WARNING " in line or " ERROR " in line]
+        assert not [line for line in start_up if "connection open" in line or "HTTP response sent" in line]
+        for name in EXCHANGES:  # each feed's first attempt ended (live here) before the address
+            assert any(f" {name}: live" in line for line in start_up), name
+    finally:
+        assert server.stop() == 0
