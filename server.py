@@ -82,7 +82,13 @@ def announce_when_listening(socketio, settings, mode, feeds=None) -> None:
 
 
 def main(argv=None) -> int:
-    settings = load_settings(argv)
+    try:
+        settings = load_settings(argv)
+    except SystemExit as refused:  # a setting refused with its reason: one line, the usage error status
+        if not isinstance(refused.code, str):
+            raise  # argparse's own (--help: 0; a bad flag: 2, its usage already printed)
+        print(f"server.py: error: {refused.code}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # our own line says when REST fails
     if settings.secret_generated:

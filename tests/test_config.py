@@ -120,3 +120,18 @@ def test_an_okx_regional_entity_is_two_keys_in_dotenv(tmp_path, monkeypatch, ws,
     assert (settings.ws_urls["okx"], settings.rest_urls["okx"]) == (ws, rest)
     assert settings.ws_urls["coinbase"] == EXCHANGES["coinbase"].url  # the other venues keep theirs
     assert exchange_for_url(ws) == exchange_for_url(rest) == "okx"
+
+
+@pytest.mark.parametrize("args, env, says", [
+    (["--port", "nope"], {}, "argument --port: invalid int value: 'nope'"),
+    ([], {"MARKETS": "bad"}, "MARKETS: market must be EXCHANGE:BASE-QUOTE"),
+    (["--fault", "coinbase:drop"], {}, "--fault needs --replay")])
+def test_server_misuse_is_one_line_and_exit_status_2(args, env, says):
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    result = subprocess.run([sys.executable, str(ROOT / "server.py"), *args], cwd=ROOT, capture_output=True,
+                            text=True, env={**os.environ, **env}, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert says in result.stderr.splitlines()[-1]
