@@ -55,6 +55,33 @@ function loadWatchlist() {
 }
 function saveWatchlist() {
   localStorage.setItem(STORAGE_KEY, JSON.stringify([...panels.keys()]));
+  syncUrl();
+}
+// A shareable layout: ?markets=coinbase:BTC-USD,kraken:BTC-USD opens exactly those panels, in that order, in place of
+// the stored watchlist; the page keeps the URL's markets current as panels are added, closed or reordered.
+const validMarket = (m) => {
+  const [exchange, pair, ...rest] = m.split(":");
+  return !rest.length && Object.hasOwn(config.exchanges, exchange) && PAIR.test(pair ?? "");
+};
+function urlWatchlist() {
+  const param = new URLSearchParams(location.search).get("markets");
+  if (param === null) return null;
+  const entries = param.split(",").map((m) => m.trim()).filter(Boolean);
+  const valid = [...new Set(entries.filter(validMarket))];
+  const invalid = entries.filter((m) => !validMarket(m));
+  const note = document.getElementById("url-note");
+  note.textContent = invalid.length ? `Ignored in the link's markets (not exchange:BASE-QUOTE on an exchange here): ` +
+    invalid.join(", ") : "";
+  note.classList.toggle("d-none", !invalid.length);
+  return valid;
+}
+function syncUrl() {
+  const params = new URLSearchParams(location.search);
+  params.delete("markets");
+  const rest = params.toString();
+  // the markets are ours (validated): written as they are, commas and colons readable in the address bar
+  const query = `?markets=${[...panels.keys()].join(",")}${rest ? "&" + rest : ""}`;
+  history.replaceState(history.state, "", query + location.hash);
 }
 
 // --- formatting ----------------------------------------------------------------------------------------------
@@ -490,7 +517,8 @@ document.getElementById("add-market").addEventListener("submit", (event) => {
   showListedOn();
 });
 
-for (const market of loadWatchlist()) {
-  const [exchange, pair] = market.split(":");
-  if (config.exchanges[exchange] && PAIR.test(pair ?? "")) addPanel(market);
+const fromUrl = urlWatchlist();
+for (const market of fromUrl ?? loadWatchlist()) {
+  if (validMarket(market)) addPanel(market);
 }
+saveWatchlist(); // the link's list replaces the stored one; the URL names what is open

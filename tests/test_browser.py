@@ -400,3 +400,29 @@ def test_a_null_bid_breaks_the_chart_line(page):
     t = later // 1000
     assert [(p["time"], p["value"]) for p in drawn["bid"]] == [(t, 0.7901), (t + 4, 0.7901)]
     assert [(p["time"], p["value"]) for p in drawn["ask"]] == [(t, 0.7911), (t + 2, 0.7911), (t + 4, 0.7911)]
+
+
+# --- a trader's screen: shareable layouts, the dark theme, the keyboard ---------------------------------------------
+def markets_in_url(page):
+    return page.evaluate("new URLSearchParams(location.search).get('markets')")
+
+
+def panel_order(page):
+    return page.locator("#panels .panel").evaluate_all("els => els.map(el => el.dataset.market)")
+
+
+def test_the_url_carries_the_watchlist_and_follows_it(page, replay_server):
+    page.goto(replay_server.url + "/?markets=coinbase:SKL-USD,binance:NKN-USDT,nowhere:BTC-USD,"
+              "<img src=x onerror=window.__xss=1>")
+    first_rows(page, "binance:NKN-USDT")
+    assert panel_order(page) == ["coinbase:SKL-USD", "binance:NKN-USDT"]  # in that order, nothing stored added
+    note = page.locator("#url-note")
+    assert note.is_visible() and "nowhere:BTC-USD" in note.inner_text() and "<img" in note.inner_text()
+    assert note.locator("img").count() == 0 and page.evaluate("window.__xss") is None
+    assert markets_in_url(page) == "coinbase:SKL-USD,binance:NKN-USDT"  # the invalid entries leave the URL
+    panel(page, "coinbase:SKL-USD").locator(".close-panel").click()
+    assert markets_in_url(page) == "binance:NKN-USDT"
+    page.reload()
+    first_rows(page, "binance:NKN-USDT")
+    assert panel_order(page) == ["binance:NKN-USDT"]
+    assert not page.locator("#url-note").is_visible()
