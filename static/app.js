@@ -45,6 +45,38 @@ for (const [name, label] of Object.entries(config.exchanges)) {
 const EVERY = "*"; // "every exchange that lists the pair"
 exchangeSelect.append(new Option("Every exchange listing it", EVERY));
 
+// --- the theme: the system's (prefers-color-scheme) until the header's toggle picks one, remembered here ------------
+const THEME_KEY = "dashboard.theme";
+const themeButton = document.getElementById("theme-toggle");
+const systemDark = matchMedia("(prefers-color-scheme: dark)");
+function storedTheme() {
+  try {
+    const theme = localStorage.getItem(THEME_KEY);
+    return theme === "dark" || theme === "light" ? theme : null;
+  } catch (_) { return null; }
+}
+const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+function themeCharts() { // the charts draw on a canvas: they get the theme's colours, not its CSS
+  const options = { layout: { background: { color: "transparent" }, textColor: cssVar("--bs-body-color") },
+    grid: { vertLines: { color: cssVar("--bs-border-color-translucent") },
+      horzLines: { color: cssVar("--bs-border-color-translucent") } } };
+  for (const entry of charts.charts.values()) entry.chart.applyOptions(options);
+}
+function applyTheme() {
+  const theme = storedTheme() ?? (systemDark.matches ? "dark" : "light");
+  document.documentElement.dataset.bsTheme = theme;
+  themeButton.textContent = theme === "dark" ? "Light" : "Dark";
+  themeButton.title = `Switch to the ${theme === "dark" ? "light" : "dark"} theme (remembered in this browser)`;
+  themeButton.setAttribute("aria-pressed", String(theme === "dark"));
+  themeCharts();
+}
+themeButton.addEventListener("click", () => {
+  localStorage.setItem(THEME_KEY, document.documentElement.dataset.bsTheme === "dark" ? "light" : "dark");
+  applyTheme();
+});
+systemDark.addEventListener("change", applyTheme);
+applyTheme();
+
 // --- watchlist persistence ---------------------------------------------------------------------------------
 function loadWatchlist() {
   try {
@@ -182,6 +214,7 @@ function addPanel(market) {
   saveWatchlist();
   renderSpreads();
   charts.ensure(pair, Date.now() + clockOffset);
+  themeCharts();
   if (socket.connected) socket.emit("subscribe", { market });
   return panel;
 }

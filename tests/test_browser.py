@@ -426,3 +426,45 @@ def test_the_url_carries_the_watchlist_and_follows_it(page, replay_server):
     first_rows(page, "binance:NKN-USDT")
     assert panel_order(page) == ["binance:NKN-USDT"]
     assert not page.locator("#url-note").is_visible()
+
+
+LUMINANCE = """(el) => {  // the relative luminance (0 black .. 1 white) of an element's computed background
+  const [r, g, b] = getComputedStyle(el).backgroundColor.match(/[\\d.]+/g).map(Number);
+  return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+}"""
+
+
+def theme(page):
+    return page.evaluate("document.documentElement.dataset.bsTheme")
+
+
+def test_the_theme_follows_the_system_and_the_toggle_is_remembered(browser, replay_server):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme="dark")
+    errors = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(error))
+        page.goto(replay_server.url)
+        assert theme(page) == "dark"
+        assert page.locator("body").evaluate(LUMINANCE) < 0.2
+        # what a screenshot of the dark theme shows: rows, both trade sides, the spread row, the charts
+        first_rows(page, "binance:NKN-USDT", 3)
+        page.locator("td.last.side-buy").first.wait_for(timeout=30_000)
+        page.locator("td.last.side-sell").first.wait_for(timeout=30_000)
+        page.wait_for_function("[...window.__charts.values()].every(c => c.ready)", timeout=30_000)
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "dark.png"))
+
+        toggle = page.locator("#theme-toggle")
+        toggle.click()
+        assert theme(page) == "light" and page.locator("body").evaluate(LUMINANCE) > 0.8
+        page.reload()
+        assert theme(page) == "light"  # remembered, though the system still says dark
+        assert page.locator("body").evaluate(LUMINANCE) > 0.8
+        page.locator("#theme-toggle").click()
+        assert theme(page) == "dark"
+        page.reload()
+        assert theme(page) == "dark"
+    finally:
+        context.close()
+    assert errors == []
