@@ -201,13 +201,11 @@ function addPanel(market) {
   el.querySelector(".exchange").textContent = config.exchanges[exchange] ?? exchange;
   el.querySelector(".pair").textContent = pair;
   el.querySelector(".close-panel").addEventListener("click", () => removePanel(market));
-  const download = el.querySelector(".download");
-  download.addEventListener("click", () => { // the last 24 hours, as of the click
-    const since = Date.now() + clockOffset - 86_400_000;
-    download.href = `/api/ticks.csv?${new URLSearchParams({ market, from: Math.max(0, Math.floor(since)), limit: 100000 })}`;
-  });
+  const download = el.querySelector(".download"); // a real link: its href is always there, kept current each second
+  download.download = `${exchange}-${pair}.csv`;
   panelsEl.append(el);
-  const panel = { market, exchange, el, tbody: el.querySelector("tbody"), lastSeq: 0, ready: false, early: [] };
+  const panel = { market, exchange, el, tbody: el.querySelector("tbody"), lastSeq: 0, ready: false, early: [], download };
+  setCsvHref(panel);
   panels.set(market, panel);
   setMarketState(panel, { state: "subscribing", reason: "" });
   applyFeedState(panel);
@@ -260,6 +258,11 @@ function render(panel, ticks) {
   while (excess-- > 0) panel.tbody.lastElementChild.remove();
 }
 
+function setCsvHref(panel) { // the last 24 hours, as of now
+  const since = Math.max(0, Math.floor(Date.now() + clockOffset - 86_400_000));
+  panel.download.href = `/api/ticks.csv?${new URLSearchParams({ market: panel.market, from: since, limit: 100000 })}`;
+}
+
 // --- feeds strip ---------------------------------------------------------------------------------------------
 const serverNow = () => Date.now() + clockOffset;
 const seconds = (ms) => `${Math.max(0, ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
@@ -303,14 +306,25 @@ function receiveFeeds(payload) {
   renderSpreads(); // a venue whose feed went down leaves the spread at once
 }
 // Redrawn on every feeds event and every second, so ages keep moving while nothing arrives.
+// Each badge is a real <button>, kept across redraws (updated in place) so the keyboard's focus stays on it.
+const badgeEls = new Map(); // exchange -> its button
 function renderFeeds() {
   const now = serverNow();
   const badges = (feedList || []).map((feed) => {
-    const badge = document.createElement("span");
-    badge.className = `badge ${FEED_COLOURS[feed.state] ?? "text-bg-secondary"}`;
-    badge.dataset.exchange = feed.exchange;
+    let badge = badgeEls.get(feed.exchange);
+    if (!badge) {
+      badge = document.createElement("button");
+      badge.type = "button";
+      badge.dataset.exchange = feed.exchange;
+      badge.setAttribute("aria-controls", "feed-details");
+      badge.addEventListener("click", () => {
+        detailsFor = detailsFor === feed.exchange ? null : feed.exchange;
+        renderDetails();
+      });
+      badgeEls.set(feed.exchange, badge);
+    }
+    badge.className = `badge border-0 ${FEED_COLOURS[feed.state] ?? "text-bg-secondary"}`;
     badge.dataset.state = feed.state;
-    badge.setAttribute("role", "button");
     const age = feed.last_data_at ? ` · ${seconds(now - feed.last_data_at)}` : "";
     // A feed that recovered within the last minute says so, however short the outage was.
     const incident = feed.last_incident && HEALTHY.has(feed.state) && now - feed.last_incident.at < 60_000
@@ -319,18 +333,20 @@ function renderFeeds() {
     badge.textContent = `${feed.label}: ${feed.state}${incident ? " ↺" : ""}${age}`;
     badge.title = incident ? `recovered: ${incident.state} ${seconds(now - incident.at)} ago (${incident.reason})`
       : feed.reason || "click for details";
-    badge.addEventListener("click", () => {
-      detailsFor = detailsFor === feed.exchange ? null : feed.exchange;
-      renderDetails();
-    });
     return badge;
   });
-  feedsEl.replaceChildren(...badges);
+  const shown = new Set(badges.map((b) => b.dataset.exchange));
+  for (const name of [...badgeEls.keys()]) if (!shown.has(name)) badgeEls.delete(name);
+  // moved only when the list changed: moving a focused button would take the focus off it
+  if (feedsEl.children.length !== badges.length || badges.some((b, i) => feedsEl.children[i] !== b)) {
+    feedsEl.replaceChildren(...badges);
+  }
   renderDetails();
 }
 function renderDetails() {
   const feed = detailsFor && feedStates[detailsFor];
   details.classList.toggle("d-none", !feed);
+  for (const [name, badge] of badgeEls) badge.setAttribute("aria-expanded", String(Boolean(feed) && name === detailsFor));
   if (!feed) return;
   const now = serverNow();
   details.querySelector(".feed-title").textContent = `${feed.label} feed: ${feed.state}`;
@@ -360,7 +376,15 @@ function renderDetails() {
   }));
 }
 details.querySelector(".close-details").addEventListener("click", () => { detailsFor = null; renderDetails(); });
-setInterval(() => { renderFeeds(); renderSpreads(); }, 1000);
+setInterval(() => {
+  renderFeeds();
+  renderSpreads();
+  for (const panel of panels.values()) setCsvHref(panel);
+}, 1000);
+// The charts' vendor attribution links stay, out of the tab order: the keyboard goes from the form to the panels.
+const chartsEl = document.getElementById("charts");
+const untab = () => chartsEl.querySelectorAll("a").forEach((a) => a.setAttribute("tabindex", "-1"));
+new MutationObserver(untab).observe(chartsEl, { childList: true, subtree: true });
 
 // A venue that blocks this region gets a banner with its alternative, not just a red badge.
 function renderGeoBanner() {

@@ -468,3 +468,57 @@ def test_the_theme_follows_the_system_and_the_toggle_is_remembered(browser, repl
     finally:
         context.close()
     assert errors == []
+
+
+FOCUSED = """() => {  // what has the keyboard's focus, and whether it shows
+  const el = document.activeElement, style = getComputedStyle(el);
+  return { tag: el.tagName, cls: String(el.className), exchange: el.dataset.exchange ?? null,
+    market: el.closest(".panel")?.dataset.market ?? null, vendor: Boolean(el.closest("#charts")),
+    outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0, shadow: style.boxShadow !== "none",
+    href: el.getAttribute("href") };
+}"""
+
+
+def test_every_control_is_reached_and_worked_by_the_keyboard(page):
+    first_rows(page, MARKET)
+    page.wait_for_function(f"document.querySelectorAll('#feeds .badge').length === {len(EXCHANGES)}")
+    page.wait_for_function("document.querySelectorAll('#charts a').length > 0")  # the vendor's attribution links
+    assert page.locator("#charts a").evaluate_all("links => links.every(a => a.tabIndex === -1)")
+    badges = page.locator("#feeds .badge").evaluate_all("els => els.map(el => el.dataset.exchange)")
+    first_panel = page.locator("#panels .panel").first.get_attribute("data-market")
+    page.evaluate("document.activeElement.blur()")
+    seen = []
+    for _ in range(60):  # from the top of the page to the first panel's CSV link
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate(FOCUSED))
+        if "download" in seen[-1]["cls"]:
+            break
+    assert not any(s["vendor"] for s in seen)
+    assert [s["exchange"] for s in seen if "badge" in s["cls"]] == badges  # every badge, in order
+    csv = seen[-1]
+    assert "download" in csv["cls"] and csv["market"] == first_panel
+    assert csv["href"].startswith("/api/ticks.csv?") and csv["outline"]
+    assert seen.index(csv) > max(i for i, s in enumerate(seen) if "badge" in s["cls"])
+
+    # back to the first badge: its focus shows, and Enter opens its details
+    page.keyboard.press("Shift+Tab")
+    while page.evaluate(FOCUSED)["exchange"] != badges[0]:
+        page.keyboard.press("Shift+Tab")
+    focused = page.evaluate(FOCUSED)
+    assert focused["tag"] == "BUTTON" and (focused["outline"] or focused["shadow"])
+    page.keyboard.press("Enter")
+    details = page.locator("#feed-details")
+    details.wait_for(state="visible")
+    title = page.locator(f'#feeds .badge[data-exchange="{badges[0]}"]').inner_text().split(":")[0]
+    assert details.locator(".feed-title").inner_text().startswith(f"{title} feed:")
+    # the badges are redrawn every second: the focus stays on the same one through a redraw
+    after_redraw = page.evaluate("""() => new Promise((resolve) => {
+      const observer = new MutationObserver(() => {
+        observer.disconnect();
+        setTimeout(() => resolve(document.activeElement.dataset.exchange ?? null));
+      });
+      observer.observe(document.getElementById("feeds"), { subtree: true, childList: true, characterData: true });
+    })""")
+    assert after_redraw == badges[0]
+    page.keyboard.press("Space")
+    details.wait_for(state="hidden")
