@@ -7,6 +7,8 @@ one level, and no float ever decides an order.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Optional
+
 from sortedcontainers import SortedDict
 
 from .tick import EMPTY, BadFrame, decimal_str
@@ -26,6 +28,16 @@ def book_change(change) -> tuple[str, str, str]:
     if side is None:
         raise BadFrame(f"bad side: {str(change[0])[:20]!r}")
     return side, decimal_str(change[1]), decimal_str(change[2])
+
+
+def book_to_update(books: dict, dropped: set, key: str, kind: str) -> Optional[OrderBook]:
+    """The kept book an update of `key` applies to; None for an update sent before our unsubscribe reached the
+    exchange (in flight: skipped). Raises BadFrame "<kind> before its snapshot" when there is no book to apply it
+    to (Coinbase's level2 and Gemini's v2 l2 send their whole book first)."""
+    book = books.get(key)
+    if book is None and key not in dropped:
+        raise BadFrame(f"{kind} before its snapshot")
+    return book
 
 
 class OrderBook:

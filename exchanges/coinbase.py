@@ -36,7 +36,7 @@ import orjson
 from sortedcontainers import SortedDict
 
 from .base import ExchangeListener
-from .book import BOOK_SIDE, OrderBook, book_change
+from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update,
                    book_price, decimal_str, iso_to_ms, last_price, optional_decimal, side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
@@ -159,11 +159,9 @@ class Coinbase(ExchangeListener):
             raise BadFrame("bad 'changes'")
         levels = [book_change(change) for change in changes]  # all checked before the book is touched
         time = iso_to_ms(message["time"])
-        book = self._books.get(product)
+        book = book_to_update(self._books, self._dropped, product, "l2update")
         if book is None:
-            if product in self._dropped:
-                return []  # sent before our unsubscribe reached Coinbase
-            raise BadFrame("l2update before its snapshot")
+            return []  # sent before our unsubscribe reached Coinbase
         for side, price, size in levels:
             book.set(side, price, size)
         return self._top(product, book, time)

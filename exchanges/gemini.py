@@ -76,7 +76,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from .base import ExchangeListener
-from .book import BOOK_SIDE, OrderBook, book_change
+from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, book_side,
                    decimal_str, epoch_ms, side_str, split_by_quote, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
@@ -393,11 +393,9 @@ class MarketDataV2:
                 items.append(Subscribed((symbol,)))
             book = self._books[native] = OrderBook()
         else:
-            book = self._books.get(native)
+            book = book_to_update(self._books, self._dropped, native, "l2 update")
             if book is None:
-                if native in self._dropped:
-                    return []  # sent before our unsubscribe reached Gemini
-                raise BadFrame("l2 update before its snapshot")
+                return []  # sent before our unsubscribe reached Gemini
         for side, price, size in levels:
             book.set(side, price, size)
         if book.crossed():
