@@ -152,6 +152,18 @@ def watched(listener_class, url, symbols, **options):
     return listener, ticks, markets, states
 
 
+def refused_while_the_rest_streams(listener, ticks, markets, states, symbol, reason):
+    """Add `symbol` (a pair the exchange does not list): it is refused with `reason`, never re-subscribed, and the
+    markets already streamed go on, on the same connection, with no bad frame."""
+    listener.add(symbol)
+    markets.wait_for(lambda m: (f"{listener.name}:{symbol}", "error", reason) in m)
+    assert symbol not in listener.symbols()
+    count = len(ticks.items)
+    ticks.wait_for(lambda t: len(t) > count)  # the good market goes on
+    status = listener.status()
+    assert status["reconnects"] == 0 and status["bad_frames"] == 0 and states.items[:2] == ["connecting", "live"]
+
+
 def sio_client(url: str, names=("ticks",), clients: list = None):
     """A Socket.IO client connected to `url` over websocket, with a Collector per event name (a FeedsCollector for
     "feeds"): (client, {name: collector}). Appended to `clients` when given, for the caller to disconnect."""

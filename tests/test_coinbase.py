@@ -4,7 +4,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from conftest import UPSTREAM, Collector, apply_changes, documented, recorded
+from conftest import UPSTREAM, Collector, apply_changes, documented, recorded, refused_while_the_rest_streams
 from exchanges.coinbase import Coinbase, CoinbaseVenue
 from exchanges.recording import read_frames
 from exchanges.tick import (EMPTY, BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, TickBook, Update,
@@ -281,13 +281,7 @@ def test_listener_against_the_local_exchange(local_exchange, start_listener):
     ticks.wait_for(lambda t: client.session["keys"] == {"level2_batch:SKL-USD", "ticker:SKL-USD",
                                                         "heartbeat:SKL-USD"})
 
-    listener.add("BTC-FOO")
-    markets.wait_for(lambda m: ("coinbase:BTC-FOO", "error", "BTC-FOO is not a valid product") in m)
-    assert "BTC-FOO" not in listener.symbols()
-    count = len(ticks.items)
-    ticks.wait_for(lambda t: len(t) > count)  # the good market goes on
-    status = listener.status()
-    assert status["reconnects"] == 0 and status["bad_frames"] == 0 and states.items[:2] == ["connecting", "live"]
+    refused_while_the_rest_streams(listener, ticks, markets, states, "BTC-FOO", "BTC-FOO is not a valid product")
 
 
 def test_venue_rest_ticker_gives_the_played_books_top_not_the_last_trades_ticker():

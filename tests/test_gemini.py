@@ -9,7 +9,8 @@ import pytest
 import websocket
 from unittest.mock import ANY
 
-from conftest import Collector, UPSTREAM, apply_changes, documented, recorded, watched
+from conftest import (Collector, UPSTREAM, apply_changes, documented, recorded, refused_while_the_rest_streams,
+                      watched)
 from exchanges.gemini import V2_PATH, V2_URL, Gemini, GeminiVenue, MarketDataV2, StreamsAPI, ns_to_ms
 from exchanges.recording import read_frames
 from exchanges.venue import PASS_STRIDE, played
@@ -383,13 +384,7 @@ def test_v2_listener_against_the_local_exchange(local_exchange, start_listener):
     ticks.wait_for(lambda t: client.session["keys"] == {"l2:FILUSD"})
     assert client.messages[-1] == '{"type":"unsubscribe","subscriptions":[{"name":"l2","symbols":["BTCGBP"]}]}'
 
-    listener.add("BTC-FOO")
-    markets.wait_for(lambda m: ("gemini:BTC-FOO", "error", "NoValidTradingPairs") in m)
-    assert "BTC-FOO" not in listener.symbols()
-    count = len(ticks.items)
-    ticks.wait_for(lambda t: len(t) > count)  # the good market goes on
-    status = listener.status()
-    assert status["reconnects"] == 0 and status["bad_frames"] == 0 and states.items[:2] == ["connecting", "live"]
+    refused_while_the_rest_streams(listener, ticks, markets, states, "BTC-FOO", "NoValidTradingPairs")
 
 
 # --- the new WebSocket API: documented frames ---------------------------------------------------------------------
