@@ -5,12 +5,15 @@ exchange) supplies only protocol: URL, subscribe/unsubscribe messages, symbol ma
 """
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import socket
 import threading
 import time
 from collections import deque
 from typing import Callable, Iterable, Optional
+from urllib.parse import urlsplit
 
 import websocket  # websocket-client
 
@@ -37,6 +40,25 @@ def bad_reason(failure: Exception) -> str:
     if isinstance(failure, KeyError):
         return f"missing field {str(failure.args[0])[:40]!r}" if failure.args else "missing field"
     return type(failure).__name__  # JSONDecodeError, TypeError ...
+
+
+_CANNOT_CONNECT = {errno.ECONNREFUSED: "connection refused", errno.ENETUNREACH: "network unreachable",
+                   errno.EHOSTUNREACH: "host unreachable", errno.ETIMEDOUT: "timed out"}
+
+
+def connect_failure_reason(failure: Exception, url: str) -> Optional[str]:
+    """A plain sentence for a failure to reach the exchange's host, or None for any other failure.
+
+    "cannot resolve HOST: no network or DNS?" for a name that does not resolve (websocket-client 1.9.2 wraps
+    socket.gaierror in WebSocketAddressException, whose text is the bare "[Errno -2] Name or service not known"), and
+    "cannot connect to HOST: connection refused" (or "network unreachable", "host unreachable") for a socket that
+    could not be opened."""
+    host = urlsplit(url).hostname or url
+    if isinstance(failure, websocket.WebSocketAddressException) or isinstance(failure, socket.gaierror):
+        return f"cannot resolve {host}: no network or DNS?"
+    if isinstance(failure, OSError) and failure.errno in _CANNOT_CONNECT:
+        return f"cannot connect to {host}: {_CANNOT_CONNECT[failure.errno]}"
+    return None
 
 
 class MarketStats:
@@ -182,6 +204,7 @@ class ExchangeListener:
         self.last_frame_at: Optional[int] = None
         self.last_data_at: Optional[int] = None
         self.connected_url = ""
+        self._dialing = self.ws_url  # the URL of the connection being opened, for a plain reason if it fails
 
     # Public, thread-safe -----------------------------------------------------------------------------------
     def symbols(self) -> list[str]:
@@ -255,7 +278,8 @@ class ExchangeListener:
             except Exception as failure:  # any socket or protocol failure: recover, never die
                 if self._stopping.is_set():
                     break
-                reason = f"{type(failure).__name__}: {failure}".rstrip(": ")
+                reason = (connect_failure_reason(failure, self._dialing) if self._ws is None else None) or (
+                    f"{type(failure).__name__}: {failure}".rstrip(": "))
                 self._open_gaps(reason)
                 self._retry_later(RECONNECTING, reason)
             finally:
@@ -268,7 +292,7 @@ class ExchangeListener:
             symbols = sorted(self._desired)
             self._ops.clear()
         self._set_state(CONNECTING, "")
-        url = self.connect_url(symbols)
+        url = self._dialing = self.connect_url(symbols)
         self._ws = websocket.create_connection(url, timeout=self.connect_timeout_s, enable_multithread=True,
                                                skip_utf8_validation=True)
         self.connected_url = url

@@ -267,3 +267,28 @@ def test_our_own_ping_waits_for_the_pace_and_takes_a_turn(monkeypatch):
     paced_session(monkeypatch, script)
     assert seen["before its turn"] == []
     assert seen["at its turn"] == ([100.25], 100.5)
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("ws://no-such-host.invalid:1/", "cannot resolve no-such-host.invalid: no network or DNS?"),  # .invalid never resolves
+    (None, "cannot connect to 127.0.0.1: connection refused"),  # a closed loopback port
+])
+def test_an_unreachable_host_is_one_plain_sentence_naming_it(url, reason, start_listener):
+    from conftest import free_port
+    states = Collector()
+    listener = Coinbase(url or f"ws://127.0.0.1:{free_port()}/", ["BTC-USD"], backoff_base_s=60,
+                        on_state=lambda status: states((status["state"], status["reason"])))
+    start_listener(listener)
+    states.wait_for(lambda s: ("reconnecting", reason) in s)
+    assert listener.status()["last_incident"]["reason"] == reason
+
+
+def test_name_and_socket_failures_read_plainly_and_others_are_left_alone():
+    import errno
+    import socket
+    url = "wss://ws-feed.exchange.coinbase.com"
+    assert (base.connect_failure_reason(socket.gaierror(-3, "Temporary failure in name resolution"), url)
+            == "cannot resolve ws-feed.exchange.coinbase.com: no network or DNS?")
+    assert (base.connect_failure_reason(OSError(errno.ENETUNREACH, "Network is unreachable"), url)
+            == "cannot connect to ws-feed.exchange.coinbase.com: network unreachable")
+    assert base.connect_failure_reason(ValueError("something else"), url) is None
