@@ -477,9 +477,9 @@ function renderSpreads() {
 
 // --- the connection --------------------------------------------------------------------------------------------
 const socket = io({ transports: ["websocket", "polling"] });
-window.__socket = socket; // for the browser tests: they hand events to the page's own handlers
+window.__socket = socket;
 
-socket.on("connect", () => {
+function onConnect() {
   banner.classList.add("d-none");
   for (const panel of panels.values()) { // (re)subscribe; each backfill replaces the panel's rows and state
     panel.ready = false;
@@ -487,23 +487,25 @@ socket.on("connect", () => {
     setMarketState(panel, { state: "subscribing", reason: "" }); // not what a server we lost said
     socket.emit("subscribe", { market: panel.market });
   }
-});
-socket.on("disconnect", () => {
+}
+function onDisconnect() {
   banner.classList.remove("d-none");
   serviceBanner.classList.add("d-none"); // the server says again, once back
-});
+}
 // Team mode: the web process lost Redis (and so the collector); it says so, and resyncs the panels after.
-socket.on("service", ({ redis, reason }) => {
+function receiveService({ redis, reason }) {
   serviceBanner.querySelector(".message").textContent = String(reason || "the data service is unreachable");
   serviceBanner.classList.toggle("d-none", Boolean(redis));
-});
-socket.on("markets", (offer) => {
+}
+function receiveMarkets(offer) {
   available = offer.available || {};
   fillPairList();
-});
-socket.on("feeds", receiveFeeds);
-socket.on("spread", (row) => { spreads.set(row.pair, { ...row, at: serverNow() }); renderSpreads(); });
-socket.on("backfill", ({ market, ticks, state }) => {
+}
+function receiveSpread(row) {
+  spreads.set(row.pair, { ...row, at: serverNow() });
+  renderSpreads();
+}
+function receiveBackfill({ market, ticks, state }) {
   const panel = panels.get(market);
   if (!panel) return;
   panel.tbody.replaceChildren();
@@ -513,23 +515,32 @@ socket.on("backfill", ({ market, ticks, state }) => {
   panel.early = [];
   panel.ready = true;
   if (state) setMarketState(panel, state);
-});
-socket.on("ticks", ({ market, ticks }) => {
+}
+function receiveTicks({ market, ticks }) {
   const panel = panels.get(market);
   if (!panel) return;
   charts.add(market, ticks);
   if (panel.ready) render(panel, ticks);
   else panel.early.push(...ticks);
-});
-socket.on("market_state", (state) => {
+}
+function receiveMarketState(state) {
   const panel = panels.get(state.market);
   if (panel) setMarketState(panel, state);
-});
-socket.on("error", (reply) => {
+}
+function receiveError(reply) {
   const panel = reply && panels.get(reply.market);
   if (panel) setMarketState(panel, { state: "error", reason: reply.message });
   else formMessage.textContent = reply?.message ?? "error";
-});
+}
+// What the server sends, by event name: the one place the page's handlers are registered. The browser tests hand
+// events to the same handlers (window.__receive) and then draw at once (window.__flush).
+const HANDLERS = {
+  connect: onConnect, disconnect: onDisconnect, service: receiveService, markets: receiveMarkets,
+  feeds: receiveFeeds, spread: receiveSpread, backfill: receiveBackfill, ticks: receiveTicks,
+  market_state: receiveMarketState, error: receiveError,
+};
+for (const [event, handler] of Object.entries(HANDLERS)) socket.on(event, handler);
+window.__receive = (event, payload) => HANDLERS[event](payload);
 
 // --- the add-market form -----------------------------------------------------------------------------------------
 const listedOn = (pair) => Object.keys(config.exchanges).filter((name) => (available[name] || []).includes(pair));

@@ -314,7 +314,8 @@ def test_the_last_trade_shows_green_for_a_buy_and_red_for_a_sell(page):
 # Hands events to the page's own Socket.IO handlers and reads what they drew, in one task: nothing from the
 # server can come between (the handlers render synchronously).
 INJECT = """([event, payload, selector]) => {
-  for (const handler of window.__socket.listeners(event)) handler(payload);
+  window.__receive(event, payload);
+  window.__flush?.();
   return [...document.querySelectorAll(selector)].map((el) => ({
     text: el.textContent, empty: el.dataset.empty ?? null, marks: el.querySelectorAll(".side-empty").length,
     sizes: el.querySelectorAll(".size").length, html: el.innerHTML }));
@@ -386,7 +387,7 @@ def test_a_null_bid_breaks_the_chart_line(page):
     ticks = [injected_tick(received=later, seq=1), injected_tick(received=later + 2000, seq=2, bid=None,
                                                                   bid_size=None, empty="bid"),
              injected_tick(received=later + 4000, seq=3)]
-    page.evaluate("([market, ticks]) => { for (const h of window.__socket.listeners('ticks')) h({ market, ticks }); }",
+    page.evaluate("([market, ticks]) => { window.__receive('ticks', { market, ticks }); window.__flush?.(); }",
                   [MARKET, ticks])
     drawn = page.evaluate("""(t) => {
       const chart = window.__charts.get('SKL-USD');
