@@ -3,6 +3,7 @@ the wire) against json.loads and orjson.loads alone (the floor of any Python par
 `message_handler` on the same frames, side by side in one run. Median of 5 passes, frames per second.
 
     python bench/parse.py [--passes 5] [--seconds 0.3]            # ours, json, orjson
+    python bench/parse.py --before 370efc9                         # + the exchanges package at that commit
     .venv-bench/bin/python bench/parse.py                          # + cryptofeed (pip install -r bench/requirements.txt)
 
 cryptofeed runs offline: its symbol cache is filled from the recorded REST listings (COINBASE.0, BINANCE_US.0; the
@@ -14,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.metadata
+import io
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,10 +76,23 @@ def rate(run_once, count, passes, seconds):
     return statistics.median(rates)
 
 
-def ours(exchange, frames):
+def load_before(commit: str):
+    """The `exchanges` package as it was at `commit` (git archive into a temporary folder), imported beside today's
+    as `exchanges_before`, so before and after run side by side in one process. Its registry (EXCHANGES)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "exchanges"], check=True,
+                             capture_output=True).stdout
+    folder = tempfile.mkdtemp(prefix="parse-before-")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    os.rename(os.path.join(folder, "exchanges"), os.path.join(folder, "exchanges_before"))
+    sys.path.insert(0, folder)
+    return importlib.import_module("exchanges_before").EXCHANGES
+
+
+def ours(exchange, frames, registry=EXCHANGES):
     """The listener's own frame handler, subscribed to every symbol of the recording, as after a connect."""
     data = [f.frame.encode() for f in frames]
-    listener = EXCHANGES[exchange](_api_url(frames), [], on_tick=lambda tick: None)
+    listener = registry[exchange](_api_url(frames), [], on_tick=lambda tick: None)
     symbols = {item.symbol for f in frames for item in _safe_parse(listener, f.frame) if type(item) is Update}
     listener.subscribe_messages(sorted(symbols))  # what a subscription sets up (Binance's symbol map ...)
     listener._subscribed_at = dict.fromkeys(symbols, 0.0)
@@ -169,7 +188,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.3, help="minimum length of one pass")
+    parser.add_argument("--before", metavar="COMMIT", help="also run the exchanges package of this commit")
+    parser.add_argument("--only", metavar="TEXT", help="only the frame sets whose label contains TEXT")
     args = parser.parse_args(argv)
+    before = load_before(args.before) if args.before else None
     import logging
     logging.disable(logging.CRITICAL)
     try:
@@ -178,18 +200,25 @@ def main(argv=None) -> int:
         cf_version = None
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"orjson {orjson.__version__}, cryptofeed {cf_version or 'not installed'}")
-    print(f"{'frame set':<34} {'frames':>6} {'json':>10} {'orjson':>10} {'ours':>10} {'cryptofeed':>11} "
-          f"{'ours/orjson':>11} {'ours/cf':>8}")
+    print(f"{'frame set':<34} {'frames':>6} {'json':>10} {'orjson':>10} "
+          + (f"{'before':>10} {'before/orjson':>13} " if before else "")
+          + f"{'ours':>10} {'cryptofeed':>11} {'ours/orjson':>11} {'ours/cf':>8}")
     for label, exchange, frames in frame_sets():
+        if args.only and args.only.lower() not in label.lower():
+            continue
         count = len(frames)
         results = {"json": rate(loads(json.loads, frames), count, args.passes, args.seconds),
                    "orjson": rate(loads(orjson.loads, frames), count, args.passes, args.seconds),
                    "ours": rate(ours(exchange, frames), count, args.passes, args.seconds)}
+        then = ""
+        if before:
+            old = rate(ours(exchange, frames, before), count, args.passes, args.seconds)
+            then = f"{old:>10,.0f} {old / results['orjson']:>13.2f} "
         runner = cryptofeed_runner(exchange, frames) if cf_version and not label.endswith("derived") else None
         cf = rate(runner, count, args.passes, args.seconds) if runner else None
         cf_rate = f"{cf:,.0f}" if cf else "n/a"
         versus_cf = f"{results['ours'] / cf:.1f}" if cf else "n/a"
-        print(f"{label:<34} {count:>6} {results['json']:>10,.0f} {results['orjson']:>10,.0f} {results['ours']:>10,.0f} "
+        print(f"{label:<34} {count:>6} {results['json']:>10,.0f} {results['orjson']:>10,.0f} {then}{results['ours']:>10,.0f} "
               f"{cf_rate:>11} {results['ours'] / results['orjson']:>11.2f} {versus_cf:>8}")
     return 0
 

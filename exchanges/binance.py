@@ -34,13 +34,14 @@ import threading
 import time
 from collections import deque
 from decimal import Decimal
-from typing import Optional
+from typing import Annotated, Optional
 
+import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, book_side, decimal_str,
-                   epoch_ms, split_by_quote, symbol_str)
+from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, decimal_str, decimals,
+                   epoch_ms, quote_side, schema_reason, split_by_quote, unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 STREAMS = ("bookTicker", "trade")
@@ -56,6 +57,47 @@ EIGHT_PLACES = Decimal("0.00000001")  # how Binance writes quoteQty
 # Quote assets, longest first, to split a native symbol nobody subscribed to (normalizing a recording).
 QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "GBP", "TRY", "BRL", "JPY", "AUD", "BTC", "ETH",
           "BNB", "DAI", "XRP", "DOGE")
+
+
+class _BookTicker(msgspec.Struct, gc=False):
+    """`<symbol>@bookTicker` data: best bid/ask and their sizes (decimal strings), `u` the book's update id; no time."""
+    s: str
+    b: str
+    B: str
+    a: str
+    A: str
+    u: Optional[int] = None
+
+
+class _Trade(msgspec.Struct, gc=False):
+    """`<symbol>@trade` / `@aggTrade` data: `T` trade time (epoch ms), `m` buyer is maker, `t` / `a` the trade id."""
+    s: str
+    p: str
+    q: str
+    T: Annotated[int, msgspec.Meta(ge=0)]
+    m: bool
+    t: Optional[int] = None
+    a: Optional[int] = None
+
+
+class _BookTickerFrame(msgspec.Struct, gc=False):
+    stream: str
+    data: _BookTicker
+
+
+class _TradeFrame(msgspec.Struct, gc=False):
+    stream: str
+    data: _Trade
+
+
+_FRAME_OF = {"bookTicker": _BookTickerFrame, "trade": _TradeFrame, "aggTrade": _TradeFrame}
+_BOOK_TICKER = msgspec.json.Decoder(_BookTickerFrame)
+_TRADE = msgspec.json.Decoder(_TradeFrame)
+# What a wrong value of each field is counted as (tick.schema_reason); any other field: "bad 'name'".
+_REASONS = {"b": "not a decimal string", "B": "not a decimal string", "a": "not a decimal string",
+            "A": "not a decimal string", "p": "not a decimal string", "q": "not a decimal string",
+            "T": "bad epoch ms", "s": "no symbol 's'", ("missing", "s"): "no symbol 's'", "$": "not a JSON object",
+            "data": "bad 'data'"}
 
 
 class Binance(ExchangeListener):
@@ -144,15 +186,56 @@ class Binance(ExchangeListener):
         return native.lower()
 
     def from_native(self, native):
-        unified = self._unified.get(native)
-        if unified is not None:
-            return unified
-        split = split_by_quote(native, QUOTES)
-        if split is None:
-            raise BadFrame(f"unknown symbol {native[:30]!r}")
-        return symbol_str("-".join(split))
+        return unified_symbol(native, self._unified, _split, bad="no symbol 's'")
 
     def parse(self, frame, received):
+        # The hot channels by their stream name near the start ('{"stream":"nknusdt@bookTicker","data":...'), each
+        # decoded and type-checked by its schema in one call; anything else (replies, shutdown, depth ...), or a
+        # frame the guess did not fit, is read the general way (_parse_other), which gives a bad one its reason.
+        head = frame[:64]
+        if type(head) is str:
+            head = head.encode()
+        if b'@bookTicker"' in head:
+            try:
+                message = _BOOK_TICKER.decode(frame)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                return self._parse_other(frame)
+        elif b'rade"' in head:
+            try:
+                message = _TRADE.decode(frame)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                return self._parse_other(frame)
+        else:
+            return self._parse_other(frame)
+        return self._tick(message)
+
+    def _tick(self, message):
+        """A decoded bookTicker or trade frame -> its Update; [] where its stream is named otherwise."""
+        data, stream = message.data, message.stream
+        symbol = self._unified.get(data.s) or self.from_native(data.s)
+        if type(data) is _BookTicker:
+            if not stream.endswith("@bookTicker"):
+                return []
+            b, a = data.b, data.a
+            decimals(b, data.B, a, data.A)
+            # `u`, the book's update id, orders them: an older one never becomes the quote (TickBook);
+            # a side with no order is sent as zeros: empty, not a price of 0
+            if b.strip("0.") and a.strip("0."):
+                return [Update(symbol, None, b, data.B, a, data.A, None, None, None, data.u)]
+            return [Update(symbol, None, *quote_side(b, data.B), *quote_side(a, data.A), None, None, None, data.u)]
+        if stream.endswith("@aggTrade"):
+            sequence = data.a  # the aggregate trade id
+        elif stream.endswith("@trade"):
+            sequence = data.t
+        else:
+            return []
+        decimals(data.p, data.q)
+        # buyer is maker => the taker sold
+        return [Update(symbol, data.T, None, None, None, None, data.p, data.q, "sell" if data.m else "buy", sequence)]
+
+    def _parse_other(self, frame):
+        """Replies, errors, `serverShutdown`, streams that carry no tick (depth, kline ...), and tick frames the
+        first guess did not read."""
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
@@ -162,21 +245,11 @@ class Binance(ExchangeListener):
             if type(stream) is not str:
                 raise BadFrame("no 'stream'")
             kind = stream.rpartition("@")[2]
-            if kind == "bookTicker":
-                # positional (symbol, time, bid, bid_size, ask, ask_size): the hot path, keywords cost more
-                # `u`, the book's update id, orders them: an older one never becomes the quote (TickBook)
-                # a side with no order is sent as zeros: empty, not a price of 0
-                return [Update(self._symbol(data), None, *book_side(data["b"], data["B"]),
-                               *book_side(data["a"], data["A"]), None, None, None, _order(data, "u"))]
-            if kind in ("trade", "aggTrade"):
-                maker = data["m"]
-                if type(maker) is not bool:
-                    raise BadFrame("bad 'm'")
-                # (symbol, time, 4 x no quote, last, last_size, side): buyer is maker => the taker sold
-                # ordered by the trade id: `a` (aggTrade) or `t` (trade)
-                return [Update(self._symbol(data), epoch_ms(data["T"]), None, None, None, None,
-                               decimal_str(data["p"]), decimal_str(data["q"]), "sell" if maker else "buy",
-                               _order(data, "a" if kind == "aggTrade" else "t"))]
+            if kind in _FRAME_OF:
+                try:
+                    return self._tick(msgspec.convert(message, _FRAME_OF[kind]))
+                except msgspec.ValidationError as error:
+                    raise BadFrame(schema_reason(error, _REASONS)) from None
             if data.get("e") == "serverShutdown":  # stream "!serverShutdown"
                 return self._shutdown()
             return []  # depth, kline ...: no tick
@@ -218,15 +291,6 @@ class Binance(ExchangeListener):
         return [Update(symbol=symbol, time=epoch_ms(trade["time"]), last=decimal_str(trade["price"]),
                        last_size=decimal_str(trade["qty"]), last_side="sell" if trade["isBuyerMaker"] else "buy")
                 for trade in answer]
-
-    def _symbol(self, data) -> str:
-        native = data.get("s")
-        unified = self._unified.get(native)  # the subscribed symbols: the fast path
-        if unified is not None:
-            return unified
-        if type(native) is not str:
-            raise BadFrame("no symbol 's'")
-        return self.from_native(native)
 
     def _shutdown(self):
         """The server is about to shut down: reconnect now (a clean reconnect, see the module docstring)."""
@@ -426,7 +490,6 @@ def _reply(message):
 Binance.venue = BinanceVenue
 
 
-def _order(data: dict, field: str):
-    """The payload's ordering id (an int), or None where it is missing: the update then is not ordered."""
-    value = data.get(field)
-    return value if type(value) is int else None
+def _split(native: str):
+    """'BTCUSDT' -> ('BTC', 'USDT'), by the quote assets Binance lists (a symbol nobody subscribed to)."""
+    return split_by_quote(native, QUOTES)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
+
+import msgspec
 
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # ASCII digits only: \d takes "١٢٣"
 SYMBOL = re.compile(r"[A-Z0-9]{1,15}-[A-Z0-9]{1,15}")  # the unified BASE-QUOTE every market uses
@@ -100,6 +102,68 @@ def decimal_str(value) -> str:
     raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
 
 
+def decimals(*values: str) -> None:
+    """Check strings a schema decoded (msgspec types them `str`) as decimal strings; raises BadFrame "not a
+    decimal string". One set lookup for all of them when each was seen before (quotes repeat their prices)."""
+    if not _checked.issuperset(values):
+        for value in values:
+            decimal_str(value)
+
+
+def quote_side(price: str, size: str) -> tuple[str, str]:
+    """A best bid or ask already checked by `decimals`: (price, size), or (EMPTY, EMPTY) where the exchange sends
+    zeros for a side with no order (as book_side, without checking again)."""
+    return (price, size) if price.strip("0.") else _EMPTY_PAIR
+
+
+_EMPTY_PAIR = (EMPTY, EMPTY)
+
+
+def schema_reason(error: Exception, reasons: dict) -> str:
+    """The bad-frame reason for a msgspec decoder's error (msgspec 0.23: its message names the field path, e.g.
+    "Expected `str`, got `null` - at `$.data.b`" or "Object missing required field `b` - at `$.data`").
+
+    `reasons` maps a field name, or a path with its indices emptied ("$.changes[][0]"), to the reason a wrong value
+    there is counted under ("not a decimal string", "bad side" ...); ("missing", name) overrides the default
+    "missing field 'name'". A frame that is not JSON is "JSONDecodeError", a top level that is not an object
+    "not a JSON object", any other field "bad 'name'"."""
+    if not isinstance(error, msgspec.ValidationError):
+        return "JSONDecodeError"
+    text = str(error)
+    path = text.rpartition(" - at `")[2].rstrip("`") if " - at `" in text else "$"
+    if text.startswith("Object missing required field `"):
+        name = text[len("Object missing required field `"):].partition("`")[0]
+        return reasons.get(("missing", name)) or f"missing field {name[:40]!r}"
+    if path == "$":
+        return reasons.get("$", "not a JSON object")
+    general = _INDEX.sub("[]", path)
+    if general in reasons:
+        return reasons[general]
+    names = _NAME.findall(path)
+    name = names[-1] if names else path
+    return reasons.get(name) or f"bad {name[:40]!r}"
+
+
+_INDEX = re.compile(r"\[[0-9]+\]")
+_NAME = re.compile(r"\.([^.\[]+)")
+
+
+def unified_symbol(native, known: dict, split: Callable[[str], Optional[tuple[str, str]]], *, bad: str,
+                   unknown: str = "unknown symbol", pattern: Optional[re.Pattern] = None) -> str:
+    """A venue's native symbol ("BTCUSDT", "btcusd") as BASE-QUOTE: from `known` (what was subscribed or listed),
+    else split by `split` (base, quote) and checked. Raises BadFrame `bad` (not a string, or not `pattern`) or
+    `unknown` (no quote it knows); the reason names stay each venue's own."""
+    if type(native) is not str or (pattern is not None and not pattern.fullmatch(native)):
+        raise BadFrame(f"{bad} {str(native)[:30]!r}")
+    unified = known.get(native)
+    if unified is not None:
+        return unified
+    parts = split(native)
+    if parts is None:
+        raise BadFrame(f"{unknown} {native[:30]!r}")
+    return symbol_str(f"{parts[0]}-{parts[1]}")
+
+
 def optional_decimal(value) -> Optional[str]:
     """None stays None (the field was not sent); anything else must be a decimal string."""
     return None if value is None else decimal_str(value)
@@ -134,9 +198,17 @@ def last_price(value) -> Optional[str]:
 
 def symbol_str(value) -> str:
     """A unified BASE-QUOTE symbol, or BadFrame: nothing else may name a market."""
+    if type(value) is str and value in _symbols:  # only checked strings enter it
+        return value
     if type(value) is not str or not SYMBOL.fullmatch(value):
         raise BadFrame(f"bad symbol: {str(value)[:40]!r}")
+    if len(_symbols) >= _CHECKED_MAX:
+        _symbols.clear()
+    _symbols.add(value)
     return value
+
+
+_symbols: set = set()
 
 
 def split_by_quote(native: str, quotes) -> Optional[tuple[str, str]]:
