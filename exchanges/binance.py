@@ -186,7 +186,7 @@ class Binance(ExchangeListener):
         return native.lower()
 
     def from_native(self, native):
-        return unified_symbol(native, self._unified, _split, bad="no symbol 's'")
+        return unified_symbol(native, self._unified, _split, bad="no symbol 's'")  # "unknown symbol 'XYZ'"
 
     def parse(self, frame, received):
         # The hot channels by their stream name near the start ('{"stream":"nknusdt@bookTicker","data":...'), each

@@ -33,7 +33,7 @@ import orjson
 from .base import ExchangeListener
 from .book import OrderBook
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update, decimal_str,
-                   optional_decimal, split_by_quote, symbol_str)
+                   optional_decimal, split_by_quote, unified_symbol)
 from .venue import BROADCAST, Venue
 
 BOOK, DIFF, TRADES = "order_book_", "diff_order_book_", "live_trades_"
@@ -97,15 +97,8 @@ class Bitstamp(ExchangeListener):
         return native
 
     def from_native(self, native):
-        unified = self._unified.get(native)
-        if unified is not None:
-            return unified
-        if type(native) is not str or not _NATIVE.fullmatch(native):
-            raise BadFrame(f"bad pair {str(native)[:30]!r}")
-        split = split_by_quote(native.upper(), QUOTES)  # its pairs are lower case: "btcusd"
-        if split is None:
-            raise BadFrame(f"unknown pair {native[:30]!r}")
-        return symbol_str("-".join(split))
+        return unified_symbol(native, self._unified, _split, bad="bad pair {}", unknown="unknown pair {}",
+                              pattern=_NATIVE)
 
     def parse(self, frame, received):
         message = orjson.loads(frame)
@@ -260,6 +253,11 @@ class Bitstamp(ExchangeListener):
             return []  # its other channel, refused too: said once
         self._refused.add(symbol)
         return [Rejected(symbol, reason)]
+
+
+def _split(native: str):
+    """'btcusd' -> ('BTC', 'USD'): its pairs are lower case, split by the quotes it lists."""
+    return split_by_quote(native.upper(), QUOTES)
 
 
 def _native_of(channel):

@@ -78,7 +78,7 @@ import orjson
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, book_side,
-                   decimal_str, epoch_ms, side_str, split_by_quote, symbol_str)
+                   decimal_str, epoch_ms, side_str, split_by_quote, symbol_str, unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 WS_URL = "wss://ws.gemini.com"
@@ -166,15 +166,7 @@ class Gemini(ExchangeListener):
         return native
 
     def from_native(self, native):
-        unified = self._unified.get(native)
-        if unified is not None:
-            return unified
-        if type(native) is not str:
-            raise BadFrame("no symbol")
-        split = split_native(native)
-        if split is None:
-            raise BadFrame(f"unknown symbol {native[:30]!r}")
-        return symbol_str(f"{split[0]}-{split[1]}")
+        return unified_symbol(native, self._unified, split_native, bad="no symbol")
 
     # REST ------------------------------------------------------------------------------------------------------
     def parse_listing(self, body):
