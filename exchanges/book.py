@@ -60,24 +60,38 @@ def price_key(price) -> Decimal:
 
 
 class OrderBook:
-    """Bids and asks of one market: price -> (price string, size string). A size of zero removes the level."""
-    __slots__ = ("bids", "asks")
+    """Bids and asks of one market: price -> (price string, size string). A size of zero removes the level.
+
+    `bids` and `asks` are read by anyone (SortedDicts, best last / first) but changed only through these methods:
+    the best key of each side is kept beside them, so `top` costs two dict lookups, not two sorted-list walks."""
+    __slots__ = ("bids", "asks", "_bid", "_ask")
 
     def __init__(self):
         self.bids: SortedDict = SortedDict()  # Decimal price -> (price, size), highest last
         self.asks: SortedDict = SortedDict()  # lowest first
+        self._bid = self._ask = None  # the best keys; None: not known (found again on demand)
 
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
+        self._bid = self._ask = None
+
+    def replace(self, bids: dict, asks: dict) -> None:
+        """A whole book at once (a snapshot): {Decimal(price): (price, size)} per side, checked by the caller."""
+        self.bids, self.asks = SortedDict(bids), SortedDict(asks)
+        self._bid = self._ask = None
 
     def set(self, side: str, price, size) -> None:
         """Apply one level: `side` is "bid" or "ask"; raises BadFrame on a bad price or size.
 
         What it costs is kept to what it must (the parse benchmark's profile): a price is parsed to its Decimal
-        once (price_key), a size is zero by its digits, and a level already in the book is replaced in place."""
-        levels = self.bids if side == "bid" else self.asks if side == "ask" else None
-        if levels is None:
+        once (price_key), a size is zero by its digits, a level already in the book is replaced in place, and the
+        best key moves only when this level beats it or was it."""
+        if side == "bid":
+            levels, best = self.bids, self._bid
+        elif side == "ask":
+            levels, best = self.asks, self._ask
+        else:
             raise BadFrame(f"bad book side: {str(side)[:20]!r}")
         key = _KEYS.get(price) if type(price) is str else None
         if key is None:
@@ -86,18 +100,49 @@ class OrderBook:
         if size.strip("0.") and ("e" not in size and "E" not in size or Decimal(size)):
             if key in levels:
                 dict.__setitem__(levels, key, (price, size))  # same key: its place in the order is unchanged
-            else:
-                levels[key] = (price, size)
+                return
+            levels[key] = (price, size)
+            if best is not None and (key > best if side == "bid" else key < best):
+                best = key
         else:  # a size of zero removes the level
-            levels.pop(key, None)
+            if levels.pop(key, None) is None or key != best:
+                return
+            best = None
+        if side == "bid":
+            self._bid = best
+        else:
+            self._ask = best
+
+    def best(self, side: str):
+        """The best key of a side ("bid" or "ask"), or None when it is empty."""
+        if side == "bid":
+            if self._bid is None and self.bids:
+                self._bid = self.bids.peekitem(-1)[0]
+            return self._bid
+        if self._ask is None and self.asks:
+            self._ask = self.asks.peekitem(0)[0]
+        return self._ask
+
+    def pop_best(self, side: str) -> None:
+        """Remove the best level of a side (a stale level under a crossing)."""
+        key = self.best(side)
+        if key is not None:
+            self.set(side, (self.bids if side == "bid" else self.asks)[key][0], "0")
 
     def top(self) -> tuple[str, str, str, str]:
         """(bid, bid_size, ask, ask_size) of the best levels, decimal strings; EMPTY ("") for both of a side that is
         empty, which an Update carries as "this side is empty now"."""
-        bid = self.bids.peekitem(-1)[1] if self.bids else _EMPTY_SIDE
-        ask = self.asks.peekitem(0)[1] if self.asks else _EMPTY_SIDE
+        bid = self._bid
+        if bid is None:
+            bid = self.best("bid")
+        ask = self._ask
+        if ask is None:
+            ask = self.best("ask")
+        bid = _EMPTY_SIDE if bid is None else dict.__getitem__(self.bids, bid)
+        ask = _EMPTY_SIDE if ask is None else dict.__getitem__(self.asks, ask)
         return bid[0], bid[1], ask[0], ask[1]
 
     def crossed(self) -> bool:
         """Best bid at or above best ask: the book is out of step with the exchange (a missed update)."""
-        return bool(self.bids) and bool(self.asks) and self.bids.peekitem(-1)[0] >= self.asks.peekitem(0)[0]
+        bid, ask = self.best("bid"), self.best("ask")
+        return bid is not None and ask is not None and bid >= ask

@@ -35,7 +35,6 @@ from typing import Literal, Optional
 
 import msgspec
 import orjson
-from sortedcontainers import SortedDict
 
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_to_update
@@ -189,7 +188,7 @@ class Coinbase(ExchangeListener):
         bids, asks = message["bids"], message["asks"]
         book = OrderBook()
         # One sort per side rather than one insertion per level: snapshots hold thousands of levels.
-        book.bids, book.asks = SortedDict(_side_levels(bids)), SortedDict(_side_levels(asks))
+        book.replace(_side_levels(bids), _side_levels(asks))
         self._books[product] = book
         self._dropped.discard(product)
         return self._top(product, book, None)

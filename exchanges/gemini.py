@@ -466,10 +466,10 @@ def _uncross(book: OrderBook, levels: list) -> int:
         touched[side].add(Decimal(price))
     dropped = 0
     while book.crossed():
-        if book.asks.peekitem(0)[0] not in touched["ask"]:
-            book.asks.popitem(0)
-        elif book.bids.peekitem(-1)[0] not in touched["bid"]:
-            book.bids.popitem(-1)
+        if book.best("ask") not in touched["ask"]:
+            book.pop_best("ask")
+        elif book.best("bid") not in touched["bid"]:
+            book.pop_best("bid")
         else:
             break
         dropped += 1
