@@ -81,6 +81,27 @@ class OrderBook:
         self.bids, self.asks = SortedDict(bids), SortedDict(asks)
         self._bid = self._ask = None
 
+    def load(self, levels) -> None:
+        """A whole book from ("bid" | "ask", price, size) levels in order (a snapshot): the same book as `set` on
+        each of them after `clear`, sorted once rather than inserted level by level. Raises BadFrame."""
+        bids, asks = {}, {}
+        for side, price, size in levels:
+            if side == "bid":
+                side_levels = bids
+            elif side == "ask":
+                side_levels = asks
+            else:
+                raise BadFrame(f"bad book side: {str(side)[:20]!r}")
+            key = _KEYS.get(price) if type(price) is str else None
+            if key is None:
+                key = price_key(price)
+            size = decimal_str(size)
+            if size.strip("0.") and ("e" not in size and "E" not in size or Decimal(size)):
+                side_levels[key] = (price, size)
+            else:
+                side_levels.pop(key, None)
+        self.replace(bids, asks)
+
     def set(self, side: str, price, size) -> None:
         """Apply one level: `side` is "bid" or "ask"; raises BadFrame on a bad price or size.
 

@@ -384,12 +384,13 @@ class MarketDataV2:
                 self._answered(native)
                 items.append(Subscribed((symbol,)))
             book = self._books[native] = OrderBook()
+            book.load(levels)  # the whole book, sorted once
         else:
             book = book_to_update(self._books, self._dropped, native, "l2 update")
             if book is None:
                 return []  # sent before our unsubscribe reached Gemini
-        for side, price, size in levels:
-            book.set(side, price, size)
+            for side, price, size in levels:
+                book.set(side, price, size)
         if book.crossed():
             dropped = _uncross(book, levels)
             if dropped:
