@@ -40,8 +40,8 @@ import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, decimal_str, decimals,
-                   epoch_ms, quote_side, schema_reason, split_by_quote, unified_symbol)
+from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, book_side, decimal_str,
+                   decimals, epoch_ms, quote_side, schema_reason, split_by_quote, unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 STREAMS = ("bookTicker", "trade")
@@ -284,9 +284,9 @@ class Binance(ExchangeListener):
     def parse_backfill(self, symbol, path, body):
         answer = orjson.loads(body)
         if path.endswith("/bookTicker"):  # {"symbol", "bidPrice", "bidQty", "askPrice", "askQty"}: no time
-            return [Update(symbol=symbol, time=None, bid=decimal_str(answer["bidPrice"]),
-                           bid_size=decimal_str(answer["bidQty"]), ask=decimal_str(answer["askPrice"]),
-                           ask_size=decimal_str(answer["askQty"]))]
+            # zeros ("0.00000000") for a side with no order, as on the websocket: an empty side, never a price
+            return [Update(symbol, None, *book_side(answer["bidPrice"], answer["bidQty"]),
+                           *book_side(answer["askPrice"], answer["askQty"]))]
         # /trades, oldest first: [{"id", "price", "qty", "quoteQty", "time", "isBuyerMaker", "isBestMatch"}]
         return [Update(symbol=symbol, time=epoch_ms(trade["time"]), last=decimal_str(trade["price"]),
                        last_size=decimal_str(trade["qty"]), last_side="sell" if trade["isBuyerMaker"] else "buy")
