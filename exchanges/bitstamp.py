@@ -32,8 +32,8 @@ import orjson
 
 from .base import ExchangeListener
 from .book import OrderBook
-from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update, decimal_str,
-                   optional_decimal, split_by_quote, unified_symbol)
+from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
+                   decimal_str, last_price, rest_book_price, split_by_quote, unified_symbol)
 from .venue import BROADCAST, Venue
 
 BOOK, DIFF, TRADES = "order_book_", "diff_order_book_", "live_trades_"
@@ -161,9 +161,11 @@ class Bitstamp(ExchangeListener):
     def parse_backfill(self, symbol, path, body):
         answer = orjson.loads(body)
         if "/ticker/" in path:  # {"timestamp", "open", "high", "low", "last", "volume", "bid", "ask", "side", ...}
-            last = optional_decimal(answer.get("last"))
-            return [Update(symbol=symbol, time=_seconds_to_ms(answer["timestamp"]), bid=optional_decimal(answer.get("bid")),
-                           ask=optional_decimal(answer.get("ask")), last=last,
+            # https://www.bitstamp.net/api/#tag/Tickers/operation/GetMarketTicker. A side with no order: zeros, null or
+            # left out (as the local exchange answers); it is empty, never a price, and the rest of the answer stands.
+            last = last_price(answer.get("last"))
+            return [Update(symbol=symbol, time=_seconds_to_ms(answer["timestamp"]),
+                           bid=rest_book_price(answer.get("bid")), ask=rest_book_price(answer.get("ask")), last=last,
                            last_side=_rest_side(answer["side"]) if last and answer.get("side") is not None else None)]
         # /transactions, newest first: [{"date", "tid", "amount", "type", "price"}], type "0" buy / "1" sell (taker)
         return [Update(symbol=symbol, time=_seconds_to_ms(trade["date"]), last=decimal_str(trade["price"]),

@@ -189,6 +189,13 @@ def book_side(price, size) -> tuple[str, str]:
     return (price, decimal_str(size)) if price else (EMPTY, EMPTY)
 
 
+def rest_book_price(value) -> str:
+    """A REST ticker's best bid or ask, sent without its size (Bitstamp's /api/v2/ticker, Gemini's /v1/pubticker):
+    as book_price, and null (or a field left out: None) is EMPTY too, since these answers state the whole top of
+    book; a side with no order must not throw the answer away. Raises BadFrame for anything else."""
+    return EMPTY if value is None else book_price(value)
+
+
 def last_price(value) -> Optional[str]:
     """A ticker's last trade price: None where there is none yet ("", zero, or not sent)."""
     if value is None or value == "":
