@@ -20,6 +20,9 @@ from .tick import TickBook, Update
 from .venue import played
 
 
+WRITE_EVERY = 1000  # ticks per write
+
+
 def _texts(path, exchange, derived):
     """(frame, text) in play order: the recorded frames, with what each venue derives beside them if `derived`."""
     if not derived:
@@ -73,11 +76,16 @@ def main(argv=None) -> int:
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")  # one line, exit status 2
     out = sys.stdout.buffer
+    dumps = orjson.dumps
     try:
         for path in recording_files(args.files):
-            stats = {}
+            stats, lines = {}, []
             for tick in normalize(path, args.exchange, stats):
-                out.write(orjson.dumps(tick) + b"\n")
+                lines.append(dumps(tick, option=orjson.OPT_APPEND_NEWLINE))
+                if len(lines) >= WRITE_EVERY:  # one write per batch of lines, not one per tick
+                    out.write(b"".join(lines))
+                    lines.clear()
+            out.write(b"".join(lines))
             print(f"{path}: {stats['frames']} frames, {stats['ticks']} ticks, {stats['bad_frames']} bad frames",
                   file=sys.stderr)
         out.flush()

@@ -69,6 +69,12 @@ class _L2Update(msgspec.Struct, gc=False):
     time: str
 
 
+class _Typed(msgspec.Struct, gc=False):
+    type: Optional[str] = None
+
+
+_TYPE = msgspec.json.Decoder(_Typed)
+_READ = {"l2update", "ticker", "snapshot", "heartbeat", "subscriptions", "error"}  # the types read, not skipped
 _TICKER = msgspec.json.Decoder(_Ticker)
 _L2UPDATE = msgspec.json.Decoder(_L2Update)
 _DECIMAL_FIELDS = ("best_bid", "best_ask", "price", "best_bid_size", "best_ask_size", "last_size")
@@ -76,7 +82,7 @@ _DECIMAL_FIELDS = ("best_bid", "best_ask", "price", "best_bid_size", "best_ask_s
 _REASONS = {**dict.fromkeys(_DECIMAL_FIELDS, "not a decimal string"), "side": "bad side", "time": "bad time",
             "product_id": "bad symbol", ("missing", "product_id"): "no product_id", "$.changes[]": "bad change",
             "$.changes[][0]": "bad side", "$.changes[][1]": "not a decimal string",
-            "$.changes[][2]": "not a decimal string"}
+            "$.changes[][2]": "not a decimal string", "type": "no 'type'"}
 _NO_TOP = (None, None, None, None)
 _NO_LEVEL = (None, None)
 _TAKER_SIDE = {"buy": "sell", "sell": "buy"}  # Coinbase REST trades name the maker's side
@@ -147,13 +153,17 @@ class Coinbase(ExchangeListener):
         if head.startswith(b'{"type":"ticker"'):
             update = self._ticker(frame)
             return [update] if update is not None else []
-        message = orjson.loads(frame)
-        if type(message) is not dict:
-            raise BadFrame("not a JSON object")
-        kind = message.get("type")
-        if kind == "l2update" or kind == "ticker":  # another key order: the same schema, from the dict
-            frame = orjson.dumps(message)
+        try:
+            kind = _TYPE.decode(frame).type  # the type alone: the whole frame is checked, only this is built
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+            raise BadFrame(schema_reason(error, _REASONS)) from None
+        if kind not in _READ:
+            if kind is None:
+                raise BadFrame("no 'type'")
+            return []  # other channels (match, last_match ...) carry no tick here
+        if kind == "l2update" or kind == "ticker":  # another key order: the same schema
             return self._l2update(frame) if kind == "l2update" else [u for u in [self._ticker(frame)] if u is not None]
+        message = orjson.loads(frame)
         if kind == "snapshot":
             return self._snapshot(message)
         if kind == "heartbeat":
@@ -229,13 +239,17 @@ class Coinbase(ExchangeListener):
         except (msgspec.ValidationError, msgspec.DecodeError) as error:
             raise BadFrame(schema_reason(error, _REASONS)) from None
         symbol = symbol_str(message.product_id)
-        bid, ask, last = book_price(message.best_bid), book_price(message.best_ask), last_price(message.price)
-        time, last_size = message.time, message.last_size
+        bid, ask, last, time = message.best_bid, message.best_ask, message.price, message.time
+        # every price and size sent ("" and None are not: an empty side, a field not sent), in one check
+        decimals(*filter(None, (bid, ask, last, message.best_bid_size, message.best_ask_size, message.last_size)))
+        # "" or zeros: a side with no order is empty, and a last price of zero is no trade yet
+        bid = bid if bid.strip("0.") else EMPTY
+        ask = ask if ask.strip("0.") else EMPTY
+        last = last if last and last.strip("0.") else None
         update = Update(  # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
-            symbol, None if time is None else iso_to_ms(time),
-            bid, optional_decimal(message.best_bid_size) if bid else EMPTY,
-            ask, optional_decimal(message.best_ask_size) if ask else EMPTY,
-            last, optional_decimal(last_size) if last else None, message.side if last else None, message.sequence)
+            symbol, None if time is None else iso_to_ms(time), bid, message.best_bid_size if bid else EMPTY,
+            ask, message.best_ask_size if ask else EMPTY, last, message.last_size if last else None,
+            message.side if last else None, message.sequence)
         trade_id = message.trade_id
         if trade_id is not None and trade_id > self._last_trade_id.get(symbol, -1):
             # only once the ticker proved good, and never backwards: an older ticker opens no false gap

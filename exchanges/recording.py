@@ -55,6 +55,9 @@ def read_frames(path, exchange: Optional[str] = None) -> Iterator[Frame]:
             line = line.rstrip("\r\n")
             if not line:
                 continue
+            if line[0] in "{[" and not line.startswith('{"exchange"') and " <-" not in line and " -> " not in line:
+                yield Frame(current, url, None, line)  # a raw frame: no capture pattern can match it
+                continue
             if line.startswith('{"exchange"'):
                 record = orjson.loads(line)
                 yield Frame(exchange or record["exchange"], record.get("url", ""), record.get("received"),
