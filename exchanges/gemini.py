@@ -78,7 +78,8 @@ import orjson
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, book_side,
-                   decimal_str, epoch_ms, side_str, split_by_quote, symbol_str, unified_symbol)
+                   decimal_str, epoch_ms, last_price, rest_book_price, side_str, split_by_quote, symbol_str,
+                   unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 WS_URL = "wss://ws.gemini.com"
@@ -202,9 +203,10 @@ class Gemini(ExchangeListener):
         if "/pubticker/" in path:
             # {"bid", "ask", "last", "volume": {BASE, QUOTE, "timestamp"}}: the timestamp closes the volume window,
             # it is not when the quote was made, so the tick has no exchange time.
-            last = answer.get("last")
-            return [Update(symbol, None, decimal_str(answer["bid"]), None, decimal_str(answer["ask"]), None,
-                           None if last is None else decimal_str(last))]
+            # https://docs.gemini.com/rest/market-data#get-ticker. A null bid or ask (a side with no order; the local
+            # exchange answers so) is an empty side, the rest of the answer kept; a null "last" is no trade yet.
+            return [Update(symbol, None, rest_book_price(answer["bid"]), None, rest_book_price(answer["ask"]), None,
+                           last_price(answer.get("last")))]
         # /v1/trades, newest first: [{"timestamp", "timestampms", "tid", "price", "amount", "exchange", "type"}];
         # type is the taker's side ("buy" / "sell"), or "auction" / "block", which have none.
         return [Update(symbol, epoch_ms(trade["timestampms"]), last=decimal_str(trade["price"]),
