@@ -40,7 +40,7 @@ from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update,
                    book_price, decimal_str, decimals, iso_to_ms, last_price, optional_decimal, schema_reason,
-                   symbol_str)
+                   side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
 CHANNELS = ["level2_batch", "ticker", "heartbeat"]
@@ -269,10 +269,12 @@ class Coinbase(ExchangeListener):
     def parse_backfill(self, symbol, path, body):
         answer = orjson.loads(body)
         if path.endswith("/ticker"):  # {"ask", "bid", "volume", "trade_id", "price", "size", "time"}
-            # zeros, as on the websocket ticker, are a side with no order (a product not trading yet)
+            # zeros, as on the websocket ticker, are a side with no order (a product not trading yet), and a price of
+            # zeros no trade: its size (zeros or null) is not read, so it cannot throw the backfill away
+            last = last_price(answer["price"])
             return [Update(symbol=symbol, time=iso_to_ms(answer["time"]), bid=book_price(answer["bid"]),
-                           ask=book_price(answer["ask"]), last=last_price(answer["price"]),
-                           last_size=decimal_str(answer["size"]))]
+                           ask=book_price(answer["ask"]), last=last,
+                           last_size=decimal_str(answer["size"]) if last else None)]
         # /trades, newest first: [{"time", "trade_id", "price", "size", "side"}]; the side is the maker's
         return [Update(symbol=symbol, time=iso_to_ms(trade["time"]), last=decimal_str(trade["price"]),
                        last_size=decimal_str(trade["size"]), last_side=_TAKER_SIDE[side_str(trade["side"])])
