@@ -240,8 +240,10 @@ class Coinbase(ExchangeListener):
             raise BadFrame(schema_reason(error, _REASONS)) from None
         symbol = symbol_str(message.product_id)
         bid, ask, last, time = message.best_bid, message.best_ask, message.price, message.time
-        # every price and size sent ("" and None are not: an empty side, a field not sent), in one check
-        decimals(*filter(None, (bid, ask, last, message.best_bid_size, message.best_ask_size, message.last_size)))
+        decimals(*filter(None, (bid, ask, last)))  # the prices sent ("" or null: an empty side, no trade yet)
+        for size in (message.best_bid_size, message.best_ask_size, message.last_size):
+            if size is not None:  # a size is a decimal string when sent, never ""
+                decimal_str(size)
         # "" or zeros: a side with no order is empty, and a last price of zero is no trade yet
         bid = bid if bid.strip("0.") else EMPTY
         ask = ask if ask.strip("0.") else EMPTY
