@@ -27,6 +27,9 @@ IDLE, CONNECTING, LIVE, QUIET, STALE, RECONNECTING, ERROR, STOPPED = (
 
 BAD_FRAME_SNIPPET = 200  # characters of the last bad frame kept for the page
 YIELD_EVERY_FRAMES = 32  # under eventlet a busy socket never blocks, so the reader must let others run
+# The watchdog, the message rate and the no-data hints look at the clock, not at each frame: on a busy feed they run
+# at most this often (their figures are per second; stale detection is STALE_AFTER_S, tenths of a second apart).
+WATCH_EVERY_S = 0.05
 
 
 def _now_ms() -> int:
@@ -310,7 +313,7 @@ class ExchangeListener:
             self.on_market(self._market(symbol), "subscribing", "")
         self._set_state(LIVE, "")
         self._ws.settimeout(self.poll_s)
-        last_frame = last_data = last_ping = last_pong = last_keepalive = connected_at
+        last_frame = last_data = last_ping = last_pong = last_keepalive = last_watch = connected_at
         while not self._stopping.is_set():
             self._apply_ops()
             try:
@@ -346,9 +349,11 @@ class ExchangeListener:
                     and now >= self._next_send_at):  # never wait for the pace inside the read loop
                 self._send(self.keepalive_message)
                 last_keepalive = now
-            if self._attempt and now - connected_at > self.healthy_after_s:
-                self._attempt = 0  # a healthy period: the next drop starts the backoff afresh
-            self._watch(now, last_frame, last_data, last_pong)
+            if opcode is None or now - last_watch >= WATCH_EVERY_S:  # per interval, not per frame
+                last_watch = now
+                if self._attempt and now - connected_at > self.healthy_after_s:
+                    self._attempt = 0  # a healthy period: the next drop starts the backoff afresh
+                self._watch(now, last_frame, last_data, last_pong)
 
     def _watch(self, now: float, last_frame: float, last_data: float, last_pong: float) -> None:
         # A frame is proof of life; a missing pong counts only when nothing else arrives either (a busy feed whose
@@ -387,7 +392,7 @@ class ExchangeListener:
         except Exception as failure:  # a bad frame is counted, logged and skipped, never fatal
             self._bad(bad_reason(failure), data.decode("utf-8", "replace"))
             return False
-        got_data = False
+        ticks = 0  # the feed's counters move once per frame, not once per tick
         for item in items:
             kind = type(item)
             if kind is Update:
@@ -397,9 +402,7 @@ class ExchangeListener:
                 tick = self.book.apply(item, received)
                 if tick is None:  # older than what is shown (by the venue's sequence): counted, never a tick
                     continue
-                self.ticks += 1
-                self.last_data_at = received
-                got_data = True
+                ticks += 1
                 stats = self.markets.get(symbol) or self._stats(symbol)
                 if stats.gap_from is not None:
                     missed = self.missed_while_away(symbol, item, stats.gap_reason)
@@ -429,7 +432,11 @@ class ExchangeListener:
                     stats = self._stats(item.symbol)
                     if stats.gap_from is None:
                         stats.gap_from, stats.gap_reason = stats.last_data_at or received, item.reason
-        return got_data
+        if ticks:
+            self.ticks += ticks
+            self.last_data_at = received
+            return True
+        return False
 
     def _stats(self, symbol: str) -> MarketStats:
         stats = self.markets.get(symbol)
