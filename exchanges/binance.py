@@ -41,7 +41,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, book_side, decimal_str,
-                   decimals, epoch_ms, quote_side, schema_reason, split_by_quote, unified_symbol)
+                   decimals, update, epoch_ms, quote_side, schema_reason, split_by_quote, unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 STREAMS = ("bookTicker", "trade")
@@ -221,7 +221,7 @@ class Binance(ExchangeListener):
             # `u`, the book's update id, orders them: an older one never becomes the quote (TickBook);
             # a side with no order is sent as zeros: empty, not a price of 0
             if b.strip("0.") and a.strip("0."):
-                return [Update(symbol, None, b, data.B, a, data.A, None, None, None, data.u)]
+                return [update((symbol, None, b, data.B, a, data.A, None, None, None, data.u))]
             return [Update(symbol, None, *quote_side(b, data.B), *quote_side(a, data.A), None, None, None, data.u)]
         if stream.endswith("@aggTrade"):
             sequence = data.a  # the aggregate trade id
@@ -231,7 +231,7 @@ class Binance(ExchangeListener):
             return []
         decimals(data.p, data.q)
         # buyer is maker => the taker sold
-        return [Update(symbol, data.T, None, None, None, None, data.p, data.q, "sell" if data.m else "buy", sequence)]
+        return [update((symbol, data.T, None, None, None, None, data.p, data.q, "sell" if data.m else "buy", sequence))]
 
     def _parse_other(self, frame):
         """Replies, errors, `serverShutdown`, streams that carry no tick (depth, kline ...), and tick frames the

@@ -39,7 +39,7 @@ import orjson
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update,
-                   book_price, decimal_str, decimals, iso_to_ms, last_price, optional_decimal, schema_reason,
+                   book_price, decimal_str, decimals, iso_to_ms, last_price, schema_reason, update,
                    side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
@@ -227,7 +227,7 @@ class Coinbase(ExchangeListener):
         if top == self._tops.get(product, _NO_TOP):
             return []
         self._tops[product] = top
-        return [Update(product, time, *top)]
+        return [update((product, time, *top, None, None, None, None))]
 
     def _ticker(self, frame):
         """A `ticker`. Sent on subscribe without `time`, `side`, `trade_id` or `last_size` (a valid quote: time null);
@@ -248,17 +248,17 @@ class Coinbase(ExchangeListener):
         bid = bid if bid.strip("0.") else EMPTY
         ask = ask if ask.strip("0.") else EMPTY
         last = last if last and last.strip("0.") else None
-        update = Update(  # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
+        result = update((  # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
             symbol, None if time is None else iso_to_ms(time), bid, message.best_bid_size if bid else EMPTY,
             ask, message.best_ask_size if ask else EMPTY, last, message.last_size if last else None,
-            message.side if last else None, message.sequence)
+            message.side if last else None, message.sequence))
         trade_id = message.trade_id
         if trade_id is not None and trade_id > self._last_trade_id.get(symbol, -1):
             # only once the ticker proved good, and never backwards: an older ticker opens no false gap
             self._last_trade_id[symbol] = trade_id
         if symbol in self._books:  # the book's top is newer than the ticker's best bid/ask
-            return update._replace(bid=None, bid_size=None, ask=None, ask_size=None) if last else None
-        return update
+            return result._replace(bid=None, bid_size=None, ask=None, ask_size=None) if last else None
+        return result
 
     def parse_listing(self, body):
         products = orjson.loads(body)
