@@ -36,18 +36,64 @@ import zlib
 from collections import deque
 from decimal import Decimal, InvalidOperation
 from itertools import count
+from typing import Literal, Optional
 
+import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .tick import (SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update, book_side,
-                   decimal_str, last_price, optional_decimal, side_str)
+from .tick import (SYMBOL, EMPTY, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
+                   decimal_str, decimals, schema_reason, side_str, update)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("tickers", "trades")
 MARKETS_PER_REQUEST = 100  # 200 args, some 12 KB: far inside the 64 KB a request may carry
 _NAMED_INST_ID = re.compile(r"instId:([^\s,]+)")  # in 60018's message: "channel:tickers,instId:FOO-BAR doesn't exist"
 _DERIVATIVE = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+){2,}")  # BTC-USDT-SWAP, BTC-USD-220527, BTC-USD-221230-4000-C
+
+
+class _Arg(msgspec.Struct, gc=False):
+    channel: str
+    instId: str
+
+
+class _Ticker(msgspec.Struct, gc=False):
+    """A `tickers` item: best bid/ask and sizes ("" for a side with no order), the last trade, `ts` epoch ms (a
+    string of digits)."""
+    bidPx: str
+    bidSz: str
+    askPx: str
+    askSz: str
+    ts: str
+    last: Optional[str] = None
+    lastSz: Optional[str] = None
+
+
+class _Trade(msgspec.Struct, gc=False):
+    """A `trades` item: price, size, the taker's side, `ts`."""
+    px: str
+    sz: str
+    side: Literal["buy", "sell"]
+    ts: str
+
+
+class _Tickers(msgspec.Struct, gc=False):
+    arg: _Arg
+    data: list[_Ticker]
+
+
+class _Trades(msgspec.Struct, gc=False):
+    arg: _Arg
+    data: list[_Trade]
+
+
+_PUSH = {"tickers": _Tickers, "trades": _Trades}
+_TICKERS, _TRADES = msgspec.json.Decoder(_Tickers), msgspec.json.Decoder(_Trades)
+_DECIMAL_FIELDS = ("bidPx", "bidSz", "askPx", "askSz", "last", "lastSz", "px", "sz")
+# What a wrong value of each field is counted as (tick.schema_reason); any other field: "bad 'name'".
+_REASONS = {**dict.fromkeys(_DECIMAL_FIELDS, "not a decimal string"), "ts": "bad time", "side": "bad side",
+            "instId": "bad instId", "data": "push without 'arg' or a 'data' list",
+            "arg": "push without 'arg' or a 'data' list"}
 
 
 class OKX(ExchangeListener):
@@ -98,17 +144,21 @@ class OKX(ExchangeListener):
     def to_native(self, symbol):
         return symbol  # a spot instId is BASE-QUOTE
 
-    def _ticker(self, symbol, item, with_last=False) -> Update:
-        """A `tickers` push. `bidPx` "" (with `bidSz` "") is an empty side. Its `last` fills the last trade only
+    def _ticker(self, symbol, item: _Ticker, with_last=False) -> Update:
+        """A `tickers` item. `bidPx` "" (with `bidSz` "") is an empty side. Its `last` fills the last trade only
         until the `trades` channel has spoken on this connection: from then on a trade's side is not to be lost."""
-        bid, bid_size = book_side(item["bidPx"], item["bidSz"])
-        ask, ask_size = book_side(item["askPx"], item["askSz"])
+        bid, ask = item.bidPx, item.askPx
+        decimals(*filter(None, (bid, ask)))  # "": an empty side
+        bid, bid_size = (bid, decimal_str(item.bidSz)) if bid.strip("0.") else (EMPTY, EMPTY)
+        ask, ask_size = (ask, decimal_str(item.askSz)) if ask.strip("0.") else (EMPTY, EMPTY)
         last = last_size = None
         if with_last or symbol not in self._traded:
-            last = last_price(item.get("last"))
-            last_size = optional_decimal(item.get("lastSz") or None) if last else None
-        # positional (symbol, time, bid, bid_size, ask, ask_size, last, last_size): the hot path
-        return Update(symbol, _ms(item["ts"]), bid, bid_size, ask, ask_size, last, last_size)
+            last = item.last or None  # "" or not sent: none
+            if last is not None and not decimal_str(last).strip("0."):
+                last = None  # zeros: no trade yet
+            last_size = decimal_str(item.lastSz) if last and item.lastSz else None
+        # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
+        return update((symbol, _ms(item.ts), bid, bid_size, ask, ask_size, last, last_size, None, None))
 
     def from_native(self, native):
         if type(native) is not str or not SYMBOL.fullmatch(native):
@@ -118,6 +168,21 @@ class OKX(ExchangeListener):
     def parse(self, frame, received):
         if frame == b"pong" or frame == "pong":  # the answer to our text "ping": not JSON
             return [Heartbeat()]
+        # A push of the two channels read, by its first bytes, decoded and type-checked by its schema in one call;
+        # anything else (acks, errors, books), or a push the guess did not fit, is read the general way.
+        head = frame[:30]
+        if type(head) is str:
+            head = head.encode()
+        if head.startswith(b'{"arg":{"channel":"tickers"'):
+            try:
+                return self._push(_TICKERS.decode(frame))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass
+        elif head.startswith(b'{"arg":{"channel":"trades"'):
+            try:
+                return self._push(_TRADES.decode(frame))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
@@ -129,17 +194,12 @@ class OKX(ExchangeListener):
             channel = arg.get("channel")
             if channel != "tickers" and channel != "trades":
                 return []  # books ...: no tick
-            symbol = _spot(arg.get("instId"))
-            if symbol is None:
+            if _spot(arg.get("instId")) is None:
                 return []  # a swap, future or option
-            if channel == "tickers":
-                return [self._ticker(symbol, item) for item in data]
-            # (symbol, time, 4 x no quote, last, last_size, taker side)
-            trades = [Update(symbol, _ms(item["ts"]), None, None, None, None, decimal_str(item["px"]),
-                             decimal_str(item["sz"]), side_str(item["side"])) for item in data]
-            if trades:
-                self._traded.add(symbol)
-            return trades
+            try:
+                return self._push(msgspec.convert(message, _PUSH[channel]))
+            except msgspec.ValidationError as error:
+                raise BadFrame(schema_reason(error, _REASONS)) from None
         event = message.get("event")
         if type(event) is not str:
             raise BadFrame("neither a push nor an event")
@@ -159,6 +219,20 @@ class OKX(ExchangeListener):
                 return [Reconnect(str(message.get("msg") or "service upgrade"))]
             return []
         return []  # unsubscribe acks ...
+
+    def _push(self, push) -> list:
+        """A decoded `tickers` or `trades` push -> its Updates; [] for a derivative's."""
+        symbol = _spot(push.arg.instId)
+        if symbol is None:
+            return []  # a swap, future or option
+        if type(push) is _Tickers:
+            return [self._ticker(symbol, item) for item in push.data]
+        # (symbol, time, 4 x no quote, last, last_size, taker side, no sequence)
+        trades = [update((symbol, _ms(item.ts), None, None, None, None, item.px, item.sz, item.side, None))
+                  for item in push.data if not decimals(item.px, item.sz)]
+        if trades:
+            self._traded.add(symbol)
+        return trades
 
     def _error(self, message):
         code, text = message.get("code"), message.get("msg")
@@ -196,7 +270,10 @@ class OKX(ExchangeListener):
     def parse_backfill(self, symbol, path, body):
         data = _answer(body)["data"]
         if path.endswith("/ticker"):  # the websocket's shape; asked after /trades, so a repeated last keeps its side
-            return [self._ticker(symbol, t, with_last=True) for t in data]
+            try:
+                return [self._ticker(symbol, t, with_last=True) for t in msgspec.convert(data, list[_Ticker])]
+            except msgspec.ValidationError as error:
+                raise BadFrame(schema_reason(error, _REASONS)) from None
         # /trades, newest first: [{"instId", "tradeId", "px", "sz", "side", "source", "ts"}]; side is the taker's
         return [Update(symbol=symbol, time=_ms(trade["ts"]), last=decimal_str(trade["px"]),
                        last_size=decimal_str(trade["sz"]), last_side=side_str(trade["side"]))
