@@ -129,7 +129,7 @@ def schema_reason(error: Exception, reasons: dict) -> str:
     """The bad-frame reason for a msgspec decoder's error (msgspec 0.23: its message names the field path, e.g.
     "Expected `str`, got `null` - at `$.data.b`" or "Object missing required field `b` - at `$.data`").
 
-    `reasons` maps a field name, or a path with its indices emptied ("$.changes[][0]"), to the reason a wrong value
+    `reasons` maps a field name, or a path with a list's index emptied ("$.changes[][0]"), to the reason a wrong value
     there is counted under ("not a decimal string", "bad side" ...); ("missing", name) overrides the default
     "missing field 'name'". A frame that is not JSON is "JSONDecodeError", a top level that is not an object
     "not a JSON object", any other field "bad 'name'"."""
@@ -142,7 +142,7 @@ def schema_reason(error: Exception, reasons: dict) -> str:
         return reasons.get(("missing", name)) or f"missing field {name[:40]!r}"
     if path == "$":
         return reasons.get("$", "not a JSON object")
-    general = _INDEX.sub("[]", path)
+    general = _INDEX.sub(r"\1[]", path)
     if general in reasons:
         return reasons[general]
     names = _NAME.findall(path)
@@ -150,7 +150,7 @@ def schema_reason(error: Exception, reasons: dict) -> str:
     return reasons.get(name) or f"bad {name[:40]!r}"
 
 
-_INDEX = re.compile(r"\[[0-9]+\]")
+_INDEX = re.compile(r"(\.[^.\[]+)\[[0-9]+\]")  # a list's index after its name: "$.changes[3][1]" -> "$.changes[][1]"
 _NAME = re.compile(r"\.([^.\[]+)")
 
 

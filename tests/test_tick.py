@@ -88,3 +88,56 @@ def test_book_prices_and_last_prices_say_empty_or_nothing_for_blanks_and_zeros()
     assert last_price("30241.9") == "30241.9"
     with pytest.raises(BadFrame):
         book_price("abc")
+
+
+def test_a_schema_error_is_counted_under_the_reason_of_its_field():
+    from typing import Literal
+
+    import msgspec
+
+    from exchanges.tick import schema_reason
+
+    class Data(msgspec.Struct):
+        b: str
+        side: Literal["buy", "sell"]
+        changes: list[tuple[str, str]] = []
+
+    class Frame(msgspec.Struct):
+        data: Data
+
+    reasons = {"b": "not a decimal string", "$.data.changes[][1]": "not a decimal string", "$.data.changes[]": "bad change",
+               ("missing", "side"): "no side"}
+    cases = {b'{"data":{"b":null,"side":"buy"}}': "not a decimal string",
+             b'{"data":{"side":"buy"}}': "missing field 'b'",
+             b'{"data":{"b":"1"}}': "no side",
+             b'{"data":{"b":"1","side":"up"}}': "bad 'side'",
+             b'{"data":{"b":"1","side":"buy","changes":[["1",2]]}}': "not a decimal string",
+             b'{"data":{"b":"1","side":"buy","changes":[["1"]]}}': "bad change",
+             b'[1]': "not a JSON object",
+             b'{"data":': "JSONDecodeError"}
+    decoder = msgspec.json.Decoder(Frame)
+    for frame, reason in cases.items():
+        with pytest.raises(msgspec.DecodeError) as raised:
+            decoder.decode(frame)
+        assert schema_reason(raised.value, reasons) == reason, frame
+
+
+def test_a_native_symbol_is_known_split_or_refused_with_the_venues_reason():
+    from exchanges.tick import split_by_quote, unified_symbol
+
+    def split(native):
+        return split_by_quote(native, ("USDT", "BTC"))
+
+    assert unified_symbol("BTCUSDT", {"BTCUSDT": "BTC-USDT"}, split, bad="no symbol") == "BTC-USDT"
+    assert unified_symbol("ETHBTC", {}, split, bad="no symbol") == "ETH-BTC"
+    for native, bad, reason in [(5, "no symbol", "no symbol"), (["x"], "bad pair {}", "bad pair \"['x']\""),
+                                ("ETHEUR", "no symbol", "unknown symbol 'ETHEUR'")]:
+        with pytest.raises(BadFrame) as raised:
+            unified_symbol(native, {}, split, bad=bad)
+        assert str(raised.value) == reason
+
+
+def test_update_builds_the_same_update_as_its_constructor():
+    from exchanges.tick import update
+    fields = ("BTC-USD", 1, "1", "2", "3", "4", "5", "6", "buy", 7)
+    assert update(fields) == Update(*fields) and type(update(fields)) is Update and update(fields).sequence == 7

@@ -1,0 +1,59 @@
+"""OrderBook against a plain reference book: random level changes (hypothesis), the top after each one exact."""
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exchanges.book import OrderBook
+from exchanges.tick import EMPTY, BadFrame
+
+PRICES = ["99.5", "99.50", "100", "100.0", "100.25", "101", "0.1", "0.10", "250"]  # "0.1" and "0.10": one level
+SIZES = ["0", "0.000", "1", "2.5", "0.01", "1e-3", "0E-8"]  # zero as "0", "0.000" and "0E-8" removes the level
+
+changes = st.lists(st.tuples(st.sampled_from(["bid", "ask"]), st.sampled_from(PRICES), st.sampled_from(SIZES)),
+                   max_size=60)
+
+
+def reference_top(bids: dict, asks: dict) -> tuple:
+    bid = bids[max(bids)] if bids else (EMPTY, EMPTY)
+    ask = asks[min(asks)] if asks else (EMPTY, EMPTY)
+    return (*bid, *ask)
+
+
+@settings(max_examples=100, deadline=None)
+@given(first=changes, then=changes, drops=st.lists(st.sampled_from(["bid", "ask"]), max_size=4))
+def test_the_top_is_the_reference_books_after_every_change(first, then, drops):
+    book, bids, asks = OrderBook(), {}, {}
+    for side, price, size in first + then:
+        book.set(side, price, size)
+        levels = bids if side == "bid" else asks
+        if Decimal(size) == 0:
+            levels.pop(Decimal(price), None)
+        else:
+            levels[Decimal(price)] = (price, size)
+        assert book.top() == reference_top(bids, asks)
+        assert book.crossed() == (bool(bids) and bool(asks) and max(bids) >= min(asks))
+    for side in drops:  # a stale best level dropped (Gemini's uncrossing)
+        book.pop_best(side)
+        levels = bids if side == "bid" else asks
+        if levels:
+            levels.pop(max(levels) if side == "bid" else min(levels))
+        assert book.top() == reference_top(bids, asks)
+    loaded = OrderBook()
+    loaded.load(first + then)  # the same levels as a snapshot: the same book
+    fresh = OrderBook()
+    for side, price, size in first + then:
+        fresh.set(side, price, size)
+    assert (loaded.top(), dict(loaded.bids), dict(loaded.asks)) == (fresh.top(), dict(fresh.bids), dict(fresh.asks))
+
+
+@pytest.mark.parametrize("side, price, size", [("bid", "1e5", "1"), ("ask", "abc", "1"), ("bid", "1", "x"),
+                                               ("middle", "1", "1"), ("ask", None, "1")])
+def test_a_bad_level_raises_and_leaves_the_book_as_it_was(side, price, size):
+    book = OrderBook()
+    book.set("bid", "99", "1")
+    book.set("ask", "101", "2")
+    with pytest.raises(BadFrame):
+        book.set(side, price, size)
+    assert book.top() == ("99", "1", "101", "2")
