@@ -296,3 +296,16 @@ def test_venue_rest_ticker_gives_the_played_books_top_not_the_last_trades_ticker
     [update] = Coinbase().parse_backfill("SKL-USD", "/products/SKL-USD/ticker", body)
     assert status == 200 and (update.bid, update.ask) == ("0.7901", "0.7912")  # the book's top, as played
     assert update.last == orjson.loads(trade)["price"]
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ('[["buy","x","1"]]', "not a decimal string"), ('[["buy",null,"1"]]', "not a decimal string"),
+    ('[["buy","1",2]]', "not a decimal string"), ('[["up","1","1"]]', "bad side"), ('[["buy","1"]]', "bad change"),
+    ('{"buy":1}', "bad 'changes'")])
+def test_a_bad_level_change_is_counted_under_its_reason(changes, reason):
+    from exchanges.base import bad_reason
+    frame = ('{"type":"l2update","product_id":"BTC-USD","changes":' + changes
+             + ',"time":"2021-04-17T16:43:37.075687Z"}')
+    with pytest.raises(BadFrame) as raised:
+        parse(frame)
+    assert bad_reason(raised.value) == reason
