@@ -90,6 +90,18 @@ class _TradeFrame(msgspec.Struct, gc=False):
     data: _Trade
 
 
+class _Event(msgspec.Struct, gc=False):
+    e: Optional[str] = None
+
+
+class _OtherFrame(msgspec.Struct, gc=False):
+    """A stream frame that carries no tick: only its event type is read (`serverShutdown`)."""
+    stream: str
+    data: _Event
+
+
+_OTHER = msgspec.json.Decoder(_OtherFrame)
+_TICK_STREAMS = ("@bookTicker", "@trade", "@aggTrade")
 _FRAME_OF = {"bookTicker": _BookTickerFrame, "trade": _TradeFrame, "aggTrade": _TradeFrame}
 _BOOK_TICKER = msgspec.json.Decoder(_BookTickerFrame)
 _TRADE = msgspec.json.Decoder(_TradeFrame)
@@ -205,6 +217,14 @@ class Binance(ExchangeListener):
                 message = _TRADE.decode(frame)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 return self._parse_other(frame)
+        elif head.startswith(b'{"stream":'):  # depth, kline ...: checked whole, but only its event type built
+            try:
+                other = _OTHER.decode(frame)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                return self._parse_other(frame)
+            if other.stream.endswith(_TICK_STREAMS):  # a tick stream whose name was too long for the head
+                return self._parse_other(frame)
+            return self._shutdown() if other.data.e == "serverShutdown" else []
         else:
             return self._parse_other(frame)
         return self._tick(message)
