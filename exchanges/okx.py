@@ -87,6 +87,17 @@ class _Trades(msgspec.Struct, gc=False):
     data: list[_Trade]
 
 
+class _Channel(msgspec.Struct, gc=False):
+    channel: str
+
+
+class _Other(msgspec.Struct, gc=False):
+    """A push of a channel that carries no tick here (books): its data is skipped, not built."""
+    arg: _Channel
+    data: list[msgspec.Raw]
+
+
+_OTHER = msgspec.json.Decoder(_Other)
 _PUSH = {"tickers": _Tickers, "trades": _Trades}
 _TICKERS, _TRADES = msgspec.json.Decoder(_Tickers), msgspec.json.Decoder(_Trades)
 _DECIMAL_FIELDS = ("bidPx", "bidSz", "askPx", "askSz", "last", "lastSz", "px", "sz")
@@ -183,6 +194,13 @@ class OKX(ExchangeListener):
                 return self._push(_TRADES.decode(frame))
             except (msgspec.ValidationError, msgspec.DecodeError):
                 pass
+        elif head.startswith(b'{"arg":{"channel":"'):  # books ...: checked whole, nothing of it built
+            try:
+                channel = _OTHER.decode(frame).arg.channel
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                channel = None
+            if channel is not None and channel != "tickers" and channel != "trades":
+                return []
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
