@@ -4,7 +4,7 @@ the wire) against json.loads and orjson.loads alone (the floor of any Python par
 
     python bench/parse.py [--passes 5] [--seconds 0.3]            # ours, json, orjson
     python bench/parse.py --before 370efc9                         # + the exchanges package at that commit
-    .venv-bench/bin/python bench/parse.py                          # + cryptofeed (pip install -r bench/requirements.txt)
+    .venv-bench/bin/python bench/parse.py                          # + cryptofeed (bench/requirements.txt)
 
 cryptofeed runs offline: its symbol cache is filled from the recorded REST listings (COINBASE.0, BINANCE_US.0; the
 Binance recording's four symbols are listed for it in the exchangeInfo shape), and its Binance book's REST
@@ -223,7 +223,8 @@ def main(argv=None) -> int:
             cf = None
         cf_rate = f"{cf:,.0f}" if cf else "n/a"
         versus_cf = f"{results['ours'] / cf:.1f}" if cf else "n/a"
-        print(f"{label:<34} {count:>6} {results['json']:>10,.0f} {results['orjson']:>10,.0f} {then}{results['ours']:>10,.0f} "
+        print(f"{label:<34} {count:>6} {results['json']:>10,.0f} {results['orjson']:>10,.0f} {then}"
+              f"{results['ours']:>10,.0f} "
               f"{cf_rate:>11} {results['ours'] / results['orjson']:>11.2f} {versus_cf:>8}")
     return 0
 

@@ -41,28 +41,36 @@ def normalize(path, exchange=None, stats=None, derived=False):
     parsers, books = {}, {}
     stats = stats if stats is not None else {}
     stats.update(frames=0, ticks=0, bad_frames=0)
-    for frame, text in _texts(path, exchange, derived):
-        name = frame.exchange
-        if name not in EXCHANGES:
-            raise SystemExit(f"{path}: cannot tell the exchange of its frames; pass --exchange "
-                             f"({', '.join(EXCHANGES)})")
-        if name not in parsers:
-            # recorded frames are read in the API they were recorded from (its URL: Gemini's is v2); with the
-            # derived frames, as the local exchange's client reads them (the default API)
-            parsers[name], books[name] = EXCHANGES[name](None if derived else frame.url or None), TickBook(name)
-        stats["frames"] += 1
-        received = None if frame.received is None else int(frame.received * 1000)
-        try:
-            items = parsers[name].parse(text, received)
-        except Exception:  # counted and skipped, as the listener does
-            stats["bad_frames"] += 1
-            continue
-        for item in items:
-            if type(item) is Update:
-                tick = books[name].apply(item, received)
-                if tick is not None:  # None: older than the state (by the venue's sequence)
-                    stats["ticks"] += 1
-                    yield tick
+    frames = ticks = bad = 0  # counted here, written to `stats` when the recording is done (or left)
+    name = parse = apply = None
+    try:
+        for frame, text in _texts(path, exchange, derived):
+            if frame.exchange != name:
+                name = frame.exchange
+                if name not in EXCHANGES:
+                    raise SystemExit(f"{path}: cannot tell the exchange of its frames; pass --exchange "
+                                     f"({', '.join(EXCHANGES)})")
+                if name not in parsers:
+                    # recorded frames are read in the API they were recorded from (its URL: Gemini's is v2); with
+                    # the derived frames, as the local exchange's client reads them (the default API)
+                    parsers[name] = EXCHANGES[name](None if derived else frame.url or None)
+                    books[name] = TickBook(name)
+                parse, apply = parsers[name].parse, books[name].apply
+            frames += 1
+            received = None if frame.received is None else int(frame.received * 1000)
+            try:
+                items = parse(text, received)
+            except Exception:  # counted and skipped, as the listener does
+                bad += 1
+                continue
+            for item in items:
+                if type(item) is Update:
+                    tick = apply(item, received)
+                    if tick is not None:  # None: older than the state (by the venue's sequence)
+                        ticks += 1
+                        yield tick
+    finally:
+        stats.update(frames=frames, ticks=ticks, bad_frames=bad)
 
 
 def main(argv=None) -> int:

@@ -157,9 +157,9 @@ _NAME = re.compile(r"\.([^.\[]+)")
 def unified_symbol(native, known: dict, split: Callable[[str], Optional[tuple[str, str]]], *, bad: str,
                    unknown: str = "unknown symbol {}", pattern: Optional[re.Pattern] = None) -> str:
     """A venue's native symbol ("BTCUSDT", "btcusd") as BASE-QUOTE: from `known` (what was subscribed or listed),
-    else split by `split` into (base, quote) and checked. Raises BadFrame `bad` (not a string, or not `pattern`)
-    or `unknown` (no quote it knows); "{}" in either is the native symbol (repr, 30 characters). Binance, Gemini and
-    Bitstamp share it; the reason names stay each venue's own."""
+    else split by `split` into (base, quote), checked and remembered in `known`. Raises BadFrame `bad` (not a
+    string, or not `pattern`) or `unknown` (no quote it knows); "{}" in either is the native symbol (repr, at most
+    30 characters). Binance, Gemini and Bitstamp share it; the reason names stay each venue's own."""
     if type(native) is not str or (pattern is not None and not pattern.fullmatch(native)):
         raise BadFrame(bad.format(repr(str(native)[:30])))
     unified = known.get(native)
@@ -168,7 +168,13 @@ def unified_symbol(native, known: dict, split: Callable[[str], Optional[tuple[st
     parts = split(native)
     if parts is None:
         raise BadFrame(unknown.format(repr(native[:30])))
-    return symbol_str(f"{parts[0]}-{parts[1]}")
+    unified = symbol_str(f"{parts[0]}-{parts[1]}")
+    if len(known) < _KNOWN_MAX:  # split once (a recording read with nothing subscribed); bounded against junk
+        known[native] = unified
+    return unified
+
+
+_KNOWN_MAX = 10_000
 
 
 def optional_decimal(value) -> Optional[str]:

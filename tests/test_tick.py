@@ -105,8 +105,8 @@ def test_a_schema_error_is_counted_under_the_reason_of_its_field():
     class Frame(msgspec.Struct):
         data: Data
 
-    reasons = {"b": "not a decimal string", "$.data.changes[][1]": "not a decimal string", "$.data.changes[]": "bad change",
-               ("missing", "side"): "no side"}
+    reasons = {"b": "not a decimal string", "$.data.changes[][1]": "not a decimal string",
+               "$.data.changes[]": "bad change", ("missing", "side"): "no side"}
     cases = {b'{"data":{"b":null,"side":"buy"}}': "not a decimal string",
              b'{"data":{"side":"buy"}}': "missing field 'b'",
              b'{"data":{"b":"1"}}': "no side",
