@@ -28,6 +28,7 @@ from collections import deque
 from decimal import Decimal
 from itertools import islice
 
+import msgspec
 import orjson
 
 from .base import ExchangeListener
@@ -46,6 +47,25 @@ _NATIVE = re.compile(r"[a-z0-9]{2,30}")
 _PLAIN = re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?")
 _MICROS = re.compile(r"[0-9]{1,20}")
 TRADES_KEPT = 100  # newest REST trades a new panel is shown
+
+
+class _DiffData(msgspec.Struct, gc=False):
+    """`diff_order_book_*` data: [price, amount] levels changed (amount "0" removes one), `microtimestamp` a string
+    of digits."""
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
+    microtimestamp: str
+
+
+class _Diff(msgspec.Struct, gc=False):
+    data: _DiffData
+    channel: str
+    event: str
+
+
+_DIFF = msgspec.json.Decoder(_Diff)
+_PLAIN_SEEN: set = set()  # strings _PLAIN accepted: a book's prices and amounts recur
+_PLAIN_SEEN_MAX = 100_000
 
 
 class Bitstamp(ExchangeListener):
@@ -101,6 +121,20 @@ class Bitstamp(ExchangeListener):
                               pattern=_NATIVE)
 
     def parse(self, frame, received):
+        # A diff (the recording's bulk: its channel near the end) decoded and type-checked by its schema in one
+        # call; anything else, or a diff the guess did not fit, is read the general way.
+        tail = frame[-60:]
+        if type(tail) is str:
+            tail = tail.encode()
+        if b'"channel":"diff_order_book_' in tail:
+            try:
+                diff = _DIFF.decode(frame)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                diff = None
+            if diff is not None and diff.event == "data" and diff.channel.startswith(DIFF):
+                data = diff.data
+                return self._diff(self._pair(diff.channel, DIFF), _plain_levels(data.bids),
+                                  _plain_levels(data.asks), data.microtimestamp)
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
@@ -112,7 +146,9 @@ class Bitstamp(ExchangeListener):
             if channel.startswith(BOOK):
                 return self._full_book(self._pair(channel, BOOK), message["data"])
             if channel.startswith(DIFF):
-                return self._diff(self._pair(channel, DIFF), message["data"])
+                data = message["data"]
+                return self._diff(self._pair(channel, DIFF), _levels(data["bids"]), _levels(data["asks"]),
+                                  data["microtimestamp"])
             return []  # detail_order_book ...: no tick here
         if event == "trade":
             channel = message.get("channel")
@@ -204,9 +240,9 @@ class Bitstamp(ExchangeListener):
         self._partial.discard(symbol)
         return [Update(symbol, time, bid, bid_size, ask, ask_size)]
 
-    def _diff(self, symbol, data):
-        bids, asks = _levels(data["bids"]), _levels(data["asks"])  # all checked before the book changes
-        time = _micros_to_ms(data["microtimestamp"])
+    def _diff(self, symbol, bids, asks, microtimestamp):
+        """A diff's levels, all checked before the book changes (_levels, _plain_levels)."""
+        time = _micros_to_ms(microtimestamp)
         book = self._books.get(symbol)
         if book is None:
             book = OrderBook()
@@ -301,6 +337,18 @@ def _levels(levels) -> list:
     if type(levels) is not list:
         raise BadFrame("book side not a list")
     return [_level(level) for level in levels]
+
+
+def _plain_levels(levels: list) -> list:
+    """Levels a schema decoded as (str, str), checked as plain decimals (as _level), each distinct string once."""
+    strings = [text for level in levels for text in level]
+    if not _PLAIN_SEEN.issuperset(strings):
+        for text in strings:
+            _amount(text)
+        if len(_PLAIN_SEEN) > _PLAIN_SEEN_MAX:
+            _PLAIN_SEEN.clear()
+        _PLAIN_SEEN.update(strings)
+    return levels
 
 
 def _fill(book: OrderBook, bids, asks) -> None:
