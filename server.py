@@ -22,13 +22,22 @@ def _async_mode(argv) -> str:
     return known.async_mode or os.environ.get("ASYNC_MODE") or from_file or "eventlet"
 
 
+def _shutdown_deadline_s() -> float:
+    """SHUTDOWN_DEADLINE_S (environment or .env, default 10): how long a shutdown may take after SIGTERM/SIGINT."""
+    from dotenv import dotenv_values
+    env_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".env")
+    from_file = dotenv_values(env_file).get("SHUTDOWN_DEADLINE_S") if os.path.isfile(env_file) else None
+    return float(os.environ.get("SHUTDOWN_DEADLINE_S") or from_file or 10)
+
+
 if _async_mode(sys.argv[1:]) == "eventlet":
     import warnings
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # chosen knowingly: see README
     import eventlet
     eventlet.monkey_patch()
 
-import json  # noqa: E402  (after monkey patching, on purpose)
+import faulthandler  # noqa: E402  (after monkey patching, on purpose)
+import json  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -42,6 +51,65 @@ from dashboard.serving import raise_open_file_limit, serve  # noqa: E402
 from exchanges.recording import Recorder  # noqa: E402
 
 log = logging.getLogger("server")
+EXIT_DEADLINE = 3  # the exit status of a shutdown ended by its deadline (a clean one exits 0)
+
+
+def _os_threading():
+    """The real threading and time modules: under eventlet the patched ones make green threads and sleeps, which a
+    blocked hub (the very thing a deadline must outlive) would stop too."""
+    if "eventlet" in sys.modules:
+        import eventlet.patcher
+        return eventlet.patcher.original("threading"), eventlet.patcher.original("time")
+    import threading
+    return threading, time
+
+
+def _os_write():
+    """The real os.write: eventlet's waits on its hub, which a signal handler may be running on."""
+    if "eventlet" in sys.modules:
+        import eventlet.patcher
+        return eventlet.patcher.original("os").write
+    return os.write
+
+
+class ShutdownDeadline:
+    """Ends the process `seconds` after `start()` if the shutdown has not by then: every thread's stack to stderr
+    (faulthandler), one line naming the step it was stuck in, and os._exit(EXIT_DEADLINE). Runs on an OS thread and
+    writes with os.write: neither the eventlet hub nor a logging lock held by a stuck thread can stop it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.step = "waiting for the shutdown task to run"  # what the shutdown does now (the reason line names it)
+        self.started = False
+        self._threading, self._time = _os_threading()  # resolved now: nothing is imported in a signal handler
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self._threading.Thread(target=self._watch, args=(self._time.sleep,), name="shutdown-deadline",
+                               daemon=True).start()
+
+    def _watch(self, sleep) -> None:
+        sleep(self.seconds)
+        try:
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        except Exception:  # stderr gone: the exit still happens
+            pass
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        reason = (f"{stamp} server ERROR shutdown did not finish within {self.seconds:g} s of the signal (stuck in: "
+                  f"{self.step}); exiting with status {EXIT_DEADLINE} (SHUTDOWN_DEADLINE_S; stacks above)\n")
+        try:
+            os.write(2, reason.encode())
+        finally:
+            os._exit(EXIT_DEADLINE)
+
+
+def _hang_for_tests(seconds: float) -> None:
+    """DASHBOARD_TEST_SHUTDOWN_HANG=1 (tests only): the shutdown blocks the whole process, the eventlet hub included,
+    as a stuck step would; only the deadline can end it."""
+    _, real_time = _os_threading()
+    real_time.sleep(seconds)
 
 
 CHILDREN: list = []  # processes to end with the server
@@ -118,21 +186,52 @@ def main(argv=None) -> int:
             child.terminate()
         raise SystemExit(str(refused))
 
+    deadline = ShutdownDeadline(_shutdown_deadline_s())
+
+    signals_r, signals_w = os.pipe()
+    os.set_blocking(signals_w, False)
+    write = _os_write()
+
     def shut_down(signum, frame):
-        # A signal handler runs on top of whatever was running (under eventlet, any green thread or the hub
-        # itself, perhaps in the middle of a socket call): it only starts the shutdown as a task and returns.
-        log.info("stopping (signal %d)", signum)
-        dashboard.socketio.start_background_task(finish)
+        # A signal handler runs on top of whatever was running: under eventlet any green thread, or the hub, perhaps
+        # half-way through a green thread's exit. Logging there (eventlet's current_thread links a cleanup to the
+        # dying green thread, which raises KeyError) threw out of the handler before the shutdown was started, and
+        # the server ran on after SIGTERM. So the handler only starts the deadline's OS thread and writes the
+        # signal to a pipe; a task waiting on it does the rest. A second signal changes nothing.
+        if deadline.started:
+            return
+        deadline.start()
+        try:
+            write(signals_w, bytes([signum]))
+        except OSError:  # the pipe is full: a signal is already there
+            pass
+
+    def on_signal():
+        signum = os.read(signals_r, 1)[0]  # green under eventlet: the hub runs meanwhile
+        log.info("stopping (signal %d), within %g s (SHUTDOWN_DEADLINE_S)", signum, deadline.seconds)
+        finish()
 
     def finish():
-        dashboard.stop()  # listeners close their sockets, the history writes its last batch
-        if recorder:
-            recorder.close()
-        for child in CHILDREN:
-            child.terminate()
+        steps = [("stopping the listeners, the emitting task and the history", dashboard.stop),
+                 ("closing the recording", recorder.close if recorder else None),
+                 ("stopping the local exchange", lambda: [child.terminate() for child in CHILDREN])]
+        if os.environ.get("DASHBOARD_TEST_SHUTDOWN_HANG"):
+            steps.insert(0, ("a test's hang (DASHBOARD_TEST_SHUTDOWN_HANG)", lambda: _hang_for_tests(3600)))
+        status = 0
+        for name, step in steps:
+            if step is None:
+                continue
+            deadline.step = name
+            try:
+                step()
+            except Exception:  # one failed step must not keep the process alive: the others still run
+                log.exception("shutdown: %s failed", name)
+                status = 1
+        deadline.step = "flushing the log"
         logging.shutdown()
-        os._exit(0)
+        os._exit(status)
 
+    dashboard.socketio.start_background_task(on_signal)
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     dashboard.start()
