@@ -30,6 +30,9 @@ from pathlib import Path
 import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from dashboard.fanout import listen  # noqa: E402  (the parts of a `batch` packet, as events)
+
 TICKS_PER_SECOND_CLOCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -125,7 +128,7 @@ async def swarm(urls: list, first: int, clients: int, start_at: float, seconds: 
     async def one(index: int):
         client = socketio.AsyncClient(reconnection=False)
 
-        async def on_ticks(batch):
+        def on_ticks(batch):
             if not measuring.is_set():
                 return
             now = time.time() * 1000
@@ -137,14 +140,14 @@ async def swarm(urls: list, first: int, clients: int, start_at: float, seconds: 
             markets[:] = offer["watchlist"]
             got_markets.set()
 
-        async def on_feeds(payload):
+        def on_feeds(payload):
             feeds.update(feed_counter(payload, "frames"))
 
-        client.on("ticks", on_ticks)
+        listen(client, "ticks", on_ticks)
         if index == 0:
             client.on("markets", on_markets)
             if report_feeds:
-                client.on("feeds", on_feeds)
+                listen(client, "feeds", on_feeds)
         try:
             await client.connect(urls[(first + index) % len(urls)], transports=["websocket"], wait_timeout=20)
         except socketio.exceptions.ConnectionError:  # counted: a server that refuses clients is a result too

@@ -15,7 +15,7 @@ from pathlib import Path
 import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e import feed_counter, rss_mb, running_server  # noqa: E402
+from e2e import feed_counter, listen, rss_mb, running_server  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -26,7 +26,7 @@ def server_rss(ticks_wanted: int) -> list[tuple[int, float]]:
     with running_server("eventlet", "max") as (port, pid):
         client = socketio.Client()
         totals, markets = {}, []
-        client.on("feeds", lambda payload: totals.update(feed_counter(payload, "ticks")))
+        listen(client, "feeds", lambda payload: totals.update(feed_counter(payload, "ticks")))  # also in `batch`
         client.on("markets", lambda offer: markets.extend(offer["watchlist"]))
         client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=20)
         while not markets:

@@ -23,6 +23,8 @@ from pathlib import Path
 import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from dashboard.fanout import listen  # noqa: E402  (the parts of a `batch` packet, as events)
 
 
 def free_port() -> int:
@@ -44,10 +46,10 @@ def measure(speed: str, seconds: float, max_markets: int) -> dict:
         offer, feeds, received = {}, {}, [0]
         ready = threading.Event()
         client.on("markets", lambda data: (offer.update(data), ready.set()))
-        client.on("feeds", lambda data: feeds.update(  # exchange -> frames: the full status, then its changes
+        listen(client, "feeds", lambda data: feeds.update(  # exchange -> frames: the full status, then its changes
             {f["exchange"]: f["frames"] for f in data} if isinstance(data, list) else
             {name: f["frames"] for name, f in data["changed"].items() if f and "frames" in f}))
-        client.on("ticks", lambda batch: received.__setitem__(0, received[0] + len(batch["ticks"])))
+        listen(client, "ticks", lambda batch: received.__setitem__(0, received[0] + len(batch["ticks"])))
         for _ in range(200):  # the server needs a moment to bind
             try:
                 client.connect(f"http://127.0.0.1:{port}", transports=["websocket"])

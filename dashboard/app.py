@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, Response, abort, jsonify, render_template, request, send_from_directory
-from flask_socketio import SocketIO, emit, join_room, leave_room
+from flask_socketio import SocketIO, emit
 
 from exchanges import EXCHANGES
 
@@ -20,7 +20,7 @@ from .listings import Listings
 from .rest import RestClient, backfill
 from .bus import Bus
 from .roles import CollectorLink, RemoteFeeds, WebHub, emitting_queue, listening_queue
-from .hub import Hub, pair_room
+from .hub import Hub
 from .guard import harden
 from .limits import EventRateLimit
 from .metrics import Metrics
@@ -156,8 +156,9 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
     guard = harden(app, socketio, settings, MAX_EVENT_BYTES)  # hostile clients: dashboard/guard.py
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     bus = Bus(settings.redis_url, settings.ring_size, mode)
-    hub = WebHub(socketio, bus, exchanges, settings.web_id, settings.ring_size, settings.stale_after_s)
-    queue.conflation = hub.conflation
+    hub = WebHub(socketio, bus, exchanges, settings.web_id, settings.ring_size, settings.stale_after_s,
+                 emit_interval_ms=settings.emit_interval_ms, max_batch=settings.max_rows)
+    queue.relay = hub.relay  # the collector's batches, for this process's fan-out
     feeds = RemoteFeeds(hub, bus, settings.exchanges, settings.markets)
     feeds.max_markets_per_exchange = settings.max_markets_per_exchange
     # The history the collector writes, read here (SQLite on this machine; a server database for a team).
@@ -172,7 +173,7 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
     metrics = Metrics(None, hub)  # feed counters are the collector's
     metrics.registry.register(guard.bad)
     _health_routes(app, feeds, metrics, problem=hub.problem)
-    dashboard = Dashboard(app, socketio, hub, feeds, role="web")
+    dashboard = Dashboard(app, socketio, hub, feeds, role="web", tasks=[hub.emit_loop])
     _page(app, socketio, dashboard, settings, mode, history, markets_offer)
     return dashboard
 
@@ -206,7 +207,8 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
     event_limit = EventRateLimit(settings.subscribe_rate, settings.subscribe_burst)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     page_config = {"maxRows": settings.max_rows, "watchlist": settings.markets, "exchanges": exchanges,
-                   "colours": {name: EXCHANGES[name].colour for name in settings.exchanges}, "mode": mode}
+                   "colours": {name: EXCHANGES[name].colour for name in settings.exchanges}, "mode": mode,
+                   "emitIntervalMs": settings.emit_interval_ms}
 
     app.register_blueprint(make_api(hub, history, markets_offer))
 
@@ -227,6 +229,7 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
     @socketio.on("connect")
     def connected(auth=None):
         hub.clients += 1
+        hub.follow(request.sid)  # the empty watch-set's room: the feeds' changes reach it
         emit("markets", markets_offer(), ignore_queue=True)
         hub.greet_feeds(lambda statuses: emit("feeds", statuses, ignore_queue=True))  # then only changes
         if dashboard.role == "web" and not hub.health.up:
@@ -250,8 +253,7 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
                 new = feeds.ensure(market)
         if why is not None:
             return _reject("subscribe", why, market)
-        join_room(market)
-        join_room(pair_room(market.partition(":")[2]))
+        hub.follow(sid)
         if new:
             dashboard.backfill_later(market)
         emit("backfill", hub.backfill(market), ignore_queue=True)
@@ -265,12 +267,9 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
         market, error = _market_from(data, "unsubscribe")
         if error:
             return error
-        leave_room(market)
         if hub.unwatch(request.sid, market):
             release_later([market])
-        pair = market.partition(":")[2]
-        if not any(other.partition(":")[2] == pair for other in hub.watched_by(request.sid)):
-            leave_room(pair_room(pair))
+        hub.follow(request.sid)
         return {"ok": True, "market": market}
 
     @socketio.on("disconnect")

@@ -1,34 +1,63 @@
 """Slow clients are conflated, never queued without bound: a client whose outgoing queue (engine.io's own) holds
-more than `MAX_QUEUED` packets is skipped on market batches, and once it has drained to `RESUME_QUEUED` it gets a
-fresh backfill of each market it missed. Used by whatever emits to the clients of this process (the hub in one
-process, the message-queue listener in a web process)."""
+more than `MAX_BEHIND_S` of packets (50 at the default 50 ms interval, fewer when the interval is longer; never
+fewer than `MIN_QUEUED`) is skipped, and once it has drained to `RESUME_QUEUED` it gets a fresh backfill of each
+market it missed (and the feeds' status in full, if it missed a change of it). Used by the fan-out
+(fanout.py) of whatever serves clients: the one process, or a web process."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
-MAX_QUEUED = 50    # packets waiting for one client before it counts as slow (5 s of one market's batches)
-RESUME_QUEUED = 5  # ... and back to normal, resynced with a backfill
+MAX_BEHIND_S = 2.5  # seconds of packets waiting for one client before it counts as slow (one packet per interval)
+MIN_QUEUED = 8      # ... but never fewer packets than this
+RESUME_QUEUED = 5   # ... and back to normal, resynced with a backfill
+BACKLOG = 2        # packets waiting that count a client as "has a backlog" for the pacing (fanout.Pacing)
 
 
 class Conflation:
-    def __init__(self, server, backfill: Callable[[str], dict]):
-        """`server`: the python-socketio Server whose clients these are; `backfill`: market -> backfill event."""
-        self.server, self.backfill = server, backfill
+    def __init__(self, server, backfill: Callable[[str], dict], greet: Optional[Callable[[str], None]] = None):
+        """`server`: the python-socketio Server whose clients these are; `backfill`: market -> backfill event;
+        `greet(sid)`: send one client the feeds' status in full."""
+        self.server, self.backfill, self.greet = server, backfill, greet
         self._behind: dict[str, set] = {}  # slow client sid -> the markets whose batches it was not sent
+        self._missed_feeds: set = set()    # slow clients that missed a change of the feeds' status
         self.batches_conflated = 0
+        self._seen = self._backlogged = 0  # this round: clients looked at, and those with a backlog
 
     def _queued(self, eio_sid) -> int:
         socket = self.server.eio.sockets.get(eio_sid)
         return socket.queue.qsize() if socket is not None else 0
 
-    def slow_clients(self, room: str) -> list:
-        """The clients of `room` (on this process) too far behind to be sent another batch now."""
-        return [sid for sid, eio_sid in self.server.manager.get_participants("/", room)
-                if self._queued(eio_sid) > MAX_QUEUED]
+    def start_round(self) -> None:
+        self._seen = self._backlogged = 0
 
-    def skipped(self, sids, market: str) -> None:
+    def backlog(self) -> tuple[int, int]:
+        """(clients with packets waiting, clients looked at) this round."""
+        return self._backlogged, self._seen
+
+    @staticmethod
+    def max_queued(interval_s: float) -> int:
+        """Packets waiting that make a client slow at this emit interval."""
+        return max(MIN_QUEUED, round(MAX_BEHIND_S / interval_s))
+
+    def members(self, room: str, interval_s: float = 0.05) -> tuple[int, list]:
+        """(clients of `room` on this process, those too far behind to be sent another packet now)."""
+        count, slow, most = 0, [], self.max_queued(interval_s)
+        for sid, eio_sid in self.server.manager.get_participants("/", room):
+            count += 1
+            queued = self._queued(eio_sid)
+            if queued > BACKLOG:
+                self._backlogged += 1
+                if queued > most:
+                    slow.append(sid)
+        self._seen += count
+        return count, slow
+
+    def skipped(self, sids, markets, feeds: bool = False) -> None:
+        """`sids` were not sent a packet holding `markets` (and a change of the feeds' status if `feeds`)."""
         for sid in sids:
-            self._behind.setdefault(sid, set()).add(market)
+            self._behind.setdefault(sid, set()).update(markets)
+            if feeds:
+                self._missed_feeds.add(sid)
             self.batches_conflated += 1
 
     def resync_caught_up(self) -> None:
@@ -38,10 +67,15 @@ class Conflation:
             eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
             if eio_sid is None:  # gone
                 del self._behind[sid]
+                self._missed_feeds.discard(sid)
             elif self._queued(eio_sid) <= RESUME_QUEUED:
                 del self._behind[sid]
                 for market in sorted(markets):
                     self.server.emit("backfill", self.backfill(market), to=sid, ignore_queue=True)
+                if sid in self._missed_feeds:
+                    self._missed_feeds.discard(sid)
+                    if self.greet is not None:
+                        self.greet(sid)
 
     def clients_behind(self) -> int:
         return len(self._behind)

@@ -2,16 +2,17 @@
 states, and batched emits. It is the only thing that calls emit; it knows nothing of exchanges' protocols.
 
 Listener threads call `publish`, `publish_gap`, `set_market_state` and `feeds_changed`; one background task
-(`run`) emits, once per room per interval, so one busy feed cannot flood the clients. A slow client is conflated
-(see conflation.py). A gap travels in the same stream as the ticks, as `{"kind": "gap", "from": ms, "to": ms,
+(`run`) hands what is due each interval to the fan-out (fanout.py), which sends each client one `batch` packet
+per interval, encoded once per watch-set, so neither a busy feed nor many markets multiply the packets. A slow
+client is conflated (see conflation.py). A gap travels in the same stream as the ticks, as `{"kind": "gap", "from": ms, "to": ms,
 "reason": ...}`, so it lands between the right rows.
 
 Memory follows what is streamed: a market's ring, sequence, state and spread quote exist only while its listener
 streams it (`keeps`), and `forget_market` frees them when it is released. Nothing read by a client (a GET, a
 backfill) ever creates any of them.
 
-In a collector process (see roles.py) the same hub emits through the message queue to the web processes' rooms,
-learns which markets are watched from them (`set_watched`), and hands every entry, market state and feed status
+In a collector process (see roles.py) the same hub publishes what is due, one `batch` message per interval to
+RELAY_ROOM, through the message queue; each web process's fan-out sends its own clients their packets. It learns which markets are watched from them (`set_watched`), and hands every entry, market state and feed status
 to a `sink` (Redis) so any web process can backfill any market.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from collections import deque
 from typing import Callable
 
-from .conflation import Conflation
+from .fanout import Fanout
 from .feeds import feeds_change
 from .spread import spread
 from .watchers import Watchers
@@ -30,6 +31,9 @@ from .watchers import Watchers
 log = logging.getLogger(__name__)
 
 REMOTE = "remote"  # the watcher standing for a web process's clients, in a collector
+# What a collector publishes to, once per interval: {"ticks": {market: [...]}, "market_state": {market: state},
+# "spread": {pair: row}}; no client is ever in it (roles.WebQueue takes it off the queue for its fan-out).
+RELAY_ROOM = "relay"
 
 
 def market_of(tick: dict) -> str:
@@ -43,18 +47,13 @@ def _seq_base() -> int:
     return time.time_ns() // 1000
 
 
-def pair_room(pair: str) -> str:
-    """The Socket.IO room of everyone watching a pair on any exchange (for its spread row)."""
-    return f"pair:{pair}"
-
-
 class Hub:
     def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 50, max_batch: int = 500,
                  feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None, sink=None,
-                 replay: bool = False, keeps: Callable[[str], bool] = lambda market: True):
+                 replay: bool = False, keeps: Callable[[str], bool] = lambda market: True,
+                 max_interval_ms: int = 1000):
         self.socketio = socketio
         self.ring_size, self.max_batch = ring_size, max_batch
-        self.interval_s = emit_interval_ms / 1000
         self.feeds, self.feeds_every_s = feeds, feeds_every_s
         self.history = history  # a HistoryStore, or None: every entry is kept there too
         self.sink = sink        # a collector's shared store (bus.CollectorBus), or None
@@ -77,10 +76,11 @@ class Hub:
         self._feeds_shown: list = []  # the feeds' status as the clients have it
         self._feeds_lock = threading.Lock()
         self._stopping = threading.Event()
-        self.emits = self.ticks_emitted = self.ticks_dropped = 0
+        self._next_feeds = 0.0
+        self.relays = self.ticks_emitted = self.ticks_dropped = 0
         self.clients = 0  # Socket.IO clients connected
         self.on_batch: Callable[[int, int], None] = lambda size, oldest_received: None  # metrics
-        self.conflation = Conflation(socketio.server, self.backfill)
+        self.fanout = Fanout(socketio.server, self.backfill, emit_interval_ms, max_interval_ms, greet=self._greet)
 
     # From the listeners (any thread) ---------------------------------------------------------------------------
     def publish(self, tick: dict) -> None:
@@ -181,7 +181,12 @@ class Hub:
 
     def forget_client(self, sid: str) -> list[str]:
         """A client left: the markets nobody watches any more."""
+        self.fanout.forget(sid)
         return [market for market in self.watched_by(sid) if self.unwatch(sid, market)]
+
+    def follow(self, sid: str) -> None:
+        """`sid`'s packets follow what it watches now (its watch-set's room; on connect, the empty set's)."""
+        self.fanout.join(sid, self.watched_by(sid))
 
     def watched_by(self, sid: str) -> list[str]:
         return self.watchers.of(sid)
@@ -227,30 +232,48 @@ class Hub:
         return sorted(watched if every_pair else watched & dirty)
 
     def run(self) -> None:
-        next_feeds = 0.0
-        while not self._stopping.is_set():
-            self.socketio.sleep(self.interval_s)
-            try:
-                self.flush()
-                now = time.monotonic()
-                # The clients' copy of the feeds changes at most once per feeds_every_s; a collector's copy in
-                # Redis (read by the web processes, never by clients) follows every state change at once.
-                feeds_due = now >= next_feeds or (self._feeds_dirty and self.sink is not None)
-                pairs = self._spreads_due(every_pair=feeds_due)
-                if not (pairs or feeds_due):
-                    continue  # the feeds' status is built only when something will be sent
-                statuses = self.feeds()
-                for pair in pairs:
-                    self.socketio.emit("spread", self.spread_of(pair, statuses), to=pair_room(pair))
-                if feeds_due:
-                    self._feeds_dirty = False
-                    next_feeds = now + self.feeds_every_s
-                    if self.sink is not None:  # each web process tells its own clients (and notices our silence)
-                        self.sink.set_feeds(statuses)
-                    else:
-                        self._show_feeds(statuses)
-            except Exception:  # an emit failure must not end the only emitting task
-                log.exception("emit failed")
+        self.fanout.run(self.socketio.sleep, self._stopping.is_set, before=self._due,
+                        max_batch=self.max_batch, on_error=lambda: log.exception("emit failed"))
+
+    def _due(self) -> None:
+        """Hand what is due this interval to the fan-out (a collector: publish it to the web processes in one
+        message): new ticks and gaps, market states, the spread rows of pairs with new ticks (every watched
+        pair's once per feeds_every_s), and what changed in the feeds' status."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            states, self._pending_states = self._pending_states, {}
+            notices, self._notices = self._notices, {}
+            to_sink, self._to_sink = self._to_sink, {}
+        if self.sink is not None:
+            self.sink.store(to_sink, states)
+        for market, ticks in pending.items():
+            if len(ticks) > self.max_batch:  # the page keeps at most max_batch rows: older ones would not show
+                self.ticks_dropped += len(ticks) - self.max_batch
+                pending[market] = ticks = ticks[-self.max_batch:]
+            self.ticks_emitted += len(ticks)
+            self.on_batch(len(ticks), ticks[0].get("received") or ticks[0].get("to"))
+        states.update(notices)
+        now = time.monotonic()
+        # The clients' copy of the feeds changes at most once per feeds_every_s; a collector's copy in Redis (read
+        # by the web processes, never by clients) follows every state change at once.
+        feeds_due = now >= self._next_feeds or (self._feeds_dirty and self.sink is not None)
+        pairs = self._spreads_due(every_pair=feeds_due)
+        spreads = {}
+        if pairs or feeds_due:  # the feeds' status is built only when something will be sent
+            statuses = self.feeds()
+            spreads = {pair: row for pair in pairs if (row := self.spread_of(pair, statuses)) is not None}
+            if feeds_due:
+                self._feeds_dirty = False
+                self._next_feeds = now + self.feeds_every_s
+                if self.sink is not None:  # each web process tells its own clients (and notices our silence)
+                    self.sink.set_feeds(statuses)
+                else:
+                    self._show_feeds(statuses)
+        if self.sink is None:
+            self.fanout.add(pending, states, spreads)
+        elif pending or states or spreads:
+            self.socketio.emit("batch", {"ticks": pending, "market_state": states, "spread": spreads}, to=RELAY_ROOM)
+            self.relays += 1
 
     def _show_feeds(self, statuses: list) -> None:
         """Every client gets what changed since the status it has (feeds.feeds_change), nothing when nothing did:
@@ -259,7 +282,7 @@ class Hub:
             change = feeds_change(self._feeds_shown, statuses)
             self._feeds_shown = statuses
             if change is not None:
-                self.socketio.emit("feeds", change)
+                self.fanout.add_feeds(change)
 
     def greet_feeds(self, send: Callable[[list], None]) -> None:
         """`send` a new client the feeds' status in full, as the others have it: the changes that follow are
@@ -267,27 +290,34 @@ class Hub:
         with self._feeds_lock:
             send(self._feeds_shown)
 
+    def _greet(self, sid: str) -> None:
+        """The feeds' status in full to one client that missed a change of it (conflated)."""
+        self.greet_feeds(lambda statuses: self.socketio.server.emit("feeds", statuses, to=sid, namespace="/"))
+
     def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            states, self._pending_states = self._pending_states, {}
-            notices, self._notices = self._notices, {}
-            to_sink, self._to_sink = self._to_sink, {}
-        if self.sink is not None:
-            self.sink.store(to_sink, states)
-        for market, state in (*states.items(), *notices.items()):
-            self.socketio.emit("market_state", state, to=market)
-        for market, ticks in pending.items():
-            if len(ticks) > self.max_batch:  # the page keeps at most max_batch rows: older ones would not show
-                self.ticks_dropped += len(ticks) - self.max_batch
-                ticks = ticks[-self.max_batch:]
-            slow = self.conflation.slow_clients(market)
-            self.socketio.emit("ticks", {"market": market, "ticks": ticks}, to=market, skip_sid=slow or None)
-            self.conflation.skipped(slow, market)
-            self.emits += 1
-            self.ticks_emitted += len(ticks)
-            self.on_batch(len(ticks), ticks[0].get("received") or ticks[0].get("to"))
-        self.conflation.resync_caught_up()
+        """One round of the emitting task, now (tests)."""
+        self._due()
+        self.fanout.flush(self.max_batch)
+
+    @property
+    def emits(self) -> int:
+        """Packets emitted: one per watch-set room per interval (a collector: its relay messages)."""
+        return self.relays + self.fanout.packets
+
+    @property
+    def client_packets(self) -> int:
+        return self.fanout.client_packets
+
+    @property
+    def interval_ms(self) -> int:
+        return self.fanout.interval_ms
+
+    def watch_sets(self) -> int:
+        return self.fanout.watch_sets()
+
+    @property
+    def conflation(self):
+        return self.fanout.conflation
 
     @property
     def batches_conflated(self) -> int:

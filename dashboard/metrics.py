@@ -51,15 +51,25 @@ class _Snapshot:
                 market_gaps.add_metric([f"{name}:{symbol}"], stats["gaps"])
         clients = GaugeMetricFamily("dashboard_connected_clients", "Socket.IO clients connected")
         clients.add_metric([], self.hub.clients)
-        emits = CounterMetricFamily("dashboard_emits", "Batches emitted")
+        emits = CounterMetricFamily("dashboard_emits", "Packets emitted: one batch per watch-set per interval, "
+                                    "encoded once (a collector: its batches published to the web processes)")
         emits.add_metric([], self.hub.emits)
+        client_packets = CounterMetricFamily("dashboard_client_packets", "Packets queued for clients (a watch-set's "
+                                             "packet counts once per client in it)")
+        client_packets.add_metric([], self.hub.client_packets)
+        interval = GaugeMetricFamily("dashboard_emit_interval_ms", "The emit interval in force (EMIT_INTERVAL_MS, "
+                                     "lengthened under load up to 1 s)")
+        interval.add_metric([], self.hub.interval_ms)
+        watch_sets = GaugeMetricFamily("dashboard_watch_sets", "Distinct sets of markets watched by this process's "
+                                       "clients (one packet encoding each per interval)")
+        watch_sets.add_metric([], self.hub.watch_sets())
         conflated = CounterMetricFamily("dashboard_batches_conflated", "Batches not sent to a slow client (it gets "
                                         "a backfill of the latest state once it has caught up)")
         conflated.add_metric([], self.hub.batches_conflated)
         behind = GaugeMetricFamily("dashboard_clients_behind", "Slow clients waiting to be resynced")
         behind.add_metric([], self.hub.clients_behind())
         yield from (state, frames, ticks, bad, reconnects, gaps, older, rate, age, market_ticks, market_gaps, clients, emits,
-                    conflated, behind)
+                    client_packets, interval, watch_sets, conflated, behind)
 
 
 class Metrics:

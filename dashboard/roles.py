@@ -1,10 +1,11 @@
 """Team mode: one collector process holds the exchange connections, any number of web processes serve the
 browsers; Redis connects them (see bus.py for what lives there).
 
-- The collector's hub emits ticks, market states and spread rows through Flask-SocketIO's message queue, exactly
-  as one process does, and `CollectorLink` hands every entry to Redis, follows what the web processes watch and
+- The collector's hub publishes what is due each interval (ticks, market states, spread rows) as one message on
+  Flask-SocketIO's message queue (hub.RELAY_ROOM), and `CollectorLink` hands every entry to Redis, follows what the web processes watch and
   streams what they ask for.
-- A web process (`WebHub`, `RemoteFeeds`, `WebQueue`) keeps its own clients: rooms, a lease on what they watch,
+- A web process (`WebHub`, `RemoteFeeds`, `WebQueue`) keeps its own clients: its fan-out (one packet per client
+  per interval, as one process sends them: fanout.py) fed by the collector's messages, a lease on what they watch,
   backfills from Redis, the feeds' status from Redis (or "the collector is silent"), conflation of its slow
   clients, and a banner while Redis is away.
 
@@ -25,8 +26,9 @@ from redis import RedisError
 from . import bus
 from .bus import Bus, status_period, status_ttl
 from .config import parse_market
-from .conflation import Conflation
+from .fanout import Fanout
 from .feeds import DEFAULT_MAX_MARKETS_PER_EXCHANGE, feeds_change, refusal
+from .hub import RELAY_ROOM
 from .watchers import Watchers
 
 log = logging.getLogger(__name__)
@@ -219,9 +221,9 @@ class CollectorLink:
 
 # --- a web process ----------------------------------------------------------------------------------------------
 class WebQueue(socketio.RedisManager):
-    """Flask-SocketIO's Redis message queue, receiving side, plus conflation of this process's slow clients:
-    a ticks batch for a room skips those clients (they are resynced with a backfill once they drain)."""
-    conflation: Optional[Conflation] = None
+    """Flask-SocketIO's Redis message queue, receiving side: the collector's batches (hub.RELAY_ROOM) go to this
+    process's fan-out (`relay`), everything else to the rooms as usual."""
+    relay: Optional[Callable[[dict], None]] = None
 
     def _redis_listen_with_retries(self):
         """Listen on the queue; when Redis is away, try again every second (the library doubles its wait up to a
@@ -236,12 +238,11 @@ class WebQueue(socketio.RedisManager):
                 time.sleep(1.0)
 
     def _handle_emit(self, message):
-        if message.get("event") == "ticks" and self.conflation is not None and message.get("room"):
-            slow = self.conflation.slow_clients(message["room"])
-            if slow:
-                skip = message.get("skip_sid") or []
-                message["skip_sid"] = (skip if isinstance(skip, list) else [skip]) + slow
-                self.conflation.skipped(slow, message["room"])
+        if message.get("room") == RELAY_ROOM:  # no client is in it: its parts are sent by the fan-out
+            data = message.get("data")
+            if self.relay is not None and type(data) is list and data and type(data[0]) is dict:
+                self.relay(data[0])
+            return
         super()._handle_emit(message)
 
 
@@ -268,13 +269,15 @@ class WebHub:
     """What the Socket.IO handlers of a web process use in place of the one-process hub."""
 
     def __init__(self, socketio_, bus: Bus, exchanges: dict[str, str], web_id: str, ring_size: int,
-                 stale_after_s: float):
+                 stale_after_s: float, emit_interval_ms: int = 50, max_batch: int = 500):
         self.socketio, self.bus, self.exchanges, self.web_id = socketio_, bus, exchanges, web_id
-        self.ring_size, self.stale_after_s = ring_size, stale_after_s
+        self.ring_size, self.stale_after_s, self.max_batch = ring_size, stale_after_s, max_batch
         self.watchers = Watchers()
         self.history = None
-        self.clients = self.emits = 0
-        self.conflation = Conflation(socketio_.server, self.backfill)
+        self.clients = 0
+        self.on_batch: Callable[[int, int], None] = lambda size, oldest_received: None  # metrics
+        self.fanout = Fanout(socketio_.server, self.backfill, emit_interval_ms, greet=self._greet)
+        self.fanout.on_batch = lambda size, oldest: self.on_batch(size, oldest)
         self.health = RedisHealth(f"web {web_id}", self._redis_changed)
         self.statuses: list = []        # the feeds as this process last showed them
         self._feeds_lock = threading.Lock()
@@ -297,7 +300,23 @@ class WebHub:
         return self.watchers.discard(sid, market)
 
     def forget_client(self, sid: str) -> list[str]:
+        self.fanout.forget(sid)
         return self.watchers.forget(sid)
+
+    def follow(self, sid: str) -> None:
+        """`sid`'s packets follow what it watches now (see Hub.follow)."""
+        self.fanout.join(sid, self.watched_by(sid))
+
+    def relay(self, parts: dict) -> None:
+        """One of the collector's batches (hub.Hub._due): due for this process's clients at the next flush."""
+        ticks, states, spreads = parts.get("ticks"), parts.get("market_state"), parts.get("spread")
+        self.fanout.add(ticks if type(ticks) is dict else None, states if type(states) is dict else None,
+                        spreads if type(spreads) is dict else None)
+
+    def emit_loop(self) -> None:
+        """The fan-out's task: this process's clients get their packets every interval in force."""
+        self.fanout.run(self.socketio.sleep, lambda: self._stopping, max_batch=self.max_batch,
+                        on_error=lambda: self.failures.note("a flush"))
 
     def watched_by(self, sid: str) -> list[str]:
         return self.watchers.of(sid)
@@ -356,11 +375,30 @@ class WebHub:
         return {"redis": self.health.up, "reason": self.health.reason}
 
     @property
+    def conflation(self):
+        return self.fanout.conflation
+
+    @property
     def batches_conflated(self) -> int:
         return self.conflation.batches_conflated
 
     def clients_behind(self) -> int:
         return self.conflation.clients_behind()
+
+    @property
+    def emits(self) -> int:
+        return self.fanout.packets
+
+    @property
+    def client_packets(self) -> int:
+        return self.fanout.client_packets
+
+    @property
+    def interval_ms(self) -> int:
+        return self.fanout.interval_ms
+
+    def watch_sets(self) -> int:
+        return self.fanout.watch_sets()
 
     # The web process's task ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -372,7 +410,6 @@ class WebHub:
                 self._lease()
                 self._read_feeds()
                 self._show_feeds()
-                self.conflation.resync_caught_up()
                 if self._resync and self.health.up:
                     self._resync = False
                     self._resync_everyone()
@@ -419,7 +456,7 @@ class WebHub:
             change = feeds_change(self.statuses, statuses)
             self.statuses = statuses
             if change is not None:
-                self.socketio.emit("feeds", change, ignore_queue=True)
+                self.fanout.add_feeds(change)
 
     def greet_feeds(self, send) -> None:
         """`send` a new client the feeds' status in full, as of now: if the collector fell silent (or spoke
@@ -429,6 +466,11 @@ class WebHub:
             self._show_feeds()
         with self._feeds_lock:
             send(self.statuses)
+
+    def _greet(self, sid: str) -> None:
+        """The feeds' status in full to one client that missed a change of it (conflated)."""
+        with self._feeds_lock:
+            self.socketio.server.emit("feeds", self.statuses, to=sid, namespace="/", ignore_queue=True)
 
     def _redis_changed(self, up: bool, reason: str) -> None:
         if up:

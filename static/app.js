@@ -532,12 +532,25 @@ function receiveError(reply) {
   if (panel) setMarketState(panel, { state: "error", reason: reply.message });
   else formMessage.textContent = reply?.message ?? "error";
 }
+// The server sends one packet per interval (`batch`, dashboard/fanout.py) holding every part due for this page;
+// each part goes to the handler of its own name, in this order.
+const BATCHED = [["market_state", receiveMarketState], ["ticks", receiveTicks], ["spread", receiveSpread]];
+function receiveBatch(packet) {
+  for (const [part, handler] of BATCHED) for (const item of packet[part] || []) handler(item);
+  if (packet.feeds) receiveFeeds(packet.feeds);
+  showInterval(packet.interval_ms);
+}
+// The server lengthens its interval under load: say so while it is above the default it names.
+function showInterval(ms) {
+  const element = document.getElementById("update-interval");
+  if (element) element.textContent = ms > (config.emitIntervalMs ?? 50) ? `updates every ${ms} ms` : "";
+}
 // What the server sends, by event name: the one place the page's handlers are registered. The browser tests hand
 // events to the same handlers (window.__receive) and then draw at once (window.__flush).
 const HANDLERS = {
   connect: onConnect, disconnect: onDisconnect, service: receiveService, markets: receiveMarkets,
   feeds: receiveFeeds, spread: receiveSpread, backfill: receiveBackfill, ticks: receiveTicks,
-  market_state: receiveMarketState, error: receiveError,
+  market_state: receiveMarketState, error: receiveError, batch: receiveBatch,
 };
 for (const [event, handler] of Object.entries(HANDLERS)) socket.on(event, handler);
 window.__receive = (event, payload) => HANDLERS[event](payload);

@@ -164,14 +164,18 @@ def refused_while_the_rest_streams(listener, ticks, markets, states, symbol, rea
     assert status["reconnects"] == 0 and status["bad_frames"] == 0 and states.items[:2] == ["connecting", "live"]
 
 
+from dashboard.fanout import listen  # noqa: E402  (a `batch` packet's parts as the events they were)
+
+
 def sio_client(url: str, names=("ticks",), clients: list = None):
     """A Socket.IO client connected to `url` over websocket, with a Collector per event name (a FeedsCollector for
-    "feeds"): (client, {name: collector}). Appended to `clients` when given, for the caller to disconnect."""
+    "feeds"; a `batch` packet's parts each as its own event, see `listen`): (client, {name: collector}). Appended to
+    `clients` when given, for the caller to disconnect."""
     import socketio
     sio = socketio.Client(reconnection=False)
     events = {name: FeedsCollector() if name == "feeds" else Collector() for name in names}
     for name, collector in events.items():
-        sio.on(name, collector)
+        listen(sio, name, collector)
     sio.connect(url, transports=["websocket"], wait_timeout=10)
     if clients is not None:
         clients.append(sio)
@@ -336,7 +340,7 @@ def team():
         events["feeds"] = FeedsCollector()
         for name, collector in events.items():
             if name != "connect":
-                sio.on(name, collector)
+                listen(sio, name, collector)
 
         @sio.on("connect")
         def resubscribe():

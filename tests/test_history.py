@@ -10,7 +10,7 @@ import orjson
 import pytest
 import socketio
 
-from conftest import fetch, Collector, ServerProcess
+from conftest import fetch, listen, Collector, ServerProcess
 from dashboard.history import SQLiteHistory
 
 
@@ -75,7 +75,7 @@ def subscribe(server, market):
     sio = socketio.Client(reconnection=False)
     backfills, ticks = Collector(), Collector()
     sio.on("backfill", backfills)
-    sio.on("ticks", ticks)
+    listen(sio, "ticks", ticks)  # a part of the `batch` packets
     sio.connect(server.url, transports=["websocket"], wait_timeout=10)
     sio.call("subscribe", {"market": market}, timeout=5)
     return sio, backfills, ticks

@@ -16,7 +16,7 @@ import pytest
 import redis
 import socketio
 
-from conftest import STALE_AFTER_S, TEAM_MARKET, UPSTREAM, Collector, ServerProcess, fetch
+from conftest import STALE_AFTER_S, TEAM_MARKET, UPSTREAM, Collector, ServerProcess, fetch, listen
 from dashboard.bus import namespace
 from dashboard.history import DOWN, STOPPED, SQLiteHistory
 
@@ -115,8 +115,8 @@ def check_restart_gaps(server, reason, seen, before, started_at):
 
     sio = socketio.Client(reconnection=False)
     shown = Collector()  # what a page watching the market gets: its backfill, then its live batches
-    sio.on("backfill", lambda event: shown(event["ticks"]))
-    sio.on("ticks", lambda event: shown(event["ticks"]))
+    listen(sio, "backfill", lambda event: shown(event["ticks"]))
+    listen(sio, "ticks", lambda event: shown(event["ticks"]))
     try:
         sio.connect(server.url, transports=["websocket"], wait_timeout=10)
         sio.call("subscribe", {"market": MARKETS[0]}, timeout=5)
@@ -140,7 +140,7 @@ class Page:
     def __init__(self, web, clients):
         self.feeds, self.seen = None, Collector()  # None: no full copy yet
         self.sio = socketio.Client(reconnection=False)
-        self.sio.on("feeds", self._feeds)
+        listen(self.sio, "feeds", self._feeds)
         clients.append(self.sio)
         self.sio.connect(web.url, transports=["websocket"], wait_timeout=10)
         self.sio.call("subscribe", {"market": TEAM_MARKET}, timeout=5)

@@ -15,17 +15,33 @@ from dashboard.feeds import Feeds, feeds_change, merge_feeds
 from dashboard.hub import Hub
 
 
+class FakeServer:
+    """What the fan-out needs of python-socketio's Server: rooms, and emits recorded; no client is ever slow."""
+
+    def __init__(self, emits):
+        self.emits, self.rooms = emits, {}
+        self.manager, self.eio = self, self
+        self.sockets = {}  # engine.io's: no queue waits here
+
+    def enter_room(self, sid, room, namespace=None):
+        self.rooms.setdefault(room, set()).add(sid)
+
+    def leave_room(self, sid, room, namespace=None):
+        self.rooms.get(room, set()).discard(sid)
+
+    def get_participants(self, namespace, room):
+        return [(sid, sid) for sid in self.rooms.get(room, ())]
+
+    def emit(self, event, data, **kwargs):
+        self.emits.append((event, data, kwargs))
+
+
 class FakeSocketIO:
     """What the hub needs of Flask-SocketIO: emits are recorded."""
 
-    class server:  # no client is ever slow here (conflation.py asks)
-        class manager:
-            @staticmethod
-            def get_participants(namespace, room):
-                return []
-
     def __init__(self):
         self.emits = []
+        self.server = FakeServer(self.emits)
 
     def emit(self, event, data, **kwargs):
         self.emits.append((event, data, kwargs))
@@ -278,11 +294,14 @@ def test_a_change_that_overtakes_the_full_copy_is_not_applied():
 def test_unchanged_feeds_are_not_sent_again():
     socketio_ = FakeSocketIO()
     hub = Hub(socketio_)
+    hub.follow("sid")  # a client watching nothing: the feeds still reach it
     statuses = [STATUS]
     hub._show_feeds(statuses)
+    hub.fanout.flush()
     for now in range(101, 104):  # three seconds of the same status
         hub._show_feeds([{**STATUS, "now": now}])
-    assert [event for event, *_ in socketio_.emits] == ["feeds"]
+        hub.fanout.flush()
+    assert [(event, list(data)) for event, data, _ in socketio_.emits] == [("batch", ["feeds", "interval_ms"])]
     greeted = []
     hub.greet_feeds(greeted.append)
     assert greeted == [[{**STATUS, "now": 103}]]

@@ -12,7 +12,7 @@ import socketio
 import websocket
 from websocket import ABNF
 
-from conftest import Collector, ServerProcess, get
+from conftest import Collector, ServerProcess, get, listen
 from dashboard.guard import _unmask
 
 MARKET = "binanceus:OMG-BUSD"  # the busiest recorded market: ticks every few hundred milliseconds at --speed 5
@@ -31,7 +31,7 @@ def calm(server):
     """A well-behaved client watching MARKET: its "ticks" Collector, of (arrival time.monotonic(), batch)."""
     sio = socketio.Client(reconnection=False)
     ticks = Collector()
-    sio.on("ticks", lambda batch: ticks((time.monotonic(), batch)))
+    listen(sio, "ticks", lambda batch: ticks((time.monotonic(), batch)))
     sio.connect(server.url, transports=["websocket"], wait_timeout=10)
     assert sio.call("subscribe", {"market": MARKET}, timeout=5)["ok"]
     ticks.wait_for(lambda batches: batches, timeout=30)

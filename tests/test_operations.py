@@ -1,5 +1,6 @@
 """/healthz, /metrics, and hostile Socket.IO clients against a real server process."""
 import os
+import socket
 import time
 
 import orjson
@@ -120,6 +121,21 @@ def test_sigterm_closes_the_recording_and_exits_zero(tmp_path):
         assert any("no SECRET_KEY set: generated one" in line for line in server.lines.items)
 
 
+def test_a_shutdown_that_hangs_ends_at_its_deadline_with_every_stack_and_the_reason_logged():
+    """A shutdown step that blocks the whole process (the eventlet hub too, as a stuck listener or emit could) is
+    ended SHUTDOWN_DEADLINE_S after the signal by the deadline's OS thread: stacks, one line naming the step, exit 3."""
+    server = ServerProcess("--replay", "--no-rest", "--no-history",
+                           env={"DASHBOARD_TEST_SHUTDOWN_HANG": "1", "SHUTDOWN_DEADLINE_S": "1"})
+    started = time.monotonic()
+    status = server.stop()  # kills by pid after 15 s whatever happens
+    assert status == 3 and time.monotonic() - started < 10
+    lines = server.lines.wait_for(lambda lines: any("shutdown did not finish" in line for line in lines))
+    reason = next(line for line in lines if "shutdown did not finish" in line)
+    assert "within 1 s of the signal (stuck in: a test's hang (DASHBOARD_TEST_SHUTDOWN_HANG))" in reason
+    assert any(line.startswith(("Thread 0x", "Current thread 0x")) for line in lines)  # faulthandler's stacks
+    assert any("_hang_for_tests" in line for line in lines)  # the stuck step's own frame among them
+
+
 def test_socketio_from_another_origin_is_refused_by_default(replay_server):
     endpoint = replay_server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
     with pytest.raises(websocket.WebSocketBadStatusException):
@@ -137,15 +153,20 @@ def metric(server, name):
 def test_a_slow_client_is_conflated_not_queued_without_bound():
     """A client that stops reading its socket (raw Engine.IO over websocket, so nothing reads for it) is skipped
     instead of queued for, the others keep being served, and once it reads again it gets a fresh backfill."""
-    server = ServerProcess("--replay", "--speed", "max", "--no-rest")
+    server = ServerProcess("--replay", "--speed", "max", "--no-rest", "--subscribe-rate", "100")
     try:
+        # One packet per interval carries all its markets: many markets and a small receive buffer fill the socket
+        # buffers in seconds, so its own queue starts to grow.
         slow = websocket.create_connection(server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-                                           timeout=10)
+                                           timeout=10, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
         assert slow.recv().startswith("0{")  # Engine.IO open
         slow.send("40")  # Socket.IO connect to "/"
         while not slow.recv().startswith("40"):  # the connect handler's own events may come first
             pass
-        for market in ("binance:NKN-USDT", "bitstamp:ETH-USD", "gemini:FIL-USD"):  # busy books fill its buffers
+        offer = orjson.loads(get(server.url + "/api/markets")[1])
+        busy = ["binance:NKN-USDT", "bitstamp:ETH-USD", "gemini:FIL-USD"]  # busy books
+        others = [f"{name}:{symbol}" for name, symbols in sorted(offer["available"].items()) for symbol in symbols]
+        for market in (busy + [m for m in others if m not in busy])[:40]:
             slow.send(f'42["subscribe",{{"market":"{market}"}}]')
         fast, fast_events = connect(server)
         fast.emit("subscribe", {"market": "binance:NKN-USDT"})

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from exchanges import EXCHANGES
-from conftest import Collector, ServerProcess, sio_client, two_venue_recording, wait_listing
+from conftest import Collector, ServerProcess, listen, sio_client, two_venue_recording, wait_listing
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_the_spread_row_compares_one_pair_across_exchanges(client, tmp_path):
     try:
         sio, events = client(server)
         events["spread"] = Collector()
-        sio.on("spread", events["spread"])
+        listen(sio, "spread", events["spread"])
         sio.call("subscribe", {"market": "coinbase:SKL-USD"}, timeout=5)
         rows = events["spread"].wait_for(
             lambda rows: any(len(r["venues"]) == 2 and all(v["bid"] for v in r["venues"]) and r["best_bid"]

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import socketio
 
-from conftest import get, ROOT, STALE_AFTER_S, TEAM_MARKET, Collector, free_port
+from conftest import get, ROOT, STALE_AFTER_S, TEAM_MARKET, Collector, free_port, listen
 
 # Skipped where redis-server is missing, except in CI (REQUIRE_TEAM=1), where that is a failure.
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None and not os.environ.get("REQUIRE_TEAM"),
@@ -116,7 +116,7 @@ def test_the_shipped_nginx_config_serves_both_web_processes_with_long_polling_an
         for transports in (["polling"], ["websocket"]):  # polling needs the sticky upstream
             sio = socketio.Client(reconnection=False)
             ticks = Collector()
-            sio.on("ticks", ticks)
+            listen(sio, "ticks", ticks)
             sio.connect(f"http://127.0.0.1:{port}", transports=transports, wait_timeout=10)
             try:
                 assert sio.call("subscribe", {"market": MARKET}, timeout=10)["ok"]

@@ -1,0 +1,297 @@
+"""The fan-out: one `batch` packet per client per emit interval, encoded once per watch-set.
+
+Every client is in exactly one Socket.IO room named after the set of markets it watches (its watch-set, the empty
+set included), so clients that watch the same markets share one packet: python-socketio 5.18 encodes a room emit
+once (`BaseManager.emit` builds one Engine.IO packet, whose `encode()` python-engineio 4.15 caches) and queues
+that same packet for each member. What is due for the clients (ticks and gaps per market, market states, spread
+rows, a change of the feeds' status) is added here by the hub (or, in a web process, by the collector's relay);
+`flush` sends each watch-set the parts that concern it:
+
+    {"market_state": [{"market", "state", "reason", "since"}...],   each market's latest state
+     "ticks": [{"market", "ticks": [...oldest first]}...],          ticks and gaps, as the `ticks` event had them
+     "spread": [{"pair", ...}...],                                  spread rows of the pairs it watches
+     "feeds": [...] | {"now", "changed"},                           the feeds' status (feeds.feeds_change)
+     "interval_ms": 50}                                             the interval in force
+
+(only the keys that have something; a client applies them in that order). `unpack` gives a Python client the
+parts one by one, as the old events.
+
+Pacing: the interval starts at the configured one (EMIT_INTERVAL_MS) and doubles, up to MAX_INTERVAL_MS, while a
+flush takes more than half of it, the task wakes late by more than half of it (the process is out of CPU), or
+more than a quarter of the clients (4 at least) have packets queued; it halves again after COOL_ROUNDS quiet rounds. A slow
+client alone does not slow the others: it is conflated (conflation.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from typing import Callable, Iterator, Optional
+
+from .conflation import Conflation
+from .feeds import merge_feeds
+
+MAX_INTERVAL_MS = 1000
+HOT_SHARE = 0.5      # a flush (or a late wake-up) longer than this share of the interval is a hot round
+BACKLOG_SHARE = 0.25  # ... as is a round where more than this share of the clients have packets waiting ...
+BACKLOG_CLIENTS = 4   # ... and at least this many (one slow client among few is conflated, not paced for)
+HOT_ROUNDS = 5       # hot rounds in a row before the interval doubles (a start-up burst is not load)
+COOL_SHARE = 0.15    # a round this far below the limits is a quiet one ...
+COOL_ROUNDS = 40     # ... and this many in a row halve the interval (2 s at 50 ms: no flapping)
+ORDER = ("market_state", "ticks", "spread", "feeds")
+log = logging.getLogger(__name__)  # the order a client applies a packet's parts in
+
+
+def watch_room(markets) -> str:
+    """The room of everyone watching exactly `markets` (any order): a stable hash of the sorted list."""
+    digest = hashlib.blake2b("\n".join(sorted(markets)).encode(), digest_size=8).hexdigest()
+    return f"watch:{digest}"
+
+
+def unpack(packet: dict) -> Iterator[tuple[str, object]]:
+    """A `batch` packet's parts as (event, payload) in the order to apply them, each shaped as the event of that
+    name was before batching: ("market_state", state), ("ticks", {"market", "ticks"}), ("spread", row),
+    ("feeds", status or change). For Python clients (tests, benchmarks); static/app.js does the same."""
+    for name in ORDER:
+        part = packet.get(name)
+        if part is None:
+            continue
+        if name == "feeds":
+            yield name, part
+        else:
+            for item in part:
+                yield name, item
+
+
+def listen(client, name: str, handler: Callable) -> None:
+    """`handler` (a plain function) gets every `name` event of `client`, a python-socketio Client or AsyncClient: a
+    part of a `batch` packet is handed over as the event of that name was before batching (`unpack`), one at a
+    time, in the packet's order; the event itself too (the full `feeds` status on connect, a conflated client's
+    resync). `name` "batch" gets the whole packets. One call per name; a later one replaces it."""
+    if name != "batch":
+        client.on(name, handler)
+    if name not in (*ORDER, "batch"):
+        return
+    parts = getattr(client, "_batch_parts", None)
+    if parts is None:
+        parts = client._batch_parts = {}
+
+        def on_batch(packet):
+            if "batch" in parts:
+                parts["batch"](packet)
+            for part, payload in unpack(packet):
+                if part in parts:
+                    parts[part](payload)
+        client.on("batch", on_batch)
+    parts[name] = handler
+
+
+def combine_feeds(first, then):
+    """Two `feeds` payloads due in one interval as one: a full status stays full (the change merged onto it), two
+    changes become one change with the later value of each field."""
+    if isinstance(first, list) or isinstance(then, list):
+        return merge_feeds(first, then) if isinstance(first, list) else then
+    changed = dict(first.get("changed", {}))
+    for name, fields in then.get("changed", {}).items():
+        earlier = changed.get(name)
+        if fields is None or earlier is None:
+            changed[name] = fields  # gone, or new (its fields in full)
+            continue
+        merged = {**earlier, **fields}
+        if "markets" in earlier and "markets" in fields:
+            merged["markets"] = {**earlier["markets"], **fields["markets"]}
+        changed[name] = merged
+    return {"now": then.get("now", first.get("now")), "changed": changed}
+
+
+class Pacing:
+    """The emit interval in force: the configured one, doubled under load up to MAX_INTERVAL_MS, halved back when
+    load falls (see the module's docstring). Not thread-safe: one task calls `note`."""
+
+    def __init__(self, interval_ms: int, max_interval_ms: int = MAX_INTERVAL_MS):
+        self.base_ms = interval_ms
+        self.max_ms = max(interval_ms, max_interval_ms)
+        self.interval_ms = interval_ms
+        self._hot = self._cool = 0
+        self.changes = 0
+
+    @property
+    def interval_s(self) -> float:
+        return self.interval_ms / 1000
+
+    def note(self, busy_s: float, late_s: float, backlogged: int = 0, seen: int = 0) -> None:
+        """One round: how long its flush took, how late the task woke, how many of the clients looked at had
+        packets queued."""
+        load = max(busy_s, late_s) / self.interval_s
+        backlog_share = backlogged / seen if seen else 0.0
+        why = f"flush {busy_s * 1000:.1f} ms, woke {late_s * 1000:.1f} ms late, {backlogged} of {seen} clients behind"
+        if load > HOT_SHARE or (backlogged >= BACKLOG_CLIENTS and backlog_share > BACKLOG_SHARE):
+            self._hot, self._cool = self._hot + 1, 0
+            if self._hot >= HOT_ROUNDS and self.interval_ms < self.max_ms:
+                self._set(min(self.max_ms, self.interval_ms * 2), why)
+        else:  # only a hot round undoes the quiet ones: a scheduling hiccup between them is not load
+            self._hot = 0
+            if load < COOL_SHARE and backlog_share < BACKLOG_SHARE / 2:
+                self._cool += 1
+                if self._cool >= COOL_ROUNDS and self.interval_ms > self.base_ms:
+                    self._set(max(self.base_ms, self.interval_ms // 2), why)
+
+    def _set(self, interval_ms: int, why: str) -> None:
+        log.info("emit interval %d -> %d ms (%s)", self.interval_ms, interval_ms, why)
+        self.interval_ms = interval_ms
+        self._hot = self._cool = 0
+        self.changes += 1
+
+
+class Fanout:
+    """The watch-set rooms of this process's clients, the parts due for them, and the flush."""
+
+    def __init__(self, server, backfill: Callable[[str], dict], interval_ms: int = 50,
+                 max_interval_ms: int = MAX_INTERVAL_MS, greet: Optional[Callable[[str], None]] = None):
+        """`server`: the python-socketio Server of these clients; `backfill`: market -> the `backfill` event of a
+        market; `greet(sid)`: send one client the feeds' status in full (after it was conflated)."""
+        self.server = server
+        self.pacing = Pacing(interval_ms, max_interval_ms)
+        self.conflation = Conflation(server, backfill, greet)
+        self._lock = threading.Lock()
+        self._sets: dict[str, tuple] = {}    # room -> its markets (sorted)
+        self._members: dict[str, int] = {}   # room -> clients in it on this process
+        self._room_of: dict[str, str] = {}   # sid -> its room
+        self._ticks: dict[str, list] = {}
+        self._states: dict[str, dict] = {}
+        self._spreads: dict[str, dict] = {}
+        self._feeds = None
+        self.packets = 0          # room emits: one encoding each
+        self.client_packets = 0   # packets queued for clients (a room emit counts once per member)
+        self.on_batch: Callable[[int, object], None] = lambda size, oldest_received: None  # metrics
+
+    @property
+    def interval_ms(self) -> int:
+        return self.pacing.interval_ms
+
+    @property
+    def interval_s(self) -> float:
+        return self.pacing.interval_s
+
+    # Watch-sets (from the Socket.IO handlers) ------------------------------------------------------------------
+    def join(self, sid: str, markets) -> None:
+        """`sid` watches exactly `markets` now (its whole set; [] on connect): it moves to that set's room."""
+        markets = tuple(sorted(set(markets)))
+        room = watch_room(markets)
+        with self._lock:
+            old = self._room_of.get(sid)
+            if old == room:
+                return
+            self._room_of[sid] = room
+            self._sets.setdefault(room, markets)
+            self._members[room] = self._members.get(room, 0) + 1
+            if old is not None:
+                self._leave_locked(old)
+        if old is not None:
+            self.server.leave_room(sid, old, namespace="/")
+        self.server.enter_room(sid, room, namespace="/")
+
+    def forget(self, sid: str) -> None:
+        """A client left (Socket.IO drops it from its rooms itself)."""
+        with self._lock:
+            room = self._room_of.pop(sid, None)
+            if room is not None:
+                self._leave_locked(room)
+
+    def _leave_locked(self, room: str) -> None:
+        left = self._members[room] = self._members[room] - 1
+        if left <= 0:
+            del self._members[room]
+            del self._sets[room]
+
+    def watch_sets(self) -> int:
+        with self._lock:
+            return len(self._sets)
+
+    # What is due (any thread) ----------------------------------------------------------------------------------
+    def add(self, ticks: dict = None, states: dict = None, spreads: dict = None) -> None:
+        """`ticks`: market -> entries (appended to what is due); `states`: market -> its latest state; `spreads`:
+        pair -> its row (the latest of each replaces an earlier one)."""
+        with self._lock:
+            for market, entries in (ticks or {}).items():
+                self._ticks.setdefault(market, []).extend(entries)
+            self._states.update(states or {})
+            self._spreads.update(spreads or {})
+
+    def add_feeds(self, payload) -> None:
+        """A `feeds` payload for every client: a change (or two, combined) per packet."""
+        with self._lock:
+            self._feeds = payload if self._feeds is None else combine_feeds(self._feeds, payload)
+
+    def drop(self, market: str) -> None:
+        """Nothing more of `market` is due (nobody watches it any more)."""
+        with self._lock:
+            self._ticks.pop(market, None)
+
+    # The flush (one task) --------------------------------------------------------------------------------------
+    def flush(self, max_batch: int = 500) -> int:
+        """Send every watch-set with something due its one packet; returns the packets sent. A market's ticks
+        beyond `max_batch` (the rows a page keeps) are left out, oldest first."""
+        with self._lock:
+            ticks, self._ticks = self._ticks, {}
+            states, self._states = self._states, {}
+            spreads, self._spreads = self._spreads, {}
+            feeds, self._feeds = self._feeds, None
+            sets = list(self._sets.items())
+        if not (ticks or states or spreads or feeds is not None):
+            return 0
+        for market, entries in ticks.items():
+            if len(entries) > max_batch:
+                ticks[market] = entries = entries[-max_batch:]
+            self.on_batch(len(entries), entries[0].get("received") or entries[0].get("to"))
+        sent = 0
+        for room, markets in sets:
+            packet = {}
+            due = [states[m] for m in markets if m in states]
+            if due:
+                packet["market_state"] = due
+            due = [{"market": m, "ticks": ticks[m]} for m in markets if m in ticks]
+            if due:
+                packet["ticks"] = due
+            if spreads:
+                pairs = sorted({m.partition(":")[2] for m in markets})
+                due = [spreads[p] for p in pairs if p in spreads]
+                if due:
+                    packet["spread"] = due
+            if feeds is not None:
+                packet["feeds"] = feeds
+            if not packet:
+                continue
+            packet["interval_ms"] = self.pacing.interval_ms
+            members, slow = self.conflation.members(room, self.pacing.interval_s)
+            if members - len(slow) <= 0:
+                self.conflation.skipped(slow, markets, feeds is not None)
+                continue
+            # ignore_queue: a web process's own clients (the collector's relay already came through the queue)
+            self.server.emit("batch", packet, to=room, skip_sid=slow or None, namespace="/", ignore_queue=True)
+            self.conflation.skipped(slow, markets, feeds is not None)
+            self.packets += 1
+            self.client_packets += members - len(slow)
+            sent += 1
+        self.conflation.resync_caught_up()
+        return sent
+
+    def run(self, sleep: Callable[[float], None], stopping: Callable[[], bool],
+            before: Callable[[], None] = lambda: None, max_batch: int = 500,
+            on_error: Callable[[], None] = lambda: None) -> None:
+        """The emitting loop: every interval in force, `before()` (the hub adds what is due), then `flush`, then
+        the pacing notes how the round went."""
+        while not stopping():
+            asked = self.pacing.interval_s
+            slept_from = time.monotonic()
+            sleep(asked)
+            started = time.monotonic()
+            try:
+                before()
+                self.conflation.start_round()
+                self.flush(max_batch)
+                self.pacing.note(time.monotonic() - started, max(0.0, started - slept_from - asked),
+                                 *self.conflation.backlog())
+            except Exception:  # an emit failure must not end the only emitting task
+                on_error()
