@@ -47,3 +47,11 @@ def test_e2e_benchmark_prints_its_table():
 def test_memory_benchmark_prints_its_figures():
     out = run("bench/memory.py", "--ticks", "2000", "--page-minutes", "0.02")
     assert "server RSS:" in out and "page at full speed:" in out
+
+
+def test_fanout_benchmark_prints_its_table():
+    out = run("bench/fanout.py", "--clients", "3", "--seconds", "1", "--warmup", "0", "--procs", "1", "--full", "1",
+              "--sample-every", "1")
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| 3 ")]
+    assert "ours / peer per core" in out and len(rows) == 1
+    assert rows[0][1].strip() == "3"  # every client connected

@@ -2,6 +2,7 @@
 import re
 import time
 
+import orjson
 import pytest
 
 from exchanges import EXCHANGES
@@ -196,3 +197,71 @@ def test_a_later_subscriber_gets_the_current_market_state_and_its_reason(client)
         events["feeds"].wait_for(lambda items: items and "NOPE-USDT" not in symbols(items[-1]), timeout=20)
     finally:
         assert server.stop() == 0
+
+
+# --- the fan-out (dashboard/fanout.py), in process ----------------------------------------------------------------
+def fanout_of(clients: int, sets: list, monkeypatch):
+    """A Fanout over a real python-socketio Server whose `clients` clients watch sets[n % len(sets)]; what is sent
+    is recorded as (eio sid, Engine.IO packet), and Socket.IO packet encodings are counted."""
+    import socketio
+    from dashboard.fanout import Fanout
+    server = socketio.Server(async_mode="threading")
+    sent, encodes = [], []
+    server._send_eio_packet = lambda eio_sid, packet: sent.append((eio_sid, packet))
+    encode = server.packet_class.encode
+    monkeypatch.setattr(server.packet_class, "encode", lambda self, *a, **k: (encodes.append(1), encode(self, *a, **k))[1])
+    fanout = Fanout(server, backfill=lambda market: {"market": market, "ticks": [], "state": None})
+    for n in range(clients):
+        fanout.join(server.manager.connect(f"eio{n}", "/"), sets[n % len(sets)])
+    return fanout, sent, encodes
+
+
+def entry(market, seq):
+    exchange, _, symbol = market.partition(":")
+    return {"exchange": exchange, "symbol": symbol, "bid": "1.0", "received": 1, "seq": seq}
+
+
+def test_clients_watching_the_same_markets_share_one_encoded_packet_and_get_only_their_markets(monkeypatch):
+    one, two = ["coinbase:BTC-USD"], ["binance:BTC-USDT", "coinbase:BTC-USD"]
+    fanout, sent, encodes = fanout_of(100, [one, two, []], monkeypatch)
+    fanout.add(ticks={"coinbase:BTC-USD": [entry("coinbase:BTC-USD", 1)],
+                      "binance:BTC-USDT": [entry("binance:BTC-USDT", 7)]},
+               states={"binance:BTC-USDT": {"market": "binance:BTC-USDT", "state": "streaming"}})
+    assert fanout.flush() == 2  # the empty set has nothing due
+    assert len(sent) == 67 and len(encodes) == 2  # 34 + 33 clients, one encoding per watch-set
+    assert len({id(packet) for _, packet in sent}) == 2  # the very same Engine.IO packet queued for each member
+    packets = {eio: orjson.loads(packet.encode()[2:]) for eio, packet in sent}
+    assert packets["eio0"] == ["batch", {"ticks": [{"market": "coinbase:BTC-USD", "ticks": [entry("coinbase:BTC-USD", 1)]}],
+                                         "interval_ms": 50}]
+    assert [part["market"] for part in packets["eio1"][1]["ticks"]] == two
+    assert packets["eio1"][1]["market_state"] == [{"market": "binance:BTC-USDT", "state": "streaming"}]
+    assert fanout.flush() == 0  # nothing new: nothing sent
+
+
+def test_a_feeds_change_reaches_every_client_once_per_interval_and_two_changes_combine(monkeypatch):
+    fanout, sent, _ = fanout_of(4, [[], ["coinbase:BTC-USD"]], monkeypatch)
+    fanout.add_feeds({"now": 1, "changed": {"coinbase": {"frames": 1, "markets": {"BTC-USD": {"ticks": 1}}}}})
+    fanout.add_feeds({"now": 2, "changed": {"coinbase": {"state": "stale", "markets": {"ETH-USD": None}},
+                                            "kraken": None}})
+    assert fanout.flush() == 2 and len(sent) == 4
+    feeds = {orjson.dumps(orjson.loads(packet.encode()[2:])[1]["feeds"]) for _, packet in sent}
+    assert [orjson.loads(f) for f in feeds] == [{"now": 2, "changed": {
+        "coinbase": {"frames": 1, "state": "stale", "markets": {"BTC-USD": {"ticks": 1}, "ETH-USD": None}},
+        "kraken": None}}]
+
+
+def test_the_interval_lengthens_stepwise_under_load_and_comes_back_when_it_falls():
+    from dashboard.fanout import COOL_ROUNDS, HOT_ROUNDS, Pacing
+    pacing = Pacing(50)
+    steps = []
+    for _ in range(8 * HOT_ROUNDS):  # every round wakes a whole interval late: out of CPU
+        pacing.note(0.001, pacing.interval_s, 0, 10)
+        steps.append(pacing.interval_ms)
+    assert sorted(set(steps)) == [50, 100, 200, 400, 800, 1000] and pacing.interval_ms == 1000  # never above 1 s
+    pacing.note(0.001, 0.0, 1, 3)  # one slow client among few is conflated, not paced for
+    for _ in range(HOT_ROUNDS):
+        pacing.note(0.001, 0.0, 1, 3)
+    assert pacing.interval_ms == 1000
+    for _ in range(5 * COOL_ROUNDS):  # quiet again: halved back down to the configured interval, no lower
+        pacing.note(0.001, 0.0, 0, 10)
+    assert pacing.interval_ms == 50
