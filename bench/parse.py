@@ -1,6 +1,7 @@
 """Parse speed on the real recorded frames: each exchange module (through the listener's own frame handler, as on
 the wire) against json.loads and orjson.loads alone (the floor of any Python parser) and against cryptofeed's own
-`message_handler` on the same frames, side by side in one run. Median of 5 passes, frames per second.
+`message_handler` on the same frames, side by side in one run. Median of 5 passes, the columns taking turns pass
+by pass; frames per second.
 
     python bench/parse.py [--passes 5] [--seconds 0.3]            # ours, json, orjson
     python bench/parse.py --before 370efc9                         # + the exchanges package at that commit
@@ -87,6 +88,16 @@ def load_before(commit: str):
     os.rename(os.path.join(folder, "exchanges"), os.path.join(folder, "exchanges_before"))
     sys.path.insert(0, folder)
     return importlib.import_module("exchanges_before").EXCHANGES
+
+
+def interleaved(runners: dict, count: int, passes: int, seconds: float) -> dict:
+    """Frames per second of each runner, median of `passes`, the runners taking turns pass by pass: on a machine
+    shared with other work a slow spell then falls on every column alike, and the ratios hold."""
+    rates = {name: [] for name in runners}
+    for _ in range(passes):
+        for name, run_once in runners.items():
+            rates[name].append(rate(run_once, count, 1, seconds))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def ours(exchange, frames, registry=EXCHANGES):
@@ -207,20 +218,24 @@ def main(argv=None) -> int:
         if args.only and args.only.lower() not in label.lower():
             continue
         count = len(frames)
-        results = {"json": rate(loads(json.loads, frames), count, args.passes, args.seconds),
-                   "orjson": rate(loads(orjson.loads, frames), count, args.passes, args.seconds),
-                   "ours": rate(ours(exchange, frames), count, args.passes, args.seconds)}
+        runners = {"json": loads(json.loads, frames), "orjson": loads(orjson.loads, frames),
+                   "ours": ours(exchange, frames)}
+        if before:
+            runners["before"] = ours(exchange, frames, before)
+        runner = cryptofeed_runner(exchange, frames) if cf_version and not label.endswith("derived") else None
+        if runner:
+            try:
+                runner()  # cryptofeed's own book cannot take every subset (Coinbase's tick frames skip the level2
+            except Exception as failure:  # updates that left the top as it was: it is told to delete a level it
+                print(f"  (cryptofeed failed on {label}: {type(failure).__name__} {failure})")  # never had)
+            else:
+                runners["cryptofeed"] = runner
+        results = interleaved(runners, count, args.passes, args.seconds)
         then = ""
         if before:
-            old = rate(ours(exchange, frames, before), count, args.passes, args.seconds)
+            old = results["before"]
             then = f"{old:>10,.0f} {old / results['orjson']:>13.2f} "
-        runner = cryptofeed_runner(exchange, frames) if cf_version and not label.endswith("derived") else None
-        try:
-            cf = rate(runner, count, args.passes, args.seconds) if runner else None
-        except Exception as failure:  # cryptofeed's own book cannot take this subset (Coinbase's tick frames
-            # skip the level2 updates that left the top as it was, so it is told to delete a level it never had)
-            print(f"  (cryptofeed failed on {label}: {type(failure).__name__} {failure})")
-            cf = None
+        cf = results.get("cryptofeed")
         cf_rate = f"{cf:,.0f}" if cf else "n/a"
         versus_cf = f"{results['ours'] / cf:.1f}" if cf else "n/a"
         print(f"{label:<34} {count:>6} {results['json']:>10,.0f} {results['orjson']:>10,.0f} {then}"
