@@ -5,8 +5,8 @@
 
 Files (one raw frame per line, written to a temporary folder): Coinbase `ticker` + `match` frames and Binance
 `bookTicker` + `aggTrade` frames from the recordings, repeated in order to `--lines`. `--before COMMIT` also runs
-the exchanges package of that commit (bench/parse.py's load_before) as its own process. Best of `--runs`, lines per
-second of the run minus the empty file's.
+the exchanges package of that commit (bench/parse.py's load_before) as its own process. Best of `--runs` (the
+processes taking turns), lines per second of the run minus the empty file's.
 """
 from __future__ import annotations
 
@@ -74,12 +74,12 @@ def main(argv=None) -> int:
     print(f"{'file':<32} {'process':<18} {'lines/s':>12} {'÷ orjson only':>14}")
     for label in SETS:
         exchange, path = write_set(folder, label, args.lines)
-        rates = {}
-        for name, command in commands.items():
-            best = float("inf")
-            for _ in range(args.runs):
-                best = min(best, seconds(command(exchange, path), env) - seconds(command(exchange, empty), env))
-            rates[name] = args.lines / best
+        best = dict.fromkeys(commands, float("inf"))
+        for _ in range(args.runs):  # the processes take turns, so a slow spell of a shared machine hits them alike
+            for name, command in commands.items():
+                took = seconds(command(exchange, path), env) - seconds(command(exchange, empty), env)
+                best[name] = min(best[name], took)
+        rates = {name: args.lines / took for name, took in best.items()}
         for name, value in rates.items():
             print(f"{label:<32} {name:<18} {value:>12,.0f} {value / rates['orjson.loads only']:>14.2f}")
     return 0
