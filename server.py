@@ -174,6 +174,7 @@ def main(argv=None) -> int:
         settings.ws_urls.update(local["urls"])
         settings.rest_urls.update(local["rest_urls"])
         available = local["markets"]
+        settings.replay_info = {"speed": local.get("speed"), "recordings": local.get("recordings", [])}
         if not settings.markets_from_cli:  # the recordings hold other pairs than a live watchlist
             settings.markets = [f"{name}:{symbols[0]}" for name, symbols in available.items()
                                 if symbols and name in settings.exchanges]

@@ -2,6 +2,7 @@
 replay in headless chromium (the running lists cap their rows, so both should stay flat).
 
     python bench/memory.py [--ticks 1000000] [--page-minutes 10]
+    python bench/memory.py --page-only --panels 20 --speed 10 --page-minutes 2   (the page's long tasks)
 """
 from __future__ import annotations
 
@@ -48,17 +49,36 @@ new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries().m
   .observe({ type: "longtask", buffered: true });"""
 
 
-def page_heap(minutes: float) -> list[tuple[float, float, int, int, float]]:
+def offered_markets(port: int, count: int) -> list[str]:
+    """`count` markets the server offers: its watchlist first, then the recordings' other markets."""
+    client = socketio.Client()
+    offers = []
+    client.on("markets", offers.append)
+    client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=20)
+    deadline = time.monotonic() + 20
+    while not offers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.disconnect()
+    offer = offers[0]
+    markets = list(offer["watchlist"])
+    for exchange, symbols in sorted(offer["available"].items()):
+        markets += [f"{exchange}:{symbol}" for symbol in symbols if f"{exchange}:{symbol}" not in markets]
+    return markets[:count]
+
+
+def page_heap(minutes: float, speed: str = "max", panels: int = 0) -> list[tuple[float, float, int, int, float]]:
     """(minutes, used JS heap MB, rows in the DOM, long tasks since the last sample, the longest in ms), sampled
-    every 30 s (or at the end) at full-speed replay. A long task (> 50 ms) is a moment the page could not answer."""
+    every 30 s (or at the end) at `speed` (a multiple of the recorded pace, or max). `panels`: open that many
+    markets (a ?markets= link), else the watchlist. A long task (> 50 ms) is a moment the page could not answer."""
     from playwright.sync_api import sync_playwright
     samples = []
-    with running_server("eventlet", "max") as (port, _), sync_playwright() as p:
+    with running_server("eventlet", speed) as (port, _), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--enable-precise-memory-info"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"http://127.0.0.1:{port}/")
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        query = f"?markets={','.join(offered_markets(port, panels))}" if panels else ""
+        page.goto(f"http://127.0.0.1:{port}/{query}")
         page.evaluate(LONG_TASKS)
         started = time.monotonic()
         while True:
@@ -80,6 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ticks", type=int, default=1_000_000)
     parser.add_argument("--page-minutes", type=float, default=10.0)
     parser.add_argument("--page-only", action="store_true", help="skip the server's million ticks")
+    parser.add_argument("--speed", default="max", help="the page's replay pace: a multiple of the recorded pace, or max")
+    parser.add_argument("--panels", type=int, default=0, help="open this many markets on the page (0: the watchlist)")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if not args.page_only:
@@ -88,9 +110,10 @@ def main(argv=None) -> int:
         print(f"server RSS: {rss[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up ({args.ticks // 10:,} ticks), "
               f"{rss[-1][1]:.0f} MB after {rss[-1][0]:,} ticks, max {max(mb for _, mb in rss):.0f} MB: "
               f"{(rss[-1][1] - warm) / warm * 100:+.1f} % since warm-up")
-    heap = page_heap(args.page_minutes)
-    print("page at full speed: " + ", ".join(f"{m:.1f} min {mb:.1f} MB heap {rows} rows, {count} long tasks "
-                                             f"(max {longest:.0f} ms)" for m, mb, rows, count, longest in heap))
+    heap = page_heap(args.page_minutes, args.speed, args.panels)
+    print(f"page at speed {args.speed}, {args.panels or 'watchlist'} panels: " + ", ".join(
+        f"{m:.1f} min {mb:.1f} MB heap {rows} rows, {count} long tasks "
+        f"(max {longest:.0f} ms)" for m, mb, rows, count, longest in heap))
     return 0
 
 

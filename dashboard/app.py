@@ -208,7 +208,8 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     page_config = {"maxRows": settings.max_rows, "watchlist": settings.markets, "exchanges": exchanges,
                    "colours": {name: EXCHANGES[name].colour for name in settings.exchanges}, "mode": mode,
-                   "emitIntervalMs": settings.emit_interval_ms}
+                   "emitIntervalMs": settings.emit_interval_ms,
+                   "replay": settings.replay_info}
 
     app.register_blueprint(make_api(hub, history, markets_offer))
 

@@ -100,6 +100,9 @@ class Settings:
     record_dir: Optional[str] = None
     replay: Optional[list] = None  # None: live; []: the shipped recordings; else these paths
     speed: float = 1.0
+    # what the local exchange plays, for the page's replay banner: {"speed", "recordings": [{file, exchange, from,
+    # to}]} (server.py fills it from the local exchange's first line)
+    replay_info: Optional[dict] = None
     faults: list = field(default_factory=list)  # fault specs for the local exchange (replay only)
     history_url: Optional[str] = "sqlite:///data/live/history.sqlite3"  # None: no history
     history_retention_days: float = 7.0

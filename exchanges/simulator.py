@@ -7,7 +7,8 @@ subscribed streams at the recorded pace times `speed` (0 = as fast as the client
 All clients of one exchange share one clock, as they would share one market.
 
     python -m exchanges.simulator [PATH ...] [--speed N] [--host H] [--port P]
-prints one JSON line {"urls": {...}, "markets": {...}} once it listens, then serves until stopped.
+prints one JSON line {"urls", "rest_urls", "markets", "recordings": [{file, exchange, from, to}], "speed"} once it
+listens (from/to: the first and last receipt time in the file, epoch ms UTC), then serves until stopped.
 """
 from __future__ import annotations
 
@@ -105,6 +106,7 @@ class LocalExchange:
         frames: dict[str, list] = {}
         listed: dict[str, set] = {}
         listings: dict[str, str] = {}  # exchange -> its recorded REST listing body
+        self.recordings: list[dict] = []  # what is played: {file, exchange, from, to} (epoch ms UTC of receipt)
         for path in recording_files(paths or DEFAULT_RECORDINGS):
             rest = read_rest(path)
             if rest is not None:
@@ -113,9 +115,18 @@ class LocalExchange:
                     listed.setdefault(name, set()).update(EXCHANGES[name].venue.listing(rest[2]))
                     listings[name] = rest[2]
                 continue
+            played: dict[str, list] = {}  # exchange -> [first, last] receipt time in this file
             for frame in read_frames(path):
                 if frame.exchange in EXCHANGES and (exchanges is None or frame.exchange in exchanges):
                     frames.setdefault(frame.exchange, []).append(frame)
+                    span = played.setdefault(frame.exchange, [None, None])
+                    if frame.received is not None:
+                        span[0] = frame.received if span[0] is None else min(span[0], frame.received)
+                        span[1] = frame.received if span[1] is None else max(span[1], frame.received)
+            self.recordings += [{"file": path.name, "exchange": name,
+                                 "from": None if first is None else round(first * 1000),
+                                 "to": None if last is None else round(last * 1000)}
+                                for name, (first, last) in sorted(played.items())]
         for recorded in frames.values():  # several recordings of one exchange (Kraken: ticker, trade) interleave
             if all(frame.received is not None for frame in recorded):
                 recorded.sort(key=lambda frame: frame.received)  # stable: one file's order is kept on ties
@@ -426,7 +437,8 @@ def main(argv=None) -> int:
     for fault in args.fault:
         exchange.inject(fault)
     exchange.start()
-    print(orjson.dumps({"urls": exchange.urls, "rest_urls": exchange.rest_urls, "markets": exchange.markets()})
+    print(orjson.dumps({"urls": exchange.urls, "rest_urls": exchange.rest_urls, "markets": exchange.markets(),
+                        "recordings": exchange.recordings, "speed": args.speed})
           .decode(), flush=True)
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -2,12 +2,14 @@
 // Text from outside (exchange frames, server messages) reaches the DOM only through textContent.
 import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
+import { Board } from "./board.js";
+import { Alignment, emptyMark, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
 const PAIR = /^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$/;
 const STORAGE_KEY = `dashboard.watchlist.${config.mode}`;
 const FEED_COLOURS = {
-  live: "text-bg-success", quiet: "text-bg-info", connecting: "text-bg-secondary", idle: "text-bg-light",
+  live: "text-bg-success", quiet: "text-bg-info", connecting: "text-bg-secondary", idle: "badge-idle",
   reconnecting: "text-bg-warning", stale: "text-bg-warning", error: "text-bg-danger", stopped: "text-bg-dark",
 };
 const MARKET_COLOURS = {
@@ -29,6 +31,7 @@ const serviceBanner = document.getElementById("service-banner");
 const details = document.getElementById("feed-details");
 
 const panels = new Map(); // market -> panel state
+const board = new Board(document.getElementById("board"), config.exchanges);
 const charts = new PairCharts(document.getElementById("charts"), document.getElementById("chart-template"),
   config.exchanges, config.colours);
 let available = {};
@@ -39,6 +42,38 @@ let detailsFor = null; // the exchange whose feed details are open
 const spreads = new Map(); // pair -> its latest spread row from the server, with `at`: when it came (server clock)
 
 document.getElementById("mode").textContent = config.mode.toUpperCase();
+// Replay says what it is: which recordings (their exchange and the days they hold) at what pace. One line, and the
+// list of recordings behind it.
+function renderReplayBanner() {
+  const el = document.getElementById("replay-banner");
+  if (config.mode !== "replay") return;
+  const { speed, recordings = [] } = config.replay ?? {};
+  const span = (r) => {
+    if (r.from == null) return "";
+    const [from, to] = [utc(r.from).date, utc(r.to ?? r.from).date];
+    return from === to ? from : `${from} to ${to}`;
+  };
+  const dates = recordings.flatMap((r) => (r.from == null ? [] : [r.from, r.to ?? r.from])).sort((a, b) => a - b);
+  const venues = new Set(recordings.map((r) => r.exchange));
+  const pace = speed ? `at ${speed}× the recorded pace` : speed === 0 ? "as fast as it is taken" : "";
+  const line = document.createElement("summary");
+  line.textContent = "Replay of recorded data, not live prices" + (recordings.length
+    ? `: ${recordings.length} recordings of ${venues.size} exchanges` +
+      (dates.length ? `, ${span({ from: dates[0], to: dates[dates.length - 1] })}` : "") : "") +
+    (pace ? `, ${pace}, from the start again at the end` : "") + ".";
+  const list = document.createElement("ul");
+  list.className = "mb-0";
+  for (const r of recordings) {
+    const item = document.createElement("li");
+    item.textContent = `${config.exchanges[r.exchange] ?? r.exchange}: ${r.file}${r.from == null ? "" : ` (${span(r)}, UTC)`}`;
+    list.append(item);
+  }
+  const details = document.createElement("details");
+  details.append(line, list);
+  el.replaceChildren(details);
+  el.classList.remove("d-none");
+}
+renderReplayBanner();
 for (const [name, label] of Object.entries(config.exchanges)) {
   exchangeSelect.append(new Option(label, name));
 }
@@ -117,34 +152,18 @@ function syncUrl() {
 }
 
 // --- formatting ----------------------------------------------------------------------------------------------
-function utc(ms) {
-  const iso = new Date(ms).toISOString(); // 2021-04-17T16:43:30.244Z
-  return { date: iso.slice(0, 10), time: iso.slice(11, 23) };
-}
-const today = () => new Date().toISOString().slice(0, 10);
-function cell(price, size, extraClass) {
+function cell(price, size, extraClass, alignment) {
   const td = document.createElement("td");
   td.className = "text-end" + (extraClass ? " " + extraClass : "");
-  td.textContent = price ?? "–";
-  if (size != null) {
-    const small = document.createElement("span");
-    small.className = "size";
-    small.textContent = "× " + size;
-    td.append(small);
-  }
+  if (price == null) td.textContent = "–";
+  else td.append(numberSpan(price, alignment));
+  if (size != null) td.append(sizeSpan(size, alignment));
   return td;
 }
-// A book side named in the tick's "empty" is empty now: it shows as empty, never as an old price. A null price not
-// named there is not known yet (only trades so far): a dash, as any unknown field.
-const isEmptySide = (empty, side) => empty === side || empty === "both";
-function emptyMark(text) {
-  const mark = document.createElement("span");
-  mark.className = "side-empty";
-  mark.textContent = text;
-  return mark;
-}
-function sideCell(tick, side) {
-  if (!isEmptySide(tick.empty, side)) return cell(tick[side], tick[`${side}_size`], side);
+// An empty book side (named in the tick's "empty") shows as empty, never as an old price. A null price not named
+// there is not known yet (only trades so far): a dash, as any unknown field.
+function sideCell(tick, side, alignment) {
+  if (!isEmptySide(tick.empty, side)) return cell(tick[side], tick[`${side}_size`], side, alignment);
   const td = document.createElement("td");
   td.className = `text-end ${side}`;
   td.dataset.empty = side;
@@ -152,14 +171,16 @@ function sideCell(tick, side) {
   td.append(emptyMark("empty"));
   return td;
 }
-function tickRow(tick) {
+// Each clock's date is said once, above the panel's rows (clock-dates); a row shows its date only when it is not
+// that one (a panel that ran past midnight).
+function tickRow(tick, panel) {
   const tr = document.createElement("tr");
   const exchangeTime = tick.time != null;
+  const clock = exchangeTime ? "exchange" : "received";
   const when = utc(exchangeTime ? tick.time : tick.received);
   const timeCell = document.createElement("td");
-  // The date shows only when it is not today (a replayed recording's exchange times are from its day).
-  timeCell.textContent = when.date === today() ? when.time : `${when.date} ${when.time}`;
-  timeCell.dataset.timeSource = exchangeTime ? "exchange" : "received";
+  timeCell.textContent = when.date === panel.dates[clock] ? when.time : `${when.date} ${when.time}`;
+  timeCell.dataset.timeSource = clock;
   timeCell.title = exchangeTime
     ? `${when.date} ${when.time} UTC, exchange time`
     : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
@@ -168,9 +189,30 @@ function tickRow(tick) {
     timeCell.classList.add("from-rest");
     timeCell.title += "; filled from the exchange's REST API when the panel opened";
   }
-  tr.append(timeCell, sideCell(tick, "bid"), sideCell(tick, "ask"),
-    cell(tick.last, tick.last_size, tick.last_side ? `last side-${tick.last_side}` : "last"));
+  tr.append(timeCell, sideCell(tick, "bid", panel.alignment), sideCell(tick, "ask", panel.alignment),
+    cell(tick.last, tick.last_size, tick.last_side ? `last side-${tick.last_side}` : "last", panel.alignment));
   return tr;
+}
+// The dates of a panel's clocks, from the newest rows of each: "exchange clock 2021-04-17 · received 2026-11-30".
+function setClockDates(panel, entries) {
+  let changed = false;
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i];
+    if (e.kind === "gap") continue;
+    const clock = e.time != null ? "exchange" : "received";
+    if (!panel.dates[clock]) { panel.dates[clock] = utc(e.time ?? e.received).date; changed = true; }
+    if (panel.dates.exchange && panel.dates.received) break;
+  }
+  if (!changed) return;
+  const { exchange, received } = panel.dates;
+  let text;
+  if (exchange && received) {
+    text = exchange === received ? `${exchange}, exchange clock and receipt (rcv)`
+      : `exchange clock ${exchange} · received (rcv) ${received}`;
+  } else {
+    text = exchange ? `exchange clock ${exchange}` : `received (rcv) ${received}`;
+  }
+  panel.clockDates.textContent = text;
 }
 
 function hms(ms) {
@@ -185,14 +227,14 @@ function gapRow(gap) {
   tr.append(td);
   return tr;
 }
-function entryRow(entry) {
-  const row = entry.kind === "gap" ? gapRow(entry) : tickRow(entry);
+function entryRow(entry, panel) {
+  const row = entry.kind === "gap" ? gapRow(entry) : tickRow(entry, panel);
   row.dataset.seq = entry.seq;
   return row;
 }
 
 // --- panels --------------------------------------------------------------------------------------------------
-function addPanel(market) {
+function addPanel(market, { reveal = false } = {}) {
   if (panels.has(market)) return panels.get(market);
   const [exchange, pair] = market.split(":");
   const el = template.content.firstElementChild.cloneNode(true);
@@ -204,9 +246,14 @@ function addPanel(market) {
   const download = el.querySelector(".download"); // a real link: its href is always there, kept current each second
   download.download = `${exchange}-${pair}.csv`;
   panelsEl.append(el);
-  const panel = { market, exchange, el, tbody: el.querySelector("tbody"), lastSeq: 0, ready: false, early: [], download };
+  const panel = { market, exchange, el, tbody: el.querySelector("tbody"), lastSeq: 0, ready: false, early: [], download,
+    queue: [], dates: {}, clockDates: el.querySelector(".clock-dates"), emptyState: el.querySelector(".empty-state"),
+    alignment: new Alignment(el.querySelector("table")), entries: [], shown: Math.min(SHOWN_ROWS, config.maxRows),
+    scroller: el.querySelector(".rows-scroll") };
+  panel.scroller.addEventListener("scroll", () => showMore(panel), { passive: true });
   setCsvHref(panel);
   panels.set(market, panel);
+  board.sync([...panels.keys()]);
   setMarketState(panel, { state: "subscribing", reason: "" });
   applyFeedState(panel);
   saveWatchlist();
@@ -214,6 +261,14 @@ function addPanel(market) {
   charts.ensure(pair, Date.now() + clockOffset);
   themeCharts();
   if (socket.connected) socket.emit("subscribe", { market });
+  schedule(panel);
+  if (reveal) { // one the user just added: its line and its panel come into sight, briefly marked
+    for (const target of [el, board.lines.get(market)?.tr]) {
+      target?.classList.add("flash");
+      setTimeout(() => target?.classList.remove("flash"), 800);
+    }
+    board.lines.get(market)?.tr.scrollIntoView({ block: "nearest" });
+  }
   return panel;
 }
 function removePanel(market) {
@@ -221,6 +276,7 @@ function removePanel(market) {
   if (!panel) return;
   panel.el.remove();
   panels.delete(market);
+  board.sync([...panels.keys()]);
   saveWatchlist();
   renderSpreads();
   const pair = market.split(":")[1];
@@ -236,6 +292,7 @@ function setMarketState(panel, { state, reason }) {
   reasonEl.textContent = reason || "";
   reasonEl.classList.toggle("d-none", !reason);
   reasonEl.classList.toggle("text-danger", state === "error");
+  schedule(panel);
 }
 function applyFeedState(panel) {
   const feed = feedStates[panel.exchange];
@@ -244,18 +301,95 @@ function applyFeedState(panel) {
   const line = panel.el.querySelector(".feed-reason");
   line.textContent = down ? `${feed.label} feed ${feed.state}${feed.reason ? ": " + feed.reason : ""}` : "";
   line.classList.toggle("d-none", !down);
+  schedule(panel);
+}
+// Why a market shows no quote yet, in words: the server's reason (not listed, waiting for its first update ...), the
+// feed's trouble, or simply nothing yet.
+function whyEmpty(panel) {
+  const state = panel.el.dataset.state;
+  const reason = panel.el.querySelector(".market-reason").textContent;
+  if (state === "error") return reason || "refused";
+  const feed = feedStates[panel.exchange];
+  if (feed && !HEALTHY.has(feed.state) && feed.state !== "idle") {
+    return `waiting: ${feed.label} feed ${feed.state}${feed.reason ? ": " + feed.reason : ""}`;
+  }
+  if (state === "waiting") return `waiting: ${reason || "no update from the exchange yet"}`;
+  if (state === "subscribing") return "no data yet: subscribing…";
+  return reason ? `no data yet: ${reason}` : "no data yet";
+}
+
+// --- drawing: at most once per animation frame ---------------------------------------------------------------
+// Events only queue what they bring; one draw per frame renders it. A hidden tab draws nothing: each panel's queue
+// keeps at most a few screens of entries (the rest would be cut by maxRows anyway).
+const dirty = new Set();
+let drawPending = false;
+function schedule(panel) {
+  if (panel) dirty.add(panel);
+  if (!drawPending) {
+    drawPending = true;
+    requestAnimationFrame(draw);
+  }
+}
+function draw() {
+  drawPending = false;
+  for (const panel of dirty) {
+    if (!panels.has(panel.market)) continue;
+    if (panel.queue.length) {
+      render(panel, panel.queue);
+      panel.queue = [];
+    }
+    const empty = panel.tbody.rows.length === 0;
+    panel.emptyState.textContent = empty ? whyEmpty(panel) : "";
+    panel.emptyState.classList.toggle("d-none", !empty);
+  }
+  dirty.clear();
+  charts.flush();
+  drawBoard();
+  if (spreadsDirty) renderSpreads();
+}
+window.__flush = draw;
+function drawBoard() {
+  board.draw({
+    now: serverNow(),
+    why: (market) => whyEmpty(panels.get(market)),
+    down: feedDown,
+    best: (pair) => { // the server's spread row, while its venues' feeds are up, when more than one venue quotes
+      const row = spreads.get(pair);
+      if (!row || row.venues.length < 2) return null;
+      const bid = row.best_bid && !feedDown(row.best_bid.exchange) ? row.best_bid.exchange : null;
+      const ask = row.best_ask && !feedDown(row.best_ask.exchange) ? row.best_ask.exchange : null;
+      return { bid, ask };
+    },
+  });
 }
 // Render one batch in one DOM update: newest on top, at most maxRows rows.
+// A panel keeps its last maxRows entries (newest first); the page holds only the newest SHOWN_ROWS of them as rows,
+// more as the list is scrolled down: each row put on top re-lays out every row below it, so 20 panels of 500 rows
+// took most of a frame.
+const SHOWN_ROWS = 60;
 function render(panel, ticks) {
   const fresh = ticks.filter((t) => t.seq > panel.lastSeq);
   if (!fresh.length) return;
   panel.lastSeq = fresh[fresh.length - 1].seq;
+  setClockDates(panel, fresh);
+  const newest = fresh.slice(-config.maxRows).reverse();
+  panel.entries = newest.concat(panel.entries).slice(0, config.maxRows);
   const fragment = document.createDocumentFragment();
-  const start = Math.max(0, fresh.length - config.maxRows);
-  for (let i = fresh.length - 1; i >= start; i--) fragment.append(entryRow(fresh[i]));
+  for (const entry of newest.slice(0, panel.shown)) fragment.append(entryRow(entry, panel));
   panel.tbody.prepend(fragment);
-  let excess = panel.tbody.rows.length - config.maxRows;
+  let excess = panel.tbody.rows.length - panel.shown;
   while (excess-- > 0) panel.tbody.lastElementChild.remove();
+}
+// Scrolled near the end of what is shown: the next older entries become rows.
+function showMore(panel) {
+  const scroller = panel.scroller;
+  if (scroller.scrollTop + scroller.clientHeight < scroller.scrollHeight - 100) return;
+  const from = panel.tbody.rows.length;
+  if (from >= panel.entries.length) return;
+  panel.shown = Math.min(config.maxRows, panel.shown + SHOWN_ROWS);
+  const fragment = document.createDocumentFragment();
+  for (const entry of panel.entries.slice(from, panel.shown)) fragment.append(entryRow(entry, panel));
+  panel.tbody.append(fragment);
 }
 
 function setCsvHref(panel) { // the last 24 hours, as of now
@@ -265,7 +399,6 @@ function setCsvHref(panel) { // the last 24 hours, as of now
 
 // --- feeds strip ---------------------------------------------------------------------------------------------
 const serverNow = () => Date.now() + clockOffset;
-const seconds = (ms) => `${Math.max(0, ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
 
 // The "feeds" event: the full status (a list) on connect, then only what changed, at most once a second:
 // {now, changed: {exchange: {field: value} | null}}, where "markets" names only the markets whose counters changed
@@ -341,7 +474,36 @@ function renderFeeds() {
   if (feedsEl.children.length !== badges.length || badges.some((b, i) => feedsEl.children[i] !== b)) {
     feedsEl.replaceChildren(...badges);
   }
+  renderSummary();
+  renderOfflineBanner();
   renderDetails();
+}
+// A phone: the badges fold into one line ("Feeds: 6 live · 1 error") that opens them.
+const summary = document.getElementById("feeds-summary");
+function renderSummary() {
+  const counts = new Map();
+  for (const feed of feedList || []) counts.set(feed.state, (counts.get(feed.state) ?? 0) + 1);
+  summary.textContent = `Feeds: ${[...counts].map(([state, n]) => `${n} ${state}`).join(" · ") || "none yet"}`;
+  summary.dataset.trouble = [...counts.keys()].some((state) => !HEALTHY.has(state) && state !== "idle") ? "1" : "";
+}
+summary.addEventListener("click", () => {
+  const open = feedsEl.classList.toggle("open");
+  summary.setAttribute("aria-expanded", String(open));
+});
+// No exchange reachable at all (every feed that streams something is down, none has data): one banner with the
+// feeds' own words, instead of a page of panels "subscribing".
+const offlineBanner = document.getElementById("offline-banner");
+function renderOfflineBanner() {
+  const streaming = (feedList || []).filter((f) => f.state !== "idle" && f.state !== "stopped");
+  const down = streaming.filter((f) => ["error", "reconnecting"].includes(f.state));
+  const unreachable = streaming.length > 0 && down.length === streaming.length;
+  offlineBanner.classList.toggle("d-none", !unreachable);
+  if (!unreachable) return;
+  const reasons = [...new Set(down.map((f) => f.reason).filter(Boolean))];
+  const shown = reasons.slice(0, 3).join("; ") + (reasons.length > 3 ? `; and ${reasons.length - 3} more` : "");
+  offlineBanner.textContent = `No exchange can be reached${shown ? ` (${shown})` : ""}. ` +
+    (config.mode === "live" ? "Check this machine's network; `make replay` runs offline on recorded data."
+      : "The local exchange is not answering.");
 }
 function renderDetails() {
   const feed = detailsFor && feedStates[detailsFor];
@@ -379,8 +541,15 @@ details.querySelector(".close-details").addEventListener("click", () => { detail
 setInterval(() => {
   renderFeeds();
   renderSpreads();
+  drawBoard(); // the ages move while nothing arrives
   for (const panel of panels.values()) setCsvHref(panel);
 }, 1000);
+// The charts are below the quotes, in a section that folds (remembered in this browser).
+const chartsSection = document.getElementById("charts-section");
+try { chartsSection.open = localStorage.getItem("dashboard.charts") !== "closed"; } catch (_) { /* open */ }
+chartsSection.addEventListener("toggle", () => {
+  try { localStorage.setItem("dashboard.charts", chartsSection.open ? "open" : "closed"); } catch (_) { /* fine */ }
+});
 // The charts' vendor attribution links stay, out of the tab order: the keyboard goes from the form to the panels.
 const chartsEl = document.getElementById("charts");
 const untab = () => chartsEl.querySelectorAll("a").forEach((a) => a.setAttribute("tabindex", "-1"));
@@ -447,7 +616,9 @@ function venueEntry(v) {
   }
   return span;
 }
+let spreadsDirty = false;
 function renderSpreads() {
+  spreadsDirty = false;
   const pairs = new Set([...panels.values()].map((p) => p.market.split(":")[1]));
   const rows = [...pairs].sort().map((pair) => {
     const row = spreads.get(pair);
@@ -456,7 +627,14 @@ function renderSpreads() {
     const name = document.createElement("td");
     name.textContent = pair;
     tr.append(name);
-    if (!row) { tr.append(...[1, 2, 3, 4, 5].map(() => document.createElement("td"))); return tr; }
+    if (!row) { // no venue has quoted it yet
+      const none = document.createElement("td");
+      none.colSpan = 5;
+      none.className = "empty-state text-secondary";
+      none.textContent = "no quotes yet";
+      tr.append(none);
+      return tr;
+    }
     // a best price from a venue whose feed is down now makes no spread: the prices stay, marked, the spread goes
     const down = [row.best_bid, row.best_ask].some((side) => side && feedDown(side.exchange));
     const sinceMs = Math.max(0, serverNow() - row.at);
@@ -467,7 +645,9 @@ function renderSpreads() {
     venues.className = "venue";
     row.venues.forEach((v, i) => venues.append(...(i ? [", "] : []), venueEntry(v)));
     if (row.crossed && !down) venues.append(" · crossed");
-    tr.append(priceAt(row.best_bid, sinceMs), priceAt(row.best_ask, sinceMs), cell(down ? null : row.spread),
+    const absolute = cell(down ? null : row.spread);
+    absolute.classList.add("spread-abs");
+    tr.append(priceAt(row.best_bid, sinceMs), priceAt(row.best_ask, sinceMs), absolute,
       cell(down ? null : row.spread_bps), venues);
     return tr;
   });
@@ -484,6 +664,7 @@ function onConnect() {
   for (const panel of panels.values()) { // (re)subscribe; each backfill replaces the panel's rows and state
     panel.ready = false;
     panel.early = [];
+    panel.queue = [];
     setMarketState(panel, { state: "subscribing", reason: "" }); // not what a server we lost said
     socket.emit("subscribe", { market: panel.market });
   }
@@ -503,25 +684,35 @@ function receiveMarkets(offer) {
 }
 function receiveSpread(row) {
   spreads.set(row.pair, { ...row, at: serverNow() });
-  renderSpreads();
+  spreadsDirty = true;
+  schedule();
 }
+// A backfill replaces the panel's rows and its board line (the server's state, not what a lost server said).
 function receiveBackfill({ market, ticks, state }) {
   const panel = panels.get(market);
   if (!panel) return;
   panel.tbody.replaceChildren();
   panel.lastSeq = 0;
-  render(panel, ticks);
-  render(panel, panel.early); // live ticks that overtook the backfill
+  panel.entries = [];
+  panel.dates = {};
+  panel.clockDates.textContent = "";
+  panel.queue = [...ticks, ...panel.early]; // with the live ticks that overtook the backfill
   panel.early = [];
   panel.ready = true;
+  board.reset(market);
+  for (const tick of panel.queue) board.update(market, tick);
   if (state) setMarketState(panel, state);
+  schedule(panel);
 }
 function receiveTicks({ market, ticks }) {
   const panel = panels.get(market);
   if (!panel) return;
   charts.add(market, ticks);
-  if (panel.ready) render(panel, ticks);
-  else panel.early.push(...ticks);
+  if (!panel.ready) { panel.early.push(...ticks); schedule(); return; }
+  for (const tick of ticks) board.update(market, tick);
+  panel.queue.push(...ticks);
+  if (panel.queue.length > 4 * config.maxRows) panel.queue.splice(0, panel.queue.length - config.maxRows);
+  schedule(panel);
 }
 function receiveMarketState(state) {
   const panel = panels.get(state.market);
@@ -591,7 +782,7 @@ document.getElementById("add-market").addEventListener("submit", (event) => {
       existing.el.classList.add("flash");
       setTimeout(() => existing.el.classList.remove("flash"), 800);
     } else {
-      addPanel(market);
+      addPanel(market, { reveal: true });
     }
   }
   pairInput.value = "";

@@ -16,6 +16,7 @@ export class PairCharts {
     this.labels = labels;
     this.colours = { ...colours }; // exchange -> colour, from each exchange module
     this.charts = new Map(); // pair -> { el, chart, series: {exchange: {bid, ask, last}}, last: Map, ready, early }
+    this.pending = new Map(); // series -> Map(time -> point): drawn by flush(), once a frame, the newest of each second
     window.__charts = this.charts; // for the browser tests
   }
 
@@ -41,7 +42,8 @@ export class PairCharts {
     // blanks: the whitespace points put for gaps (the chart does not list them back), for the tests
     // breaks: the whitespace points put for a null bid or ask (an empty book side), for the tests too
     const entry = { el, chart, series: {}, last: new Map(), precision: new Map(), blanks: [], breaks: [],
-      broken: new Set(), ready: false, early: [] };
+      broken: new Set(), ready: false, early: [], empty: el.querySelector(".chart-empty") };
+    entry.empty.textContent = `no data yet for ${pair}`;
     this.charts.set(pair, entry);
     const params = new URLSearchParams({ pair, from: Math.max(0, Math.floor(serverNow - HISTORY_MS)) });
     fetch(`/api/chart?${params}`).then((r) => r.json()).then((data) => {
@@ -49,6 +51,7 @@ export class PairCharts {
     }).catch(() => { /* no history: live ticks still draw */ }).finally(() => {
       entry.ready = true;
       this.apply(entry, entry.early);
+      this.flush();
       entry.early = [];
       entry.chart.timeScale().fitContent(); // open on the data there is, not on an empty hour
     });
@@ -57,6 +60,7 @@ export class PairCharts {
   remove(pair) {
     const entry = this.charts.get(pair);
     if (!entry) return;
+    for (const sides of Object.values(entry.series)) for (const series of Object.values(sides)) this.pending.delete(series);
     entry.chart.remove();
     entry.el.remove();
     this.charts.delete(pair);
@@ -99,7 +103,10 @@ export class PairCharts {
       }
       const sorted = [...data.values()].sort((a, b) => a.time - b.time);
       series[side].setData(sorted);
-      if (sorted.length) entry.last.set(series[side], sorted[sorted.length - 1].time);
+      if (sorted.length) {
+        entry.last.set(series[side], sorted[sorted.length - 1].time);
+        this.drawn(entry);
+      }
       if (sorted.length && sorted[sorted.length - 1].value === undefined) entry.broken.add(series[side]);
     }
   }
@@ -153,10 +160,28 @@ export class PairCharts {
     series.applyOptions({ priceFormat: { type: "price", precision: decimals, minMove: 10 ** -decimals } });
   }
 
+  // A point to draw: kept until the next flush(), where a second's newest point is the one drawn (the chart's
+  // resolution is a second; drawing every tick cost most of the page's time at 20 panels).
   put(entry, series, point) {
     const last = entry.last.get(series);
     if (last !== undefined && point.time < last) return; // older than what is drawn: the history had it
-    series.update(point);
+    if (!this.pending.has(series)) this.pending.set(series, new Map());
+    this.pending.get(series).set(point.time, point);
     entry.last.set(series, point.time);
+    this.drawn(entry);
+  }
+
+  // Draw what put() kept, in time order; the app calls it once per animation frame.
+  flush() {
+    for (const [series, points] of this.pending) {
+      for (const time of [...points.keys()].sort((a, b) => a - b)) series.update(points.get(time));
+    }
+    this.pending.clear();
+  }
+
+  // The "no data yet" line goes once something is drawn.
+  drawn(entry) {
+    if (entry.empty.hidden) return;
+    entry.empty.hidden = true;
   }
 }

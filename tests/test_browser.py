@@ -523,3 +523,266 @@ def test_every_control_is_reached_and_worked_by_the_keyboard(page):
     assert after_redraw == badges[0]
     page.keyboard.press("Space")
     details.wait_for(state="hidden")
+
+
+# --- a trader's screen: the board, the first screen, a phone, empty states, the banners ------------------------------
+DEFAULT_MARKETS = 7  # the replay's watchlist: one market of each recorded exchange
+
+
+def quotes_on_board(page, count=DEFAULT_MARKETS):
+    page.wait_for_function(f"document.querySelectorAll('#board tbody tr[data-state=quote]').length >= {count}",
+                           timeout=30_000)
+
+
+FIRST_ROWS = """() => [...document.querySelectorAll('#panels .panel')].map((p) => {
+  const row = p.querySelector('tbody tr'), r = row?.getBoundingClientRect();
+  return { market: p.dataset.market, top: r ? r.top : null, bottom: r ? r.bottom : null };
+})"""
+
+
+def test_the_first_screen_shows_the_board_and_every_markets_newest_rows(browser, replay_server):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(replay_server.url)
+        quotes_on_board(page)
+        page.wait_for_function(f"[...document.querySelectorAll('#panels .panel')].filter(p => "
+                               f"p.querySelector('tbody tr')).length === {DEFAULT_MARKETS}", timeout=30_000)
+        page.evaluate("window.__flush()")
+        board = page.locator("#board").bounding_box()
+        assert board["y"] < 300 and board["y"] + board["height"] < 600  # at the top, one line a market
+        lines = page.locator("#board tbody tr").evaluate_all("trs => trs.map(tr => tr.dataset.market)")
+        assert len(lines) == DEFAULT_MARKETS
+        for first in page.evaluate(FIRST_ROWS):  # every panel's newest row is on the first screen
+            assert first["bottom"] is not None and first["bottom"] <= 900, first
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+        # each line: bid x size, ask x size, bps, last, a time to the millisecond, an age
+        line = page.locator('#board tr[data-market="coinbase:SKL-USD"]')
+        texts = line.evaluate("tr => [...tr.querySelectorAll('td')].map(td => td.textContent)")
+        assert re.match(r"^0\.\d+ × [\d.]+$", texts[0]) and re.match(r"^0\.\d+ × [\d.]+$", texts[1])
+        assert re.match(r"^-?\d+\.\d\d$", texts[2]) and re.match(r"^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\.\d{3}$", texts[4])
+        assert re.match(r"^\d+(\.\d)? s$", texts[5])
+        # the charts come after the quotes, in a section that folds
+        charts = page.locator("#charts-section").bounding_box()
+        assert charts["y"] > page.locator("#panels").bounding_box()["y"]
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "desk.png"))
+    finally:
+        context.close()
+
+
+INSIDE = """(width) => {  // every element of the page inside the window's width
+  return [...document.querySelectorAll('body *')].filter((el) => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && (r.right > width + 0.5 || r.left < -0.5);
+  }).map((el) => `${el.tagName}.${el.className}`).slice(0, 5);
+}"""
+
+
+def test_a_phone_shows_time_bid_ask_and_last_within_its_width(browser, replay_server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(replay_server.url)
+        quotes_on_board(page)
+        first_rows(page, "binance:NKN-USDT", 2)
+        first_rows(page, "kraken:SC-EUR", 2)
+        page.evaluate("window.__flush()")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert page.evaluate(INSIDE, 390) == []
+        # each running row: time, bid, ask and last side by side, all four inside the panel, nothing scrolled away
+        first_rows(page, "coinbase:SKL-USD", 2)
+        for market in ("binance:NKN-USDT", "kraken:SC-EUR", "coinbase:SKL-USD"):
+            # the panel's newest row and its card, read in one task (a backfill may replace the rows between two)
+            card, cells = panel(page, market).evaluate(
+                "p => { const c = p.querySelector('.card').getBoundingClientRect(); "
+                "return [[c.left, c.right], [...p.querySelector('tbody tr').cells].map(td => { "
+                "const r = td.getBoundingClientRect(); return [r.left, r.right, td.scrollWidth <= td.clientWidth + 1]; })]; }")
+            assert len(cells) == 4
+            for left, right, fits in cells:
+                assert card[0] - 0.5 <= left < right <= card[1] + 0.5 and fits, (market, card, cells)
+        # the badges fold into one line that says how the feeds are, and opens them
+        summary = page.locator("#feeds-summary")
+        assert summary.is_visible() and not page.locator("#feeds").is_visible()
+        page.wait_for_function("document.querySelector('#feeds-summary').textContent.includes('live')")
+        assert summary.bounding_box()["height"] < 40
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "phone.png"))
+        summary.click()
+        assert page.locator("#feeds").is_visible()
+        assert page.locator("#feeds .badge").count() == len(EXCHANGES)
+        assert summary.get_attribute("aria-expanded") == "true"
+    finally:
+        context.close()
+
+
+# Hands one event to the page, draws, and reads a board line's cells, in one task (nothing from the server between).
+BOARD_AFTER = """([event, payload, market]) => {
+  window.__receive(event, payload);
+  window.__flush();
+  const tr = document.querySelector(`#board tr[data-market="${market}"]`);
+  return Object.fromEntries([...tr.querySelectorAll('td')].map((td) => [td.className.split(' ')[1], {
+    text: td.textContent, move: td.dataset.move ?? null, classes: td.className,
+    animations: td.getAnimations().length }]));
+}"""
+NEWEST = 8e15  # a seq above any the server numbers (its start time in µs) and exact in a double: our rows stay on top
+
+
+def test_the_board_groups_a_pairs_venues_marks_the_best_and_flashes_a_move(page, replay_server):
+    page.goto(replay_server.url + "/?markets=coinbase:SKL-USD,binance:NKN-USDT,binanceus:SKL-USD")
+    quotes_on_board(page, 2)
+    order = page.locator("#board tbody tr").evaluate_all("trs => trs.map(tr => tr.dataset.market)")
+    assert order == ["coinbase:SKL-USD", "binanceus:SKL-USD", "binance:NKN-USDT"]  # a pair's venues together
+    ticks = lambda **f: {"market": MARKET, "ticks": [injected_tick(received=10**12, **f)]}  # noqa: E731
+    page.evaluate(BOARD_AFTER, ["ticks", ticks(seq=NEWEST), MARKET])
+    # the best bid and ask across venues, from the server's spread row (both venues quoting)
+    row = {"pair": "SKL-USD", "quote": "USD", "crossed": False, "spread": "0.0001", "spread_bps": "1.26",
+           "best_bid": {"price": "0.7901", "exchange": "coinbase", "age_ms": 5},
+           "best_ask": {"price": "0.7902", "exchange": "binanceus", "age_ms": 5},
+           "venues": [{"exchange": "binanceus", "bid": "0.79", "ask": "0.7902", "age_ms": 5, "empty": None,
+                       "excluded": ""},
+                      {"exchange": "coinbase", "bid": "0.7901", "ask": "0.7911", "age_ms": 5, "empty": None,
+                       "excluded": ""}]}
+    coinbase = page.evaluate(BOARD_AFTER, ["spread", row, MARKET])
+    assert "best-bid" in coinbase["bid"]["classes"] and "best-ask" not in coinbase["ask"]["classes"]
+    assert coinbase["bid"]["text"] == "0.7901 × 10" and coinbase["bps"]["text"] == "12.65"  # (0.7911-0.7901)/0.7906
+    # a move up flashes up, a move down flashes down; the strings stay the exchange's
+    up = page.evaluate(BOARD_AFTER, ["ticks", ticks(seq=NEWEST + 1, bid="0.79015"), MARKET])
+    assert up["bid"]["text"] == "0.79015 × 10" and up["bid"]["move"] == "up" and up["bid"]["animations"] == 1
+    assert up["ask"]["classes"] == coinbase["ask"]["classes"]  # unchanged: no new flash (its -a/-b would switch)
+    down = page.evaluate(BOARD_AFTER, ["ticks", ticks(seq=NEWEST + 2, bid="0.7900"), MARKET])
+    assert down["bid"]["text"] == "0.7900 × 10" and down["bid"]["move"] == "down" and down["bid"]["animations"] == 1
+    # an emptied side: "empty" on the board too, never its last price, and no spread
+    emptied = page.evaluate(BOARD_AFTER, ["ticks", ticks(seq=NEWEST + 3, bid=None, bid_size=None, empty="bid"),
+                                          MARKET])
+    assert emptied["bid"]["text"] == "empty" and emptied["bps"]["text"] == "–"
+    # an older tick (a lower seq) never replaces the line's newest
+    older = page.evaluate(BOARD_AFTER, ["ticks", ticks(seq=NEWEST - 1, bid="0.5"), MARKET])
+    assert older["bid"]["text"] == "empty"
+
+
+POINTS = """(selector) => [...document.querySelectorAll(selector)].map((td) => {
+  const num = td.querySelector('.num'), frac = num.querySelector('.frac');
+  return { text: num.textContent, point: frac.getBoundingClientRect().left };
+})"""
+
+
+def test_prices_line_up_on_the_decimal_point_and_keep_their_strings(page):
+    first_rows(page, MARKET)
+    seq = NEWEST
+    ticks = [injected_tick(seq=seq, bid="30241.9", ask="30242", last="7.25"),
+             injected_tick(seq=seq + 1, bid="30242", ask="0.00012", last="30241.875")]
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": ticks}, "td"])
+    rows = f'.panel[data-market="{MARKET}"] tbody tr'
+    for column in ("bid", "ask", "last"):
+        newest, older = page.evaluate(POINTS, f"{rows}:nth-child(-n+2) td.{column}")
+        assert abs(newest["point"] - older["point"]) < 0.5, (column, newest, older)
+    bids = page.evaluate(POINTS, f"{rows}:nth-child(-n+2) td.bid")
+    assert [b["text"] for b in bids] == ["30242", "30241.9"]  # unchanged: no zero added, no rounding
+
+
+def test_empty_states_say_why(page, replay_server):
+    from conftest import wait_listing
+    wait_listing(replay_server, "coinbase")
+    page.select_option("#exchange", "coinbase")
+    page.fill("#pair", "BTC-FOO")
+    page.click("#add-market button[type=submit]")
+    market = "coinbase:BTC-FOO"
+    page.wait_for_function(f"document.querySelector('.panel[data-market=\"{market}\"]').dataset.state === 'error'")
+    page.evaluate("window.__flush()")
+    assert panel(page, market).locator(".empty-state").inner_text() == "BTC-FOO is not listed on Coinbase"
+    line = page.locator(f'#board tr[data-market="{market}"] td.empty-state')
+    assert line.inner_text() == "BTC-FOO is not listed on Coinbase"
+    assert page.locator('.pair-chart[data-pair="BTC-FOO"] .chart-empty').inner_text() == "no data yet for BTC-FOO"
+    assert page.locator('#spreads tr[data-pair="BTC-FOO"] td.empty-state').inner_text() == "no quotes yet"
+    # a chart with data says nothing
+    page.wait_for_function("window.__charts.get('SKL-USD')?.empty.hidden === true", timeout=30_000)
+    # a market the server is waiting on, in the server's words
+    first_rows(page, MARKET)
+    page.evaluate(INJECT, ["market_state", {"market": "coinbase:BTC-FOO", "state": "waiting",
+                                            "reason": "no update for 30 s", "since": 0}, "#none"])
+    assert panel(page, market).locator(".empty-state").inner_text() == "waiting: no update for 30 s"
+
+
+def feed(exchange, label, state, reason=""):
+    return {"exchange": exchange, "label": label, "state": state, "reason": reason, "now": 0, "markets": {},
+            "frames": 0, "ticks": 0, "message_rate": 0, "reconnects": 0, "gaps": 0, "bad_frames": 0}
+
+
+OFFLINE = "cannot resolve ws-feed.exchange.coinbase.com: no network or DNS?"
+
+
+OFFLINE_VIEW = """([feeds, market]) => {  // hands the page a feeds list and reads what it shows, in one task
+  window.__receive("feeds", feeds);
+  window.__flush();
+  const banner = document.getElementById("offline-banner");
+  const lum = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).map(Number); return (0.2126*r + 0.7152*g + 0.0722*b) / 255; };
+  const idle = document.querySelector('#feeds .badge[data-exchange="okx"]');
+  const style = idle && getComputedStyle(idle);
+  return { shown: !banner.classList.contains("d-none"), text: banner.textContent,
+    idle: style ? [Math.abs(lum(style.color) - lum(style.backgroundColor)), style.boxShadow] : null,
+    down: document.querySelector(`#board tr[data-market="${market}"]`).classList.contains("feed-down") };
+}"""
+
+
+def test_no_exchange_reachable_shows_one_banner_and_why(page):
+    first_rows(page, MARKET)
+    now = page.evaluate("Date.now()")
+    down = [{**feed("coinbase", "Coinbase", "reconnecting", OFFLINE), "now": now},
+            {**feed("kraken", "Kraken", "error", "cannot resolve ws.kraken.com: no network or DNS?"), "now": now},
+            {**feed("okx", "OKX", "idle"), "now": now}]
+    seen = page.evaluate(OFFLINE_VIEW, [down, MARKET])
+    assert seen["shown"]
+    assert seen["text"].startswith(f"No exchange can be reached ({OFFLINE}; cannot resolve ws.kraken.com: no network")
+    assert seen["idle"][0] > 0.5 and seen["idle"][1] != "none"  # the idle badge reads plainly, with an edge
+    assert seen["down"]  # a market of a feed that is down: its board line says so
+    back = page.evaluate(OFFLINE_VIEW, [[{**feed("coinbase", "Coinbase", "live"), "now": now},
+                                         {**feed("okx", "OKX", "idle"), "now": now}], MARKET])
+    assert not back["shown"] and not back["down"]
+
+
+def test_replay_says_what_it_plays_and_each_clock_date_once(page):
+    banner = page.locator("#replay-banner")
+    assert banner.is_visible()
+    text = banner.inner_text()
+    assert text.startswith("Replay of recorded data, not live prices: ") and "5× the recorded pace" in text
+    banner.locator("summary").click()
+    items = banner.locator("li").all_inner_texts()
+    assert "Coinbase: COINBASE.ws.28.0 (2021-04-17, UTC)" in items
+    rows = first_rows(page, MARKET, 2)
+    dates = panel(page, MARKET).locator(".clock-dates").inner_text()
+    assert dates.startswith("exchange clock 2021-04-17")
+    times = panel(page, MARKET).locator('tbody td[data-time-source="exchange"]').all_inner_texts()
+    assert times and all(re.match(r"^\d\d:\d\d:\d\d\.\d{3}$", t) for t in times)  # the date is said once, above
+    # Binance's bookTicker has no time: its rows are our receipt times, and the panel names both clocks' dates
+    first_rows(page, "binance:NKN-USDT", 2)
+    page.wait_for_function("document.querySelector('.panel[data-market=\"binance:NKN-USDT\"] .clock-dates')"
+                           ".textContent.includes('received (rcv)')", timeout=30_000)
+    assert rows.count() >= 2
+
+
+def test_the_page_draws_at_most_once_an_animation_frame(page):
+    first_rows(page, MARKET)
+    drawn = page.evaluate(f"""() => new Promise((resolve) => {{
+      const market = "{MARKET}", tbody = document.querySelector('.panel[data-market="' + market + '"] tbody');
+      const before = tbody.rows.length ? tbody.rows[0].dataset.seq : null;
+      const tick = (seq) => ({{ exchange: "coinbase", symbol: "SKL-USD", time: null, received: 0, bid: "0.7901",
+        bid_size: "1", ask: "0.7911", ask_size: "1", last: null, last_size: null, last_side: null, empty: null, seq }});
+      for (let i = 0; i < 50; i++) window.__receive("ticks", {{ market, ticks: [tick({NEWEST} + i)] }});
+      const sameTask = tbody.rows[0].dataset.seq === before;  // 50 events: nothing drawn yet
+      requestAnimationFrame(() => requestAnimationFrame(() => resolve({{ sameTask, top: tbody.rows[0].dataset.seq }})));
+    }})""")
+    assert drawn["sameTask"] and drawn["top"] == str(int(NEWEST + 49))
+
+
+def test_a_panel_shows_its_newest_rows_and_older_ones_as_it_is_scrolled(page):
+    rows = panel(page, MARKET).locator("tbody tr")
+    page.wait_for_function(f"document.querySelectorAll('.panel[data-market=\"{MARKET}\"] tbody tr').length >= 60",
+                           timeout=60_000)
+    page.evaluate("window.__flush()")
+    assert rows.count() == 60  # the newest 60 are rows; the rest of the panel's last MAX_ROWS wait in memory
+    page.evaluate(f"""() => {{ const s = document.querySelector('.panel[data-market="{MARKET}"] .rows-scroll');
+                               s.scrollTop = s.scrollHeight; }}""")
+    page.wait_for_function(f"document.querySelectorAll('.panel[data-market=\"{MARKET}\"] tbody tr').length > 60")
+    seqs = rows.evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    assert seqs == sorted(seqs, reverse=True) and len(seqs) == len(set(seqs))  # newest first, no row twice

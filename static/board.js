@@ -1,0 +1,165 @@
+// The board: one line per watched market at the top of the page (bid x size, ask x size, the spread in bps, the
+// last trade with its side, the time to the millisecond and the age), the same pair's venues on adjacent lines,
+// the best bid and best ask across venues marked. Lines are updated in place, so a price that moved can flash.
+import { compareDecimal, spreadBps } from "./decimal.js";
+import { Alignment, emptyMark, flash, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
+
+const SIDES = ["bid", "ask", "last"];
+
+export class Board {
+  constructor(section, labels) {
+    this.section = section;
+    this.tbody = section.querySelector("tbody");
+    this.labels = labels;
+    this.alignment = new Alignment(section.querySelector("table"));
+    this.lines = new Map(); // market -> { tr, tick, shown: {bid, ask, last}, mode }
+  }
+
+  // The watchlist, in its order: lines grouped by pair (a pair's first place in the list), venues in list order.
+  sync(markets) {
+    for (const market of [...this.lines.keys()]) {
+      if (!markets.includes(market)) { this.lines.get(market).tr.remove(); this.lines.delete(market); }
+    }
+    const pairOrder = [];
+    for (const market of markets) {
+      const pair = market.split(":")[1];
+      if (!pairOrder.includes(pair)) pairOrder.push(pair);
+    }
+    const ordered = pairOrder.flatMap((pair) => markets.filter((m) => m.split(":")[1] === pair));
+    const trs = ordered.map((market) => (this.lines.get(market) ?? this.line(market)).tr);
+    if (trs.length !== this.tbody.children.length || trs.some((tr, i) => this.tbody.children[i] !== tr)) {
+      this.tbody.replaceChildren(...trs);
+    }
+    // a pair's first line opens its group: a rule above it when venues of another pair came before
+    trs.forEach((tr, i) => tr.classList.toggle("pair-start", i > 0 && tr.dataset.pair !== trs[i - 1].dataset.pair));
+    this.section.classList.toggle("d-none", !markets.length);
+  }
+
+  line(market) {
+    const [exchange, pair] = market.split(":");
+    const tr = document.createElement("tr");
+    tr.dataset.market = market;
+    tr.dataset.exchange = exchange;
+    tr.dataset.pair = pair;
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.className = "market fw-normal";
+    const venue = document.createElement("span");
+    venue.className = "venue-name";
+    venue.textContent = this.labels[exchange] ?? exchange;
+    const symbol = document.createElement("span");
+    symbol.className = "pair font-monospace";
+    symbol.textContent = pair;
+    name.append(venue, " ", symbol);
+    tr.append(name);
+    const line = { tr, tick: null, shown: {}, mode: null, cells: {} };
+    this.lines.set(market, line);
+    return line;
+  }
+
+  // The newest tick of a market (gaps are for the running lists; the line shows the latest quote and its age).
+  update(market, tick) {
+    const line = this.lines.get(market);
+    if (line && tick.kind !== "gap" && (!line.tick || tick.seq >= line.tick.seq)) line.tick = tick;
+  }
+
+  // A backfill replaces what the line knew (another server's state, or none).
+  reset(market) {
+    const line = this.lines.get(market);
+    if (line) { line.tick = null; line.shown = {}; }
+  }
+
+  // context: { now (server clock, ms), why(market): text for a line with no quote, down(exchange): the feed's
+  // trouble or "", best(pair): {bid, ask} exchanges holding the best across venues, or null }
+  draw(context) {
+    for (const [market, line] of this.lines) {
+      if (!line.tick) this.drawEmpty(line, context.why(market));
+      else this.drawQuote(line, context);
+    }
+  }
+
+  drawEmpty(line, why) {
+    if (line.mode !== "empty") {
+      line.mode = "empty";
+      line.tr.querySelectorAll("td").forEach((td) => td.remove());
+      const td = document.createElement("td");
+      td.colSpan = 6;
+      td.className = "empty-state text-secondary";
+      line.tr.append(td);
+      line.cells = { why: td };
+    }
+    line.cells.why.textContent = why;
+    line.tr.dataset.state = "empty";
+  }
+
+  drawQuote(line, { now, down, best }) {
+    if (line.mode !== "quote") {
+      line.mode = "quote";
+      line.tr.querySelectorAll("td").forEach((td) => td.remove());
+      const cells = {};
+      for (const name of ["bid", "ask", "bps", "last", "time", "age"]) {
+        cells[name] = document.createElement("td");
+        cells[name].className = `text-end ${name}`;
+        line.tr.append(cells[name]);
+      }
+      line.cells = cells;
+    }
+    const { tick, cells, shown } = line;
+    for (const side of SIDES) {
+      const price = side !== "last" && isEmptySide(tick.empty, side) ? null : tick[side];
+      const key = `${price}|${tick[`${side}_size`]}|${tick.empty}|${side === "last" ? tick.last_side : ""}`;
+      if (shown[side] === key) continue;
+      const before = shown[`${side}Price`];
+      shown[side] = key;
+      shown[`${side}Price`] = price;
+      this.fill(cells[side], tick, side);
+      const direction = price != null && before != null ? compareDecimal(price, before) : 0;
+      if (direction) flash(cells[side], direction);
+    }
+    const bps = spreadBps(isEmptySide(tick.empty, "bid") ? null : tick.bid, isEmptySide(tick.empty, "ask") ? null : tick.ask);
+    cells.bps.textContent = bps ?? "–";
+    const exchangeTime = tick.time != null;
+    const when = utc(exchangeTime ? tick.time : tick.received);
+    cells.time.replaceChildren();
+    if (when.date !== utc(now).date) { // another day's (a recording's) date, once on the line
+      const day = document.createElement("span");
+      day.className = "day";
+      day.textContent = when.date + " ";
+      cells.time.append(day);
+    }
+    cells.time.append(when.time);
+    cells.time.classList.toggle("time-received", !exchangeTime);
+    cells.time.dataset.timeSource = exchangeTime ? "exchange" : "received";
+    cells.time.title = exchangeTime ? `${when.date} ${when.time} UTC, exchange time`
+      : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
+    cells.age.textContent = seconds(now - tick.received);
+    cells.age.title = "since this server received it";
+    const trouble = down(line.tr.dataset.exchange);
+    line.tr.classList.toggle("feed-down", Boolean(trouble));
+    line.tr.title = trouble ? `not live: ${trouble}` : "";
+    line.tr.dataset.state = trouble ? "down" : "quote";
+    const marks = best(line.tr.dataset.pair) ?? {};
+    for (const side of ["bid", "ask"]) {
+      const isBest = marks[side] === line.tr.dataset.exchange;
+      cells[side].classList.toggle(`best-${side}`, isBest);
+      cells[side].title = isBest ? `best ${side} across venues` : "";
+    }
+  }
+
+  fill(td, tick, side) {
+    td.replaceChildren();
+    td.classList.remove("side-buy", "side-sell");
+    delete td.dataset.empty;
+    if (side !== "last" && isEmptySide(tick.empty, side)) {
+      td.dataset.empty = side;
+      td.append(emptyMark("empty"));
+      return;
+    }
+    const price = tick[side];
+    if (price == null) { td.textContent = "–"; return; }
+    td.append(numberSpan(price, this.alignment));
+    const size = tick[`${side}_size`];
+    if (size != null) td.append(" ", sizeSpan(size, this.alignment));
+    if (side === "last" && (tick.last_side === "buy" || tick.last_side === "sell")) td.classList.add(`side-${tick.last_side}`);
+  }
+}
