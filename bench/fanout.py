@@ -141,6 +141,7 @@ class RawClient(asyncio.Protocol):
         self.upgraded = False
         self.ready = asyncio.get_running_loop().create_future()
         self.packets = self.ticks = 0
+        self.backfills = 0
         self.transport = None
 
     def connection_made(self, transport):
@@ -211,6 +212,10 @@ class RawClient(asyncio.Protocol):
                     packet = json.loads(payload[2:])[1]
                     for part in packet.get("ticks", ()):
                         stats.ages.extend(now - tick["received"] for tick in part["ticks"] if "received" in tick)
+        elif payload.startswith(b'42["backfill"'):
+            self.backfills += 1
+            if self.backfills == len(self.markets) and not self.ready.done():
+                self.ready.set_result(True)  # subscribed to every market: the ramp's cost is behind it
         elif payload == b"2":
             self.send("3")
         elif payload.startswith(b"0{"):
@@ -218,8 +223,6 @@ class RawClient(asyncio.Protocol):
         elif payload.startswith(b"40"):
             for market in self.markets:
                 self.send(f'42["subscribe",{{"market":"{market}"}}]')
-            if not self.ready.done():
-                self.ready.set_result(True)
 
 
 class Stats:
@@ -230,8 +233,8 @@ class Stats:
         self.bytes = self.sizes = 0
 
 
-async def load(port: int, kind: str, first: int, count: int, markets: list, start_at: float, seconds: float,
-               sample_every: int, full: int) -> dict:
+async def load(port: int, kind: str, first: int, count: int, markets: list, seconds: float, sample_every: int,
+               full: int, ready, go, start_at) -> dict:
     loop = asyncio.get_running_loop()
     stats = Stats()
     path = "/socket.io/?EIO=4&transport=websocket" if kind == "eio" else "/"
@@ -264,7 +267,10 @@ async def load(port: int, kind: str, first: int, count: int, markets: list, star
             for market in markets:
                 await sio.emit("subscribe", {"market": market})
             full_clients.append(sio)
-    await asyncio.sleep(max(0.0, start_at - time.time()))
+    ready.put(len(clients))  # every client of this process connected and subscribed
+    while not go.is_set():
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(max(0.0, start_at.value - time.time()))
     stats.measuring = True
     started = time.monotonic()
     await asyncio.sleep(seconds)
@@ -289,17 +295,22 @@ def _load_process(args, results):
 
 def run_load(port: int, kind: str, clients: int, procs: int, markets: list, warmup: float, seconds: float,
              sample_every: int, full: int, sample_server=None) -> tuple[dict, list]:
-    """The load processes' results merged, and `sample_server()`'s readings at the window's start and end."""
-    results = multiprocessing.Queue()
-    start_at = time.time() + warmup + 5 + clients / 150  # every client connected and subscribed by then
+    """The load processes' results merged, and `sample_server()`'s readings at the window's start and end. The
+    window opens `warmup` s after every client is connected and subscribed (the ramp is not measured)."""
+    results, ready, go = multiprocessing.Queue(), multiprocessing.Queue(), multiprocessing.Event()
+    start_at = multiprocessing.Value("d", 0.0)
     share = [clients // procs + (1 if p < clients % procs else 0) for p in range(procs)]
     workers = [multiprocessing.Process(target=_load_process, args=(
-        (port, kind, sum(share[:p]), share[p], markets, start_at, seconds, sample_every, full if p == 0 else 0),
-        results)) for p in range(procs) if share[p]]
+        (port, kind, sum(share[:p]), share[p], markets, seconds, sample_every, full if p == 0 else 0, ready, go,
+         start_at), results)) for p in range(procs) if share[p]]
     for worker in workers:
         worker.start()
+    for _ in workers:
+        ready.get(timeout=600)
+    start_at.value = time.time() + warmup
+    go.set()
     readings = []
-    time.sleep(max(0.0, start_at - time.time()))
+    time.sleep(max(0.0, start_at.value - time.time()))
     if sample_server:
         readings.append(sample_server())
         peak = 0.0
@@ -310,7 +321,7 @@ def run_load(port: int, kind: str, clients: int, procs: int, markets: list, warm
         readings.append({**sample_server(), "peak_interval": peak})
     merged = {"connected": 0, "packets": [], "ticks": [], "ages": [], "full_ages": [], "bytes": 0, "sizes": 0}
     for _ in workers:
-        part = results.get(timeout=start_at - time.time() + seconds + 120)
+        part = results.get(timeout=seconds + 120)
         for key in merged:
             merged[key] += part[key]
     for worker in workers:

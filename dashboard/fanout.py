@@ -16,10 +16,11 @@ rows, a change of the feeds' status) is added here by the hub (or, in a web proc
 (only the keys that have something; a client applies them in that order). `unpack` gives a Python client the
 parts one by one, as the old events.
 
-Pacing: the interval starts at the configured one (EMIT_INTERVAL_MS) and doubles, up to MAX_INTERVAL_MS, while a
-flush takes more than half of it, the task wakes late by more than half of it (the process is out of CPU), or
-more than a quarter of the clients (4 at least) have packets queued; it halves again after COOL_ROUNDS quiet rounds. A slow
-client alone does not slow the others: it is conflated (conflation.py).
+Pacing: the interval starts at the configured one (EMIT_INTERVAL_MS) and steps up a ladder of doublings (50, 100,
+200, 400, 800, 1000 ms: MAX_INTERVAL_MS at most) when, for HOT_S in a row, a flush takes more than half of it, the
+task wakes late by more than half of it (the process is out of CPU), or more than a quarter of the clients (4 at
+least) have packets queued; after COOL_S of quiet rounds it steps back down. A slow client alone does not slow the
+others: it is conflated (conflation.py).
 """
 from __future__ import annotations
 
@@ -33,12 +34,12 @@ from .conflation import Conflation
 from .feeds import merge_feeds
 
 MAX_INTERVAL_MS = 1000
-HOT_SHARE = 0.5      # a flush (or a late wake-up) longer than this share of the interval is a hot round
+HOT_SHARE = 0.5       # a flush (or a late wake-up) longer than this share of the interval is a hot round
 BACKLOG_SHARE = 0.25  # ... as is a round where more than this share of the clients have packets waiting ...
 BACKLOG_CLIENTS = 4   # ... and at least this many (one slow client among few is conflated, not paced for)
-HOT_ROUNDS = 5       # hot rounds in a row before the interval doubles (a start-up burst is not load)
-COOL_SHARE = 0.15    # a round this far below the limits is a quiet one ...
-COOL_ROUNDS = 40     # ... and this many in a row halve the interval (2 s at 50 ms: no flapping)
+HOT_S = 0.25          # hot rounds for this long in a row (2 at least) double the interval: a start-up burst is not load
+COOL_SHARE = 0.15     # a round this far below the limits is a quiet one ...
+COOL_S = 2.0          # ... and quiet rounds for this long (2 at least; a hot round starts over) step it down
 ORDER = ("market_state", "ticks", "spread", "feeds")
 log = logging.getLogger(__name__)  # the order a client applies a packet's parts in
 
@@ -106,12 +107,15 @@ def combine_feeds(first, then):
 
 
 class Pacing:
-    """The emit interval in force: the configured one, doubled under load up to MAX_INTERVAL_MS, halved back when
+    """The emit interval in force: the configured one, doubled under load up to MAX_INTERVAL_MS, stepped back when
     load falls (see the module's docstring). Not thread-safe: one task calls `note`."""
 
     def __init__(self, interval_ms: int, max_interval_ms: int = MAX_INTERVAL_MS):
         self.base_ms = interval_ms
         self.max_ms = max(interval_ms, max_interval_ms)
+        self.steps = [interval_ms]  # the configured interval doubled up to the longest: 50, 100 ... 800, 1000
+        while self.steps[-1] < self.max_ms:
+            self.steps.append(min(self.max_ms, self.steps[-1] * 2))
         self.interval_ms = interval_ms
         self._hot = self._cool = 0
         self.changes = 0
@@ -128,14 +132,18 @@ class Pacing:
         why = f"flush {busy_s * 1000:.1f} ms, woke {late_s * 1000:.1f} ms late, {backlogged} of {seen} clients behind"
         if load > HOT_SHARE or (backlogged >= BACKLOG_CLIENTS and backlog_share > BACKLOG_SHARE):
             self._hot, self._cool = self._hot + 1, 0
-            if self._hot >= HOT_ROUNDS and self.interval_ms < self.max_ms:
-                self._set(min(self.max_ms, self.interval_ms * 2), why)
+            if self._hot >= self._rounds(HOT_S) and self.interval_ms < self.max_ms:
+                self._set(self.steps[self.steps.index(self.interval_ms) + 1], why)
         else:  # only a hot round undoes the quiet ones: a scheduling hiccup between them is not load
             self._hot = 0
             if load < COOL_SHARE and backlog_share < BACKLOG_SHARE / 2:
                 self._cool += 1
-                if self._cool >= COOL_ROUNDS and self.interval_ms > self.base_ms:
-                    self._set(max(self.base_ms, self.interval_ms // 2), why)
+                if self._cool >= self._rounds(COOL_S) and self.interval_ms > self.base_ms:
+                    self._set(self.steps[self.steps.index(self.interval_ms) - 1], why)
+
+    def _rounds(self, seconds: float) -> int:
+        """Rounds at the interval in force that take `seconds` (2 at least)."""
+        return max(2, round(seconds / self.interval_s))
 
     def _set(self, interval_ms: int, why: str) -> None:
         log.info("emit interval %d -> %d ms (%s)", self.interval_ms, interval_ms, why)
