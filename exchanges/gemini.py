@@ -70,16 +70,17 @@ from __future__ import annotations
 from collections import deque
 from decimal import Decimal
 from itertools import count
-from typing import Optional
+from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
 
+import msgspec
 import orjson
 
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, book_side,
-                   decimal_str, epoch_ms, last_price, rest_book_price, side_str, split_by_quote, symbol_str,
-                   unified_symbol)
+                   decimal_str, decimals, epoch_ms, last_price, rest_book_price, side_str, split_by_quote,
+                   symbol_str, unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 WS_URL = "wss://ws.gemini.com"
@@ -350,12 +351,32 @@ class MarketDataV2:
         return [_request("unsubscribe", natives)]
 
     def parse(self, frame, received):
+        # l2_updates (the bulk: every book change) by its first bytes, decoded and type-checked by its schema in one
+        # call; anything else, or an l2_updates the schema refused (whose reason the general way gives), by orjson.
+        head = frame[:20]
+        if type(head) is str:
+            head = head.encode()
+        if head.startswith(b'{"type":"l2_updates"'):
+            try:
+                update = _L2_UPDATES.decode(frame)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                update = None
+            if update is not None:
+                changes = update.changes
+                decimals(*[text for change in changes for text in change[1:]])
+                levels = [(BOOK_SIDE[side], price, size) for side, price, size in changes]
+                return self._l2_updates(update.symbol, levels, update.trades)
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
         kind = message.get("type")
         if kind == "l2_updates":
-            return self._l2_updates(message)
+            self.listener.from_native(message.get("symbol"))  # its symbol is checked first, as it always was
+            changes = message["changes"]
+            if type(changes) is not list:
+                raise BadFrame("bad 'changes'")
+            levels = [book_change(change) for change in changes]  # all checked before the book is touched
+            return self._l2_updates(message.get("symbol"), levels, message.get("trades", msgspec.UNSET))
         if kind == "trade":
             native = message.get("symbol")
             symbol = self.listener.from_native(native)
@@ -371,15 +392,11 @@ class MarketDataV2:
             raise BadFrame("no 'type'")
         return []  # candles, mark_price, funding_amount ...: no tick here
 
-    def _l2_updates(self, message) -> list:
-        native = message.get("symbol")
+    def _l2_updates(self, native, levels: list, trades) -> list:
+        """An l2_updates of `native`: ("bid" | "ask", price, size) levels, checked; a snapshot's `trades`, or UNSET."""
         symbol = self.listener.from_native(native)
-        changes = message["changes"]
-        if type(changes) is not list:
-            raise BadFrame("bad 'changes'")
-        levels = [book_change(change) for change in changes]  # all checked before the book is touched
-        snapshot = "trades" in message or native in self._awaiting
-        newest = _newest_trade(symbol, message["trades"]) if "trades" in message else None
+        snapshot = trades is not msgspec.UNSET or native in self._awaiting
+        newest = _newest_trade(symbol, trades) if trades is not msgspec.UNSET else None
         items = []
         if snapshot:
             if native in self._awaiting:
@@ -477,6 +494,17 @@ def _uncross(book: OrderBook, levels: list) -> int:
             break
         dropped += 1
     return dropped
+
+
+class _L2Updates(msgspec.Struct, gc=False):
+    """Market data v2 `l2_updates`: [side "buy"/"sell", price, quantity] changes (quantity "0" removes the level);
+    the first, a snapshot, also carries the market's recent `trades` (checked as before, by _trade)."""
+    symbol: str
+    changes: list[tuple[Literal["buy", "sell"], str, str]]
+    trades: Any = msgspec.UNSET
+
+
+_L2_UPDATES = msgspec.json.Decoder(_L2Updates)
 
 
 class GeminiVenue(Venue):
