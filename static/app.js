@@ -3,7 +3,7 @@
 import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
 import { Board } from "./board.js";
-import { Alignment, emptyMark, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
+import { Alignment, element, emptyMark, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
 const PAIR = /^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$/;
@@ -527,15 +527,8 @@ function renderDetails() {
     ["last bad frame", feed.last_bad_frame || "–"],
     ["last exchange error", feed.last_error || "–"],
   ];
-  details.querySelector(".feed-facts").replaceChildren(...facts.flatMap(([name, value]) => {
-    const dt = document.createElement("dt");
-    dt.className = "col-sm-2";
-    dt.textContent = name;
-    const dd = document.createElement("dd");
-    dd.className = "col-sm-10";
-    dd.textContent = value;
-    return [dt, dd];
-  }));
+  details.querySelector(".feed-facts").replaceChildren(...facts.flatMap(([name, value]) => [
+    element("dt", "col-sm-2", name), element("dd", "col-sm-10", value)]));
 }
 details.querySelector(".close-details").addEventListener("click", () => { detailsFor = null; renderDetails(); });
 setInterval(() => {

@@ -2,7 +2,7 @@
 // last trade with its side, the time to the millisecond and the age), the same pair's venues on adjacent lines,
 // the best bid and best ask across venues marked. Lines are updated in place, so a price that moved can flash.
 import { compareDecimal, spreadBps } from "./decimal.js";
-import { Alignment, emptyMark, flash, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
+import { Alignment, element, emptyMark, flash, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
 
 const SIDES = ["bid", "ask", "last"];
 
@@ -41,16 +41,10 @@ export class Board {
     tr.dataset.market = market;
     tr.dataset.exchange = exchange;
     tr.dataset.pair = pair;
-    const name = document.createElement("th");
+    const name = element("th", "market fw-normal");
     name.scope = "row";
-    name.className = "market fw-normal";
-    const venue = document.createElement("span");
-    venue.className = "venue-name";
-    venue.textContent = this.labels[exchange] ?? exchange;
-    const symbol = document.createElement("span");
-    symbol.className = "pair font-monospace";
-    symbol.textContent = pair;
-    name.append(venue, " ", symbol);
+    name.append(element("span", "venue-name", this.labels[exchange] ?? exchange), " ",
+      element("span", "pair font-monospace", pair));
     tr.append(name);
     const line = { tr, tick: null, shown: {}, mode: null, cells: {} };
     this.lines.set(market, line);
@@ -82,9 +76,8 @@ export class Board {
     if (line.mode !== "empty") {
       line.mode = "empty";
       line.tr.querySelectorAll("td").forEach((td) => td.remove());
-      const td = document.createElement("td");
+      const td = element("td", "empty-state text-secondary");
       td.colSpan = 6;
-      td.className = "empty-state text-secondary";
       line.tr.append(td);
       line.cells = { why: td };
     }
@@ -98,8 +91,7 @@ export class Board {
       line.tr.querySelectorAll("td").forEach((td) => td.remove());
       const cells = {};
       for (const name of ["bid", "ask", "bps", "last", "time", "age"]) {
-        cells[name] = document.createElement("td");
-        cells[name].className = `text-end ${name}`;
+        cells[name] = element("td", `text-end ${name}`);
         line.tr.append(cells[name]);
       }
       line.cells = cells;
@@ -122,10 +114,7 @@ export class Board {
     const when = utc(exchangeTime ? tick.time : tick.received);
     cells.time.replaceChildren();
     if (when.date !== utc(now).date) { // another day's (a recording's) date, once on the line
-      const day = document.createElement("span");
-      day.className = "day";
-      day.textContent = when.date + " ";
-      cells.time.append(day);
+      cells.time.append(element("span", "day", when.date + " "));
     }
     cells.time.append(when.time);
     cells.time.classList.toggle("time-received", !exchangeTime);

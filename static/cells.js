@@ -2,6 +2,14 @@
 // book side's mark, UTC clock text, and the brief flash of a price that moved.
 import { decimalHalves } from "./decimal.js";
 
+// An element with its class and its text (as text: whatever it says, nothing in it runs).
+export function element(tag, className = "", text = null) {
+  const el = document.createElement(tag);
+  if (className) el.className = className;
+  if (text !== null) el.textContent = text;
+  return el;
+}
+
 // Per table: the longest fraction seen of each kind of number ("price", "size"), as a CSS variable the fractions
 // are padded to, so every point in a column sits at one place (monospace digits: 1ch each).
 export class Alignment {
@@ -21,33 +29,20 @@ export class Alignment {
 // the string as it came.
 export function numberSpan(text, alignment, kind = "price") {
   const [whole, fraction] = decimalHalves(String(text));
-  const span = document.createElement("span");
-  span.className = `num num-${kind}`;
-  const wholeEl = document.createElement("span");
-  wholeEl.className = "whole";
-  wholeEl.textContent = whole;
-  const fractionEl = document.createElement("span");
-  fractionEl.className = "frac";
-  fractionEl.textContent = fraction;
-  span.append(wholeEl, fractionEl);
+  const span = element("span", `num num-${kind}`);
+  span.append(element("span", "whole", whole), element("span", "frac", fraction));
   alignment?.fit(kind, fraction.length);
   return span;
 }
 
 // A size under (or beside) its price: "× 0.5".
 export function sizeSpan(size, alignment) {
-  const small = document.createElement("span");
-  small.className = "size";
+  const small = element("span", "size");
   small.append("× ", numberSpan(size, alignment, "size"));
   return small;
 }
 
-export function emptyMark(text) {
-  const mark = document.createElement("span");
-  mark.className = "side-empty";
-  mark.textContent = text;
-  return mark;
-}
+export const emptyMark = (text) => element("span", "side-empty", text);
 
 // A book side named in a tick's "empty" is empty now: it shows as empty, never as an old price.
 export const isEmptySide = (empty, side) => empty === side || empty === "both";

@@ -154,8 +154,14 @@ def test_a_stall_turns_the_badge_stale_then_live_and_leaves_a_gap_row(browser):
         page.wait_for_function(f"{badge_js('coinbase')}?.dataset.incident === 'stale'", timeout=20_000)
         page.wait_for_function(f"{badge_js('coinbase')}?.dataset.state === 'live'", timeout=20_000)
         assert "recovered: stale" in page.locator('#feeds .badge[data-exchange="coinbase"]').get_attribute("title")
-        gap = panel(page, "coinbase:SKL-USD").locator("tr.gap-row")
-        gap.wait_for(timeout=30_000)
+        # the gap row, newest first among the panel's rows: scrolled to as a user would (older rows come as the
+        # list is scrolled down)
+        page.wait_for_function("""() => {
+          const scroller = document.querySelector('.panel[data-market="coinbase:SKL-USD"] .rows-scroll');
+          scroller.scrollTop = scroller.scrollHeight;
+          return scroller.querySelector('tr.gap-row') !== null;
+        }""", timeout=30_000, polling=200)
+        gap = panel(page, "coinbase:SKL-USD").locator("tr.gap-row").first
         assert re.match(r"no data \d\d:\d\d:\d\d\.\d{3}–\d\d:\d\d:\d\d\.\d{3} UTC: stale", gap.inner_text())
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "stall.png"))
