@@ -79,8 +79,8 @@ import orjson
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, book_side,
-                   decimal_str, decimals, epoch_ms, last_price, rest_book_price, side_str, split_by_quote,
-                   symbol_str, unified_symbol)
+                   decimal_str, decimals, epoch_ms, last_price, rest_book_price, schema_reason, side_str,
+                   split_by_quote, symbol_str, unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 WS_URL = "wss://ws.gemini.com"
@@ -363,20 +363,23 @@ class MarketDataV2:
                 update = None
             if update is not None:
                 changes = update.changes
-                decimals(*[text for change in changes for text in change[1:]])
+                decimals(*[text for change in changes for text in change[1:]])  # all before the book is touched
                 levels = [(BOOK_SIDE[side], price, size) for side, price, size in changes]
                 return self._l2_updates(update.symbol, levels, update.trades)
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
         kind = message.get("type")
-        if kind == "l2_updates":
+        if kind == "l2_updates":  # one the schema refused (or in another key order): its reason, from the schema
             self.listener.from_native(message.get("symbol"))  # its symbol is checked first, as it always was
-            changes = message["changes"]
-            if type(changes) is not list:
-                raise BadFrame("bad 'changes'")
-            levels = [book_change(change) for change in changes]  # all checked before the book is touched
-            return self._l2_updates(message.get("symbol"), levels, message.get("trades", msgspec.UNSET))
+            try:
+                update = msgspec.convert(message, _L2Updates)
+            except msgspec.ValidationError as error:
+                raise BadFrame(schema_reason(error, _REASONS)) from None
+            changes = update.changes
+            decimals(*[text for change in changes for text in change[1:]])
+            levels = [(BOOK_SIDE[side], price, size) for side, price, size in changes]
+            return self._l2_updates(update.symbol, levels, update.trades)
         if kind == "trade":
             native = message.get("symbol")
             symbol = self.listener.from_native(native)
@@ -505,6 +508,9 @@ class _L2Updates(msgspec.Struct, gc=False):
 
 
 _L2_UPDATES = msgspec.json.Decoder(_L2Updates)
+# What a wrong value is counted as (tick.schema_reason), as the hand-written checks named them.
+_REASONS = {"changes": "bad 'changes'", "$.changes[]": "bad change", "$.changes[][0]": "bad side",
+            "$.changes[][1]": "not a decimal string", "$.changes[][2]": "not a decimal string", "symbol": "no symbol"}
 
 
 class GeminiVenue(Venue):
