@@ -319,35 +319,47 @@ function whyEmpty(panel) {
 }
 
 // --- drawing: at most once per animation frame ---------------------------------------------------------------
-// Events only queue what they bring; one draw per frame renders it. A hidden tab draws nothing: each panel's queue
-// keeps at most a few screens of entries (the rest would be cut by maxRows anyway).
+// Events only queue what they bring; one draw per frame renders it. The board follows every frame; a panel's
+// running list at most every PANEL_EVERY_MS (each list drawn re-lays out and repaints its rows: at 20 panels and
+// 600 ticks a second, drawing every list every frame kept the page busy all the time). A hidden tab draws
+// nothing: each panel's queue keeps at most a few screens of entries (the rest would be cut by maxRows anyway).
+const PANEL_EVERY_MS = 250;
 const dirty = new Set();
 let drawPending = false;
+let laterTimer = null;
 function schedule(panel) {
   if (panel) dirty.add(panel);
   if (!drawPending) {
     drawPending = true;
-    requestAnimationFrame(draw);
+    requestAnimationFrame(() => draw());
   }
 }
-function draw() {
+function draw(all = false) {
   drawPending = false;
+  const now = performance.now();
+  let wait = Infinity;
   for (const panel of dirty) {
-    if (!panels.has(panel.market)) continue;
+    if (!panels.has(panel.market)) { dirty.delete(panel); continue; }
+    const due = (panel.drawnAt ?? -Infinity) + PANEL_EVERY_MS - now;
+    if (due > 0 && !all && panel.queue.length) { wait = Math.min(wait, due); continue; }
     if (panel.queue.length) {
       render(panel, panel.queue);
       panel.queue = [];
+      panel.drawnAt = now;
     }
     const empty = panel.tbody.rows.length === 0;
     panel.emptyState.textContent = empty ? whyEmpty(panel) : "";
     panel.emptyState.classList.toggle("d-none", !empty);
+    dirty.delete(panel);
   }
-  dirty.clear();
+  if (wait < Infinity && laterTimer === null) { // the lists not due yet: a frame once they are
+    laterTimer = setTimeout(() => { laterTimer = null; schedule(); }, wait);
+  }
   charts.flush();
   drawBoard();
   if (spreadsDirty) renderSpreads();
 }
-window.__flush = draw;
+window.__flush = () => draw(true); // the tests: everything queued, drawn now
 function drawBoard() {
   board.draw({
     now: serverNow(),

@@ -25,12 +25,12 @@ export class Alignment {
   }
 }
 
-// <span class="num num-price"><span class="whole">30241</span><span class="frac">.9</span></span>: its text is
-// the string as it came.
+// <span class="num num-price">30241<span class="frac">.9</span></span>: its text is the string as it came (two
+// elements a number: a running list builds hundreds of them a second).
 export function numberSpan(text, alignment, kind = "price") {
   const [whole, fraction] = decimalHalves(String(text));
   const span = element("span", `num num-${kind}`);
-  span.append(element("span", "whole", whole), element("span", "frac", fraction));
+  span.append(whole, element("span", "frac", fraction));
   alignment?.fit(kind, fraction.length);
   return span;
 }

@@ -769,16 +769,20 @@ def test_replay_says_what_it_plays_and_each_clock_date_once(page):
 
 def test_the_page_draws_at_most_once_an_animation_frame(page):
     first_rows(page, MARKET)
-    drawn = page.evaluate(f"""() => new Promise((resolve) => {{
+    top = f'.panel[data-market="{MARKET}"] tbody tr'
+    same_task = page.evaluate(f"""() => {{
       const market = "{MARKET}", tbody = document.querySelector('.panel[data-market="' + market + '"] tbody');
-      const before = tbody.rows.length ? tbody.rows[0].dataset.seq : null;
+      const before = tbody.rows[0].dataset.seq;
       const tick = (seq) => ({{ exchange: "coinbase", symbol: "SKL-USD", time: null, received: 0, bid: "0.7901",
         bid_size: "1", ask: "0.7911", ask_size: "1", last: null, last_size: null, last_side: null, empty: null, seq }});
       for (let i = 0; i < 50; i++) window.__receive("ticks", {{ market, ticks: [tick({NEWEST} + i)] }});
-      const sameTask = tbody.rows[0].dataset.seq === before;  // 50 events: nothing drawn yet
-      requestAnimationFrame(() => requestAnimationFrame(() => resolve({{ sameTask, top: tbody.rows[0].dataset.seq }})));
-    }})""")
-    assert drawn["sameTask"] and drawn["top"] == str(int(NEWEST + 49))
+      return tbody.rows[0].dataset.seq === before;  // 50 events: nothing drawn in their task
+    }}""")
+    assert same_task
+    # then one draw, in a later frame, puts all 50 on top at once, the newest first
+    page.wait_for_function(f"document.querySelector('{top}').dataset.seq === '{int(NEWEST + 49)}'")
+    seqs = page.locator(top).evaluate_all("rows => rows.slice(0, 50).map(r => Number(r.dataset.seq))")
+    assert seqs == [NEWEST + i for i in range(49, -1, -1)]
 
 
 def test_a_panel_shows_its_newest_rows_and_older_ones_as_it_is_scrolled(page):
