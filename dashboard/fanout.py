@@ -106,6 +106,33 @@ def combine_feeds(first, then):
     return {"now": then.get("now", first.get("now")), "changed": changed}
 
 
+class FanoutFigures:
+    """What /metrics reads of a hub's fan-out (its `fanout`), one place for the one-process hub and a team's web
+    process."""
+
+    @property
+    def client_packets(self) -> int:
+        return self.fanout.client_packets
+
+    @property
+    def interval_ms(self) -> int:
+        return self.fanout.interval_ms
+
+    def watch_sets(self) -> int:
+        return self.fanout.watch_sets()
+
+    @property
+    def conflation(self):
+        return self.fanout.conflation
+
+    @property
+    def batches_conflated(self) -> int:
+        return self.conflation.batches_conflated
+
+    def clients_behind(self) -> int:
+        return self.conflation.clients_behind()
+
+
 class Pacing:
     """The emit interval in force: the configured one, doubled under load up to MAX_INTERVAL_MS, stepped back when
     load falls (see the module's docstring). Not thread-safe: one task calls `note`."""

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from typing import Callable
 
-from .fanout import Fanout
+from .fanout import Fanout, FanoutFigures
 from .feeds import feeds_change
 from .spread import spread
 from .watchers import Watchers
@@ -47,7 +47,7 @@ def _seq_base() -> int:
     return time.time_ns() // 1000
 
 
-class Hub:
+class Hub(FanoutFigures):
     def __init__(self, socketio, ring_size: int = 500, emit_interval_ms: int = 50, max_batch: int = 500,
                  feeds: Callable[[], list] = list, feeds_every_s: float = 1.0, history=None, sink=None,
                  replay: bool = False, keeps: Callable[[str], bool] = lambda market: True,
@@ -303,28 +303,6 @@ class Hub:
     def emits(self) -> int:
         """Packets emitted: one per watch-set room per interval (a collector: its relay messages)."""
         return self.relays + self.fanout.packets
-
-    @property
-    def client_packets(self) -> int:
-        return self.fanout.client_packets
-
-    @property
-    def interval_ms(self) -> int:
-        return self.fanout.interval_ms
-
-    def watch_sets(self) -> int:
-        return self.fanout.watch_sets()
-
-    @property
-    def conflation(self):
-        return self.fanout.conflation
-
-    @property
-    def batches_conflated(self) -> int:
-        return self.conflation.batches_conflated
-
-    def clients_behind(self) -> int:
-        return self.conflation.clients_behind()
 
     def stop(self) -> None:
         self._stopping.set()

@@ -26,7 +26,7 @@ from redis import RedisError
 from . import bus
 from .bus import Bus, status_period, status_ttl
 from .config import parse_market
-from .fanout import Fanout
+from .fanout import Fanout, FanoutFigures
 from .feeds import DEFAULT_MAX_MARKETS_PER_EXCHANGE, feeds_change, refusal
 from .hub import RELAY_ROOM
 from .watchers import Watchers
@@ -265,7 +265,7 @@ def listening_queue(url: str, mode: str = "live") -> "WebQueue":
     return WebQueue(url, channel=queue_channel(mode), redis_options=bus.options(read_timeout=None))
 
 
-class WebHub:
+class WebHub(FanoutFigures):
     """What the Socket.IO handlers of a web process use in place of the one-process hub."""
 
     def __init__(self, socketio_, bus: Bus, exchanges: dict[str, str], web_id: str, ring_size: int,
@@ -375,30 +375,8 @@ class WebHub:
         return {"redis": self.health.up, "reason": self.health.reason}
 
     @property
-    def conflation(self):
-        return self.fanout.conflation
-
-    @property
-    def batches_conflated(self) -> int:
-        return self.conflation.batches_conflated
-
-    def clients_behind(self) -> int:
-        return self.conflation.clients_behind()
-
-    @property
     def emits(self) -> int:
         return self.fanout.packets
-
-    @property
-    def client_packets(self) -> int:
-        return self.fanout.client_packets
-
-    @property
-    def interval_ms(self) -> int:
-        return self.fanout.interval_ms
-
-    def watch_sets(self) -> int:
-        return self.fanout.watch_sets()
 
     # The web process's task ----------------------------------------------------------------------------------
     def run(self) -> None:

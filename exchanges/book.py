@@ -59,6 +59,19 @@ def price_key(price) -> Decimal:
     return key
 
 
+def _level(side: str, price, size) -> tuple:
+    """One level of a book frame checked: (its price's key, the size string, whether it is live, i.e. its size is not
+    zero). A price is parsed to its Decimal once (price_key, remembered); a size is zero by its digits. Raises
+    BadFrame on a bad side, price or size."""
+    if side != "bid" and side != "ask":
+        raise BadFrame(f"bad book side: {str(side)[:20]!r}")
+    key = _KEYS.get(price) if type(price) is str else None
+    if key is None:
+        key = price_key(price)
+    size = decimal_str(size)
+    return key, size, bool(size.strip("0.")) and ("e" not in size and "E" not in size or Decimal(size) != 0)
+
+
 class OrderBook:
     """Bids and asks of one market: price -> (price string, size string). A size of zero removes the level.
 
@@ -86,17 +99,9 @@ class OrderBook:
         each of them after `clear`, sorted once rather than inserted level by level. Raises BadFrame."""
         bids, asks = {}, {}
         for side, price, size in levels:
-            if side == "bid":
-                side_levels = bids
-            elif side == "ask":
-                side_levels = asks
-            else:
-                raise BadFrame(f"bad book side: {str(side)[:20]!r}")
-            key = _KEYS.get(price) if type(price) is str else None
-            if key is None:
-                key = price_key(price)
-            size = decimal_str(size)
-            if size.strip("0.") and ("e" not in size and "E" not in size or Decimal(size)):
+            key, size, live = _level(side, price, size)
+            side_levels = bids if side == "bid" else asks
+            if live:
                 side_levels[key] = (price, size)
             else:
                 side_levels.pop(key, None)
@@ -108,17 +113,9 @@ class OrderBook:
         What it costs is kept to what it must (the parse benchmark's profile): a price is parsed to its Decimal
         once (price_key), a size is zero by its digits, a level already in the book is replaced in place, and the
         best key moves only when this level beats it or was it."""
-        if side == "bid":
-            levels, best = self.bids, self._bid
-        elif side == "ask":
-            levels, best = self.asks, self._ask
-        else:
-            raise BadFrame(f"bad book side: {str(side)[:20]!r}")
-        key = _KEYS.get(price) if type(price) is str else None
-        if key is None:
-            key = price_key(price)
-        size = decimal_str(size)
-        if size.strip("0.") and ("e" not in size and "E" not in size or Decimal(size)):
+        key, size, live = _level(side, price, size)
+        levels, best = (self.bids, self._bid) if side == "bid" else (self.asks, self._ask)
+        if live:
             if key in levels:
                 dict.__setitem__(levels, key, (price, size))  # same key: its place in the order is unchanged
                 return
