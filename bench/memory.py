@@ -2,7 +2,7 @@
 replay in headless chromium (the running lists cap their rows, so both should stay flat).
 
     python bench/memory.py [--ticks 1000000] [--page-minutes 10]
-    python bench/memory.py --page-only --panels 20 --speed 10 --page-minutes 2   (the page's long tasks)
+    python bench/memory.py --page-only --panels 20 --speed 10 --page-minutes 2 --split   (the page's long tasks)
 """
 from __future__ import annotations
 
@@ -66,13 +66,27 @@ def offered_markets(port: int, count: int) -> list[str]:
     return markets[:count]
 
 
-def page_heap(minutes: float, speed: str = "max", panels: int = 0) -> list[tuple[float, float, int, int, float]]:
+def pin(pid: int, cores: set) -> None:
+    """Pin a process, every thread of it and its children (the server's local exchange) to `cores`."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            pin(int(child), cores)
+        os.sched_setaffinity(int(task.name), cores)
+
+
+def page_heap(minutes: float, speed: str = "max", panels: int = 0,
+              split: bool = False) -> list[tuple[float, float, int, int, float]]:
     """(minutes, used JS heap MB, rows in the DOM, long tasks since the last sample, the longest in ms), sampled
     every 30 s (or at the end) at `speed` (a multiple of the recorded pace, or max). `panels`: open that many
-    markets (a ?markets= link), else the watchlist. A long task (> 50 ms) is a moment the page could not answer."""
+    markets (a ?markets= link), else the watchlist. `split`: the server and its local exchange on core 0, the
+    browser on the others, so the page's own cost is what is measured. A long task (> 50 ms) is a moment the page
+    could not answer."""
     from playwright.sync_api import sync_playwright
     samples = []
-    with running_server("eventlet", speed) as (port, _), sync_playwright() as p:
+    with running_server("eventlet", speed) as (port, server_pid), sync_playwright() as p:
+        if split and (os.cpu_count() or 1) > 1:
+            pin(server_pid, {0})
+            os.sched_setaffinity(0, set(range(1, os.cpu_count())))  # the browser started below inherits it
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--enable-precise-memory-info"])
@@ -102,6 +116,7 @@ def main(argv=None) -> int:
     parser.add_argument("--page-only", action="store_true", help="skip the server's million ticks")
     parser.add_argument("--speed", default="max", help="the page's replay pace: a multiple of the recorded pace, or max")
     parser.add_argument("--panels", type=int, default=0, help="open this many markets on the page (0: the watchlist)")
+    parser.add_argument("--split", action="store_true", help="server on core 0, the browser on the other cores")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if not args.page_only:
@@ -110,7 +125,7 @@ def main(argv=None) -> int:
         print(f"server RSS: {rss[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up ({args.ticks // 10:,} ticks), "
               f"{rss[-1][1]:.0f} MB after {rss[-1][0]:,} ticks, max {max(mb for _, mb in rss):.0f} MB: "
               f"{(rss[-1][1] - warm) / warm * 100:+.1f} % since warm-up")
-    heap = page_heap(args.page_minutes, args.speed, args.panels)
+    heap = page_heap(args.page_minutes, args.speed, args.panels, args.split)
     print(f"page at speed {args.speed}, {args.panels or 'watchlist'} panels: " + ", ".join(
         f"{m:.1f} min {mb:.1f} MB heap {rows} rows, {count} long tasks "
         f"(max {longest:.0f} ms)" for m, mb, rows, count, longest in heap))
