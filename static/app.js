@@ -380,7 +380,8 @@ function drawBoard() {
 // took most of a frame.
 const SHOWN_ROWS = 60;
 function render(panel, ticks) {
-  const fresh = ticks.filter((t) => t.seq > panel.lastSeq);
+  // in seq order, whatever order they were queued in (an older entry never goes on top of a newer one)
+  const fresh = ticks.filter((t) => t.seq > panel.lastSeq).sort((a, b) => a.seq - b.seq);
   if (!fresh.length) return;
   panel.lastSeq = fresh[fresh.length - 1].seq;
   setClockDates(panel, fresh);
