@@ -108,19 +108,26 @@ export class Board {
       const direction = price != null && before != null ? compareDecimal(price, before) : 0;
       if (direction) flash(cells[side], direction);
     }
-    const bps = spreadBps(isEmptySide(tick.empty, "bid") ? null : tick.bid, isEmptySide(tick.empty, "ask") ? null : tick.ask);
-    cells.bps.textContent = bps ?? "–";
-    const exchangeTime = tick.time != null;
-    const when = utc(exchangeTime ? tick.time : tick.received);
-    cells.time.replaceChildren();
-    if (when.date !== utc(now).date) { // another day's (a recording's) date, once on the line
-      cells.time.append(element("span", "day", when.date + " "));
+    // the spread and the time change with the tick (and the time with the day): drawn again only then
+    const today = utc(now).date;
+    if (shown.tick !== tick || shown.today !== today) {
+      shown.tick = tick;
+      shown.today = today;
+      const bps = spreadBps(isEmptySide(tick.empty, "bid") ? null : tick.bid,
+        isEmptySide(tick.empty, "ask") ? null : tick.ask);
+      cells.bps.textContent = bps ?? "–";
+      const exchangeTime = tick.time != null;
+      const when = utc(exchangeTime ? tick.time : tick.received);
+      cells.time.replaceChildren();
+      if (when.date !== today) { // another day's (a recording's) date, once on the line
+        cells.time.append(element("span", "day", when.date + " "));
+      }
+      cells.time.append(when.time);
+      cells.time.classList.toggle("time-received", !exchangeTime);
+      cells.time.dataset.timeSource = exchangeTime ? "exchange" : "received";
+      cells.time.title = exchangeTime ? `${when.date} ${when.time} UTC, exchange time`
+        : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
     }
-    cells.time.append(when.time);
-    cells.time.classList.toggle("time-received", !exchangeTime);
-    cells.time.dataset.timeSource = exchangeTime ? "exchange" : "received";
-    cells.time.title = exchangeTime ? `${when.date} ${when.time} UTC, exchange time`
-      : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
     cells.age.textContent = seconds(now - tick.received);
     cells.age.title = "since this server received it";
     const trouble = down(line.tr.dataset.exchange);
