@@ -40,6 +40,7 @@ def sources():
     yield "gemini", documented("gemini_ws_book_ticker")
     yield "gemini", documented("gemini_ws_trade")
     yield "gemini_v2", documented("gemini_trade")
+    yield "gemini_v2", documented("gemini_l2_initial")  # a snapshot's trades
     yield "gemini_v2", next(f.frame for f in read_frames(UPSTREAM / "GEMINI.ws.1.0")
                             if f.frame.startswith('{"type":"trade"'))  # a trade frame, not a snapshot's trades
     yield "bitstamp", documented("bitstamp_order_book")
