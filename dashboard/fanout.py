@@ -1,9 +1,10 @@
 """The fan-out: one `batch` packet per client per emit interval, encoded once per watch-set.
 
 Every client is in exactly one Socket.IO room named after the set of markets it watches (its watch-set, the empty
-set included), so clients that watch the same markets share one packet: python-socketio 5.18 encodes a room emit
-once (`BaseManager.emit` builds one Engine.IO packet, whose `encode()` python-engineio 4.15 caches) and queues
-that same packet for each member. What is due for the clients (ticks and gaps per market, market states, spread
+set included), so clients that watch the same markets share one packet: it is encoded once per watch-set (one
+Socket.IO packet, one Engine.IO packet, and under eventlet one websocket frame), then written straight to each
+member's websocket when that client can take it now (direct.py), else queued by engine.io for its writer (the
+same packet object for all: python-engineio 4.15 caches its `encode()`). What is due for the clients (ticks and gaps per market, market states, spread
 rows, a change of the feeds' status) is added here by the hub (or, in a web process, by the collector's relay);
 `flush` sends each watch-set the parts that concern it:
 
@@ -30,7 +31,12 @@ import threading
 import time
 from typing import Callable, Iterator, Optional
 
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+
+from . import direct as direct_writes
 from .conflation import Conflation
+from .direct import text_frame
 from .feeds import merge_feeds
 
 MAX_INTERVAL_MS = 1000
@@ -115,6 +121,10 @@ class FanoutFigures:
         return self.fanout.client_packets
 
     @property
+    def direct_packets(self) -> int:
+        return self.fanout.direct_packets
+
+    @property
     def interval_ms(self) -> int:
         return self.fanout.interval_ms
 
@@ -183,10 +193,13 @@ class Fanout:
     """The watch-set rooms of this process's clients, the parts due for them, and the flush."""
 
     def __init__(self, server, backfill: Callable[[str], dict], interval_ms: int = 50,
-                 max_interval_ms: int = MAX_INTERVAL_MS, greet: Optional[Callable[[str], None]] = None):
+                 max_interval_ms: int = MAX_INTERVAL_MS, greet: Optional[Callable[[str], None]] = None,
+                 direct: bool = True):
         """`server`: the python-socketio Server of these clients; `backfill`: market -> the `backfill` event of a
-        market; `greet(sid)`: send one client the feeds' status in full (after it was conflated)."""
+        market; `greet(sid)`: send one client the feeds' status in full (after it was conflated); `direct`: write
+        packets straight to websocket clients under eventlet (direct.py; made before any client connects)."""
         self.server = server
+        self.direct = direct_writes.install(server) if direct else None  # None: not eventlet, or off
         self.pacing = Pacing(interval_ms, max_interval_ms)
         self.conflation = Conflation(server, backfill, greet)
         self._lock = threading.Lock()
@@ -198,7 +211,9 @@ class Fanout:
         self._spreads: dict[str, dict] = {}
         self._feeds = None
         self.packets = 0          # room emits: one encoding each
-        self.client_packets = 0   # packets queued for clients (a room emit counts once per member)
+        self.client_packets = 0   # packets sent to clients (a room emit counts once per member)
+        self.frames = 0           # websocket frames built for direct writes (one per room emit under eventlet)
+        self.direct_packets = 0   # ... and written directly (the other client packets went through engine.io's queue)
         self.on_batch: Callable[[int, object], None] = lambda size, oldest_received: None  # metrics
 
     @property
@@ -303,14 +318,35 @@ class Fanout:
             if members - len(slow) <= 0:
                 self.conflation.skipped(slow, markets, feeds is not None)
                 continue
-            # ignore_queue: a web process's own clients (the collector's relay already came through the queue)
-            self.server.emit("batch", packet, to=room, skip_sid=slow or None, namespace="/", ignore_queue=True)
+            self._send(room, packet, slow)
             self.conflation.skipped(slow, markets, feeds is not None)
             self.packets += 1
             self.client_packets += members - len(slow)
             sent += 1
         self.conflation.resync_caught_up()
         return sent
+
+    def _send(self, room: str, packet: dict, slow: list) -> None:
+        """`packet` as one `batch` event to the members of `room` on this process but `slow`: encoded once, written
+        directly to the websocket clients that can take it now (direct.py), queued by engine.io for the others.
+        Only this process's clients: a web process's relay already came through the message queue (python-socketio
+        5.18's `emit(..., ignore_queue=True)` does the same, less the direct writes)."""
+        encoded = self.server.packet_class(sio_packet.EVENT, namespace="/", data=["batch", packet]).encode()
+        if isinstance(encoded, list):  # binary attachments: never in a batch, but python-socketio knows how
+            self.server.emit("batch", packet, to=room, skip_sid=slow or None, namespace="/", ignore_queue=True)
+            return
+        eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        direct = self.direct
+        frame = text_frame(eio_pkt.encode().encode()) if direct is not None else None
+        self.frames += frame is not None
+        skip = set(slow)
+        for sid, eio_sid in self.server.manager.get_participants("/", room):
+            if sid in skip:
+                continue
+            if frame is not None and direct.write(eio_sid, frame):
+                self.direct_packets += 1
+            else:
+                self.server._send_eio_packet(eio_sid, eio_pkt)
 
     def run(self, sleep: Callable[[float], None], stopping: Callable[[], bool],
             before: Callable[[], None] = lambda: None, max_batch: int = 500,

@@ -57,6 +57,9 @@ class _Snapshot:
         client_packets = CounterMetricFamily("dashboard_client_packets", "Packets queued for clients (a watch-set's "
                                              "packet counts once per client in it)")
         client_packets.add_metric([], self.hub.client_packets)
+        direct = CounterMetricFamily("dashboard_direct_packets", "Client packets written straight to the client's "
+                                     "websocket (eventlet; the others went through engine.io's queue)")
+        direct.add_metric([], self.hub.direct_packets)
         interval = GaugeMetricFamily("dashboard_emit_interval_ms", "The emit interval in force (EMIT_INTERVAL_MS, "
                                      "lengthened under load up to 1 s)")
         interval.add_metric([], self.hub.interval_ms)
@@ -69,7 +72,7 @@ class _Snapshot:
         behind = GaugeMetricFamily("dashboard_clients_behind", "Slow clients waiting to be resynced")
         behind.add_metric([], self.hub.clients_behind())
         yield from (state, frames, ticks, bad, reconnects, gaps, older, rate, age, market_ticks, market_gaps, clients, emits,
-                    client_packets, interval, watch_sets, conflated, behind)
+                    client_packets, direct, interval, watch_sets, conflated, behind)
 
 
 class Metrics:
