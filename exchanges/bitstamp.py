@@ -27,6 +27,7 @@ import re
 from collections import deque
 from decimal import Decimal
 from itertools import islice
+from typing import Literal
 
 import msgspec
 import orjson
@@ -34,7 +35,8 @@ import orjson
 from .base import ExchangeListener
 from .book import OrderBook
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
-                   decimal_str, last_price, rest_book_price, split_by_quote, unified_symbol)
+                   decimal_str, decimals, last_price, rest_book_price, schema_reason, split_by_quote, unified_symbol,
+                   update)
 from .venue import BROADCAST, Venue
 
 BOOK, DIFF, TRADES = "order_book_", "diff_order_book_", "live_trades_"
@@ -49,21 +51,53 @@ _MICROS = re.compile(r"[0-9]{1,20}")
 TRADES_KEPT = 100  # newest REST trades a new panel is shown
 
 
-class _DiffData(msgspec.Struct, gc=False):
-    """`diff_order_book_*` data: [price, amount] levels changed (amount "0" removes one), `microtimestamp` a string
-    of digits."""
-    bids: list[tuple[str, str]]
-    asks: list[tuple[str, str]]
+class _Level(msgspec.Struct, array_like=True, gc=False):
+    """A book level [price, amount], plain decimal strings (checked by _plain_levels); in a diff, amount "0"
+    removes the level."""
+    price: str
+    amount: str
+
+
+class _BookData(msgspec.Struct, gc=False):
+    """`order_book_*` data (bids and asks best first, the top 100) and `diff_order_book_*` data (the levels
+    changed); `microtimestamp` a string of digits."""
+    bids: list[_Level]
+    asks: list[_Level]
     microtimestamp: str
 
 
-class _Diff(msgspec.Struct, gc=False):
-    data: _DiffData
+class _Book(msgspec.Struct, gc=False):
+    data: _BookData
     channel: str
     event: str
 
 
-_DIFF = msgspec.json.Decoder(_Diff)
+class _TradeData(msgspec.Struct, gc=False):
+    """`live_trades_*` data: `type` 0 buy / 1 sell (the taker's side), `price_str` / `amount_str` the exact strings
+    (`price` / `amount` are JSON numbers: not read)."""
+    type: Literal[0, 1]
+    microtimestamp: str
+    price_str: str
+    amount_str: str
+
+
+class _Trade(msgspec.Struct, gc=False):
+    data: _TradeData
+    channel: str
+    event: str
+
+
+_BOOK = msgspec.json.Decoder(_Book)
+_TRADE = msgspec.json.Decoder(_Trade)
+# What a wrong value is counted as (tick.schema_reason), as the hand-written checks named it; a `data` that is no
+# object was counted "TypeError" (what indexing it raised), and still is.
+_LEVEL_REASONS = {"data": "TypeError", "microtimestamp": "bad microtimestamp",
+                  **{f"$.data.{side}[]": "bad book level" for side in ("bids", "asks")},
+                  **{f"$.data.{side}[][{i}]": "not a plain decimal" for side in ("bids", "asks") for i in (0, 1)}}
+_BOOK_REASONS = {**_LEVEL_REASONS, "$.data.bids": "bids/asks not lists", "$.data.asks": "bids/asks not lists"}
+_DIFF_REASONS = {**_LEVEL_REASONS, "$.data.bids": "book side not a list", "$.data.asks": "book side not a list"}
+_TRADE_REASONS = {"data": "TypeError", "type": "bad trade type", "microtimestamp": "bad microtimestamp",
+                  "price_str": "not a decimal string", "amount_str": "not a decimal string"}
 _PLAIN_SEEN: set = set()  # strings _PLAIN accepted: a book's prices and amounts recur
 _PLAIN_SEEN_MAX = 100_000
 
@@ -121,20 +155,31 @@ class Bitstamp(ExchangeListener):
                               pattern=_NATIVE)
 
     def parse(self, frame, received):
-        # A diff (the recording's bulk: its channel near the end) decoded and type-checked by its schema in one
-        # call; anything else, or a diff the guess did not fit, is read the general way.
+        # Book and trade frames by their channel near the end, decoded and type-checked by their schema in one call;
+        # anything else, or a frame the guess did not fit, is read the general way, which gives a bad one its
+        # reason from the same schema.
         tail = frame[-60:]
         if type(tail) is str:
             tail = tail.encode()
-        if b'"channel":"diff_order_book_' in tail:
-            try:
-                diff = _DIFF.decode(frame)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                diff = None
-            if diff is not None and diff.event == "data" and diff.channel.startswith(DIFF):
-                data = diff.data
-                return self._diff(self._pair(diff.channel, DIFF), _plain_levels(data.bids),
-                                  _plain_levels(data.asks), data.microtimestamp)
+        try:
+            if b'"channel":"diff_order_book_' in tail:
+                book = _BOOK.decode(frame)
+                if book.event == "data" and book.channel.startswith(DIFF):
+                    return self._diff(self._pair(book.channel, DIFF), book.data)
+            elif b'"channel":"order_book_' in tail:
+                book = _BOOK.decode(frame)
+                if book.event == "data" and book.channel.startswith(BOOK):
+                    return self._full_book(self._pair(book.channel, BOOK), book.data)
+            elif b'"channel":"live_trades_' in tail:
+                trade = _TRADE.decode(frame)
+                if trade.event == "trade" and trade.channel.startswith(TRADES):
+                    return self._trade(self._pair(trade.channel, TRADES), trade.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        return self._parse_other(frame)
+
+    def _parse_other(self, frame) -> list:
+        """Events, channels that carry no tick, and book or trade frames the first guess did not read."""
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
@@ -144,23 +189,16 @@ class Bitstamp(ExchangeListener):
             if type(channel) is not str:
                 raise BadFrame("no channel")
             if channel.startswith(BOOK):
-                return self._full_book(self._pair(channel, BOOK), message["data"])
+                return self._full_book(self._pair(channel, BOOK), _convert(message, _Book, _BOOK_REASONS).data)
             if channel.startswith(DIFF):
-                data = message["data"]
-                return self._diff(self._pair(channel, DIFF), _levels(data["bids"]), _levels(data["asks"]),
-                                  data["microtimestamp"])
+                return self._diff(self._pair(channel, DIFF), _convert(message, _Book, _DIFF_REASONS).data)
             return []  # detail_order_book ...: no tick here
         if event == "trade":
             channel = message.get("channel")
             if type(channel) is not str or not channel.startswith(TRADES):
                 return []
-            data = message["data"]
-            side = TAKER_SIDE.get(data["type"]) if type(data["type"]) is int else None
-            if side is None:
-                raise BadFrame(f"bad trade type: {str(data['type'])[:20]!r}")
-            # (symbol, time, 4 x no quote, last, last_size, side)
-            return [Update(self._pair(channel, TRADES), _micros_to_ms(data["microtimestamp"]), None, None, None, None,
-                           decimal_str(data["price_str"]), decimal_str(data["amount_str"]), side)]
+            data = _convert(message, _Trade, _TRADE_REASONS).data
+            return self._trade(self._pair(channel, TRADES), data)
         if event == "bts:heartbeat":
             return [Heartbeat()]
         if event == "bts:subscription_succeeded":
@@ -226,29 +264,36 @@ class Bitstamp(ExchangeListener):
         native = _native_of(channel)
         return None if native is None else self.from_native(native)
 
-    def _full_book(self, symbol, data):
-        bids, asks = data["bids"], data["asks"]
-        if type(bids) is not list or type(asks) is not list:
-            raise BadFrame("bids/asks not lists")
-        time = _micros_to_ms(data["microtimestamp"])
-        # An empty list is an empty side (Bitstamp's thin books): shown empty, never as its last price.
-        bid, bid_size = _level(bids[0]) if bids else (EMPTY, EMPTY)
-        ask, ask_size = _level(asks[0]) if asks else (EMPTY, EMPTY)
+    def _trade(self, symbol: str, data: _TradeData) -> list:
+        time = _micros_to_ms(data.microtimestamp)
+        decimals(data.price_str, data.amount_str)
+        # (symbol, time, 4 x no quote, last, last_size, the taker's side, no sequence)
+        return [update((symbol, time, None, None, None, None, data.price_str, data.amount_str, TAKER_SIDE[data.type],
+                        None))]
+
+    def _full_book(self, symbol: str, data: _BookData) -> list:
+        bids, asks = data.bids, data.asks
+        time = _micros_to_ms(data.microtimestamp)
+        # An empty list is an empty side (Bitstamp's thin books): shown empty, never as its last price. Only the
+        # best levels are read here; the rest are checked if a book is ever made of them (_diff).
+        bid, bid_size = _plain_levels(bids[:1])[0] if bids else (EMPTY, EMPTY)
+        ask, ask_size = _plain_levels(asks[:1])[0] if asks else (EMPTY, EMPTY)
         # Kept as sent: turned into a book only if diffs follow (the local exchange), never on the live path.
         self._snapshots[symbol] = (bids, asks)
         self._books.pop(symbol, None)
         self._partial.discard(symbol)
         return [Update(symbol, time, bid, bid_size, ask, ask_size)]
 
-    def _diff(self, symbol, bids, asks, microtimestamp):
-        """A diff's levels, all checked before the book changes (_levels, _plain_levels)."""
-        time = _micros_to_ms(microtimestamp)
+    def _diff(self, symbol: str, data: _BookData) -> list:
+        """A diff's levels, all checked before the book changes."""
+        bids, asks = _plain_levels(data.bids), _plain_levels(data.asks)
+        time = _micros_to_ms(data.microtimestamp)
         book = self._books.get(symbol)
         if book is None:
             book = OrderBook()
             snapshot = self._snapshots.pop(symbol, None)  # popped first: a bad one is not tried again
             if snapshot is not None:
-                _fill(book, _levels(snapshot[0]), _levels(snapshot[1]))
+                _fill(book, _plain_levels(snapshot[0]), _plain_levels(snapshot[1]))
             else:
                 self._partial.add(symbol)
             self._books[symbol] = book
@@ -321,34 +366,29 @@ def _seconds_to_ms(value) -> int:
     return int(value) * 1000
 
 
-def _amount(value) -> str:
-    if type(value) is not str or not _PLAIN.fullmatch(value):
-        raise BadFrame(f"not a plain decimal: {str(value)[:40]!r}")
-    return decimal_str(value)
-
-
-def _level(level) -> tuple[str, str]:
-    if type(level) is not list or len(level) < 2:
-        raise BadFrame("bad book level")
-    return _amount(level[0]), _amount(level[1])
-
-
-def _levels(levels) -> list:
-    if type(levels) is not list:
-        raise BadFrame("book side not a list")
-    return [_level(level) for level in levels]
-
-
 def _plain_levels(levels: list) -> list:
-    """Levels a schema decoded as (str, str), checked as plain decimals (as _level), each distinct string once."""
-    strings = [text for level in levels for text in level]
+    """[(price, amount)] of levels a schema decoded, each a plain decimal string (Bitstamp writes no exponent, which
+    could not even be compared inside a book), each distinct string checked once. Raises BadFrame "not a plain
+    decimal". The one check of a book level, for diffs and full books alike."""
+    pairs = [(level.price, level.amount) for level in levels]
+    strings = [text for pair in pairs for text in pair]
     if not _PLAIN_SEEN.issuperset(strings):
         for text in strings:
-            _amount(text)
+            if not _PLAIN.fullmatch(text):
+                raise BadFrame(f"not a plain decimal: {text[:40]!r}")
+            decimal_str(text)
         if len(_PLAIN_SEEN) > _PLAIN_SEEN_MAX:
             _PLAIN_SEEN.clear()
         _PLAIN_SEEN.update(strings)
-    return levels
+    return pairs
+
+
+def _convert(value, schema, reasons):
+    """`value` (decoded JSON) as `schema`; raises BadFrame with the reason its first error is counted under."""
+    try:
+        return msgspec.convert(value, schema)
+    except msgspec.ValidationError as error:
+        raise BadFrame(schema_reason(error, reasons)) from None
 
 
 def _fill(book: OrderBook, bids, asks) -> None:
@@ -445,9 +485,9 @@ class BitstampVenue(Venue):
             message = orjson.loads(frame)
             pair = message["channel"][len(DIFF):]
             book = self._books.setdefault(pair, OrderBook())
-            data = message["data"]
-            _fill(book, _levels(data["bids"]), _levels(data["asks"]))
-            self._stamps[pair] = data["microtimestamp"]
+            data = _convert(message, _Book, _DIFF_REASONS).data
+            _fill(book, _plain_levels(data.bids), _plain_levels(data.asks))
+            self._stamps[pair] = data.microtimestamp
         elif '"event":"trade"' in frame:
             message = orjson.loads(frame)
             pair = message["channel"][len(TRADES):]

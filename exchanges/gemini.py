@@ -70,7 +70,7 @@ from __future__ import annotations
 from collections import deque
 from decimal import Decimal
 from itertools import count
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 from urllib.parse import urlsplit
 
 import msgspec
@@ -80,7 +80,7 @@ from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, book_side,
                    decimal_str, decimals, epoch_ms, last_price, rest_book_price, schema_reason, side_str,
-                   split_by_quote, symbol_str, unified_symbol)
+                   split_by_quote, symbol_str, unified_symbol, update)
 from .venue import BROADCAST, Venue, renumbered
 
 WS_URL = "wss://ws.gemini.com"
@@ -225,11 +225,13 @@ class StreamsAPI:
         self.listener = listener
         self._pending: dict[str, tuple] = {}  # request id -> the symbols it subscribed (() for an unsubscribe)
         self._ids = count(1)
+        self._symbols: dict[str, str] = {}  # stream pair ("btcusd") -> unified, as from_native gave it
 
     def on_connected(self):
         self._pending.clear()
 
     def subscribe_messages(self, symbols):
+        self._symbols.clear()  # to_native may map a pair afresh
         return [self._request("SUBSCRIBE", symbols, tuple(symbols))]
 
     def unsubscribe_messages(self, symbols):
@@ -244,6 +246,26 @@ class StreamsAPI:
         return orjson.dumps({"id": request_id, "method": method, "params": self.streams(symbols)}).decode()
 
     def parse(self, frame, received):
+        # Book Ticker and trade frames by their first bytes, decoded and type-checked by their schema in one call;
+        # replies, other streams, or a frame the guess did not fit, the general way (_parse_other), which gives a
+        # bad one its reason from the same schema.
+        head = frame[:14]
+        if type(head) is str:
+            head = head.encode()
+        try:
+            if head.startswith(b'{"u":'):
+                message = _BOOK_TICKER.decode(frame)
+                if message.plain():
+                    return self._book_ticker(message)
+            elif head.startswith(b'{"e":"trade",'):
+                message = _TRADE.decode(frame)
+                if message.plain():
+                    return self._trade(message)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        return self._parse_other(frame)
+
+    def _parse_other(self, frame) -> list:
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
@@ -251,27 +273,36 @@ class StreamsAPI:
             return self._reply(message)
         kind = message.get("e")
         if kind == "trade" or (kind is None and "t" in message):
-            # (symbol, time, 4 x no quote, last, last_size, taker side, trade id): m is "buyer is maker", so true
-            # means the taker sold; the trade id orders trades (TickBook drops an older one)
-            maker = message["m"]
-            if type(maker) is not bool:
-                raise BadFrame("bad 'm'")
-            return [Update(self._symbol(message), ns_to_ms(message["E"]), None, None, None, None,
-                           decimal_str(message["p"]), decimal_str(message["q"]), "sell" if maker else "buy",
-                           _id(message, "t"))]
+            return self._trade(_convert(message, _StreamTrade, _STREAM_REASONS))
         if kind in (None, "bookTicker") and "u" in message:
-            # the update id orders quotes; a side with no price is empty, never its last price
-            return [Update(self._symbol(message), ns_to_ms(message["E"]), *_side(message, "b", "B"),
-                           *_side(message, "a", "A"), None, None, None, _id(message, "u"))]
+            return self._book_ticker(_convert(message, _BookTicker, _STREAM_REASONS))
         if kind is not None or "lastUpdateId" in message:
             return []  # depth streams, order events ...: no tick here
         raise BadFrame("neither stream data nor a reply")
 
-    def _symbol(self, message) -> str:
-        native = message.get("s")
-        if type(native) is not str:
-            raise BadFrame("no symbol 's'")
-        return self.listener.from_native(native.upper())  # streams name pairs in lower case: "btcusd"
+    def _book_ticker(self, message: _BookTicker) -> list:
+        # the update id orders quotes (TickBook); a side with no price is empty, never its last price
+        symbol = self._symbols.get(message.s) or self._symbol(message.s)
+        time = ns_to_ms(message.E)
+        b, a = message.b, message.a
+        if b and a and b.strip("0.") and a.strip("0."):  # both sides priced: one check of all four strings
+            decimals(b, message.B, a, message.A)
+            return [update((symbol, time, b, message.B, a, message.A, None, None, None, message.u))]
+        return [Update(symbol, time, *_side(b, message.B), *_side(a, message.A), None, None, None, message.u)]
+
+    def _trade(self, message: _StreamTrade) -> list:
+        # m is "buyer is maker", so true means the taker sold; the trade id orders trades (TickBook)
+        symbol = self._symbols.get(message.s) or self._symbol(message.s)
+        time = ns_to_ms(message.E)
+        decimals(message.p, message.q)
+        return [update((symbol, time, None, None, None, None, message.p, message.q, "sell" if message.m else "buy",
+                        message.t))]
+
+    def _symbol(self, native: str) -> str:
+        symbol = self.listener.from_native(native.upper())  # streams name pairs in lower case: "btcusd"
+        if len(self._symbols) < _SYMBOLS_MAX:
+            self._symbols[native] = symbol
+        return symbol
 
     def _reply(self, message) -> list:
         symbols = self._pending.pop(message.get("id"), None)
@@ -287,20 +318,70 @@ class StreamsAPI:
         return [ExchangeError(reason)]
 
 
-def _id(message: dict, field: str) -> int:
-    """An ordering id (`u`, `t`): an int, or the frame is bad (it could not be ordered)."""
-    value = message[field]
-    if type(value) is not int or value < 0:
-        raise BadFrame(f"bad '{field}'")
-    return value
+_SYMBOLS_MAX = 10_000
 
 
-def _side(message: dict, price_field: str, size_field: str) -> tuple[str, str]:
-    """A bookTicker side: (price, size) as sent, or (EMPTY, EMPTY) where no price is given (absent, null, "", zero)."""
-    price = message.get(price_field)
+class _Stream(msgspec.Struct, gc=False):
+    """What tells a stream frame from the rest: `e` its event type (the Book Ticker sends none); a reply's `id` /
+    `status`, or a `t` on a Book Ticker, mean the frame is not this shape (read the general way)."""
+    e: Optional[str] = None
+    id: Any = msgspec.UNSET
+    status: Any = msgspec.UNSET
+
+    def plain(self) -> bool:
+        return self.id is msgspec.UNSET and self.status is msgspec.UNSET
+
+
+class _BookTicker(_Stream, kw_only=True, gc=False):
+    """Book Ticker: `u` update id, `E` event time (ns), `s` pair ("btcusd"), best bid/ask `b`/`a` and sizes
+    `B`/`A` (decimal strings; a side with no price: empty)."""
+    u: Annotated[int, msgspec.Meta(ge=0)]
+    E: int
+    s: str
+    b: Optional[str] = None
+    B: Optional[str] = None
+    a: Optional[str] = None
+    A: Optional[str] = None
+    t: Any = msgspec.UNSET
+
+    def plain(self) -> bool:
+        return (self.id is msgspec.UNSET and self.status is msgspec.UNSET and self.t is msgspec.UNSET
+                and (self.e is None or self.e == "bookTicker"))
+
+
+class _StreamTrade(_Stream, kw_only=True, gc=False):
+    """Trade: `E` event time (ns, or ms in Gemini's own fixture), `s` pair, `t` trade id, `p` / `q` price and
+    quantity (decimal strings), `m` buyer is maker."""
+    E: int
+    s: str
+    t: Annotated[int, msgspec.Meta(ge=0)]
+    p: str
+    q: str
+    m: bool
+
+
+_BOOK_TICKER = msgspec.json.Decoder(_BookTicker)
+_TRADE = msgspec.json.Decoder(_StreamTrade)
+# What a wrong value is counted as (tick.schema_reason), as the hand-written checks named them.
+_STREAM_REASONS = {"u": "bad 'u'", "t": "bad 't'", "m": "bad 'm'", "E": "bad event time", "s": "no symbol 's'",
+                   ("missing", "s"): "no symbol 's'",
+                   **dict.fromkeys(("b", "B", "a", "A", "p", "q"), "not a decimal string")}
+
+
+def _convert(value, schema, reasons):
+    """`value` (decoded JSON) as `schema`; raises BadFrame with the reason its first error is counted under."""
+    try:
+        return msgspec.convert(value, schema)
+    except msgspec.ValidationError as error:
+        raise BadFrame(schema_reason(error, reasons)) from None
+
+
+def _side(price: Optional[str], size: Optional[str]) -> tuple[str, str]:
+    """A Book Ticker side: (price, size) as sent, or (EMPTY, EMPTY) where no price is given (absent, null, "",
+    zero)."""
     if price is None or price == "":
         return EMPTY, EMPTY
-    return book_side(price, message.get(size_field))
+    return book_side(price, size)
 
 
 class MarketDataV2:
@@ -356,7 +437,12 @@ class MarketDataV2:
         head = frame[:20]
         if type(head) is str:
             head = head.encode()
-        if head.startswith(b'{"type":"l2_updates"'):
+        if head.startswith(b'{"type":"trade",'):
+            try:
+                return self._trade(_V2_TRADE.decode(frame))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass
+        elif head.startswith(b'{"type":"l2_updates"'):
             try:
                 update = _L2_UPDATES.decode(frame)
             except (msgspec.ValidationError, msgspec.DecodeError):
@@ -380,13 +466,9 @@ class MarketDataV2:
             decimals(*[text for change in changes for text in change[1:]])
             levels = [(BOOK_SIDE[side], price, size) for side, price, size in changes]
             return self._l2_updates(update.symbol, levels, update.trades)
-        if kind == "trade":
-            native = message.get("symbol")
-            symbol = self.listener.from_native(native)
-            key, update = _trade(symbol, message)
-            if key > self._last_trade.get(native, (-1, -1)):
-                self._last_trade[native] = key
-            return [update]
+        if kind == "trade":  # one the schema refused (or in another key order): its reason, from the schema
+            self.listener.from_native(message.get("symbol"))  # its symbol is checked first, as it always was
+            return self._trade(_convert(message, _V2TradeMessage, _REASONS))
         if kind == "heartbeat":
             return [Heartbeat()]
         if message.get("result") == "error":
@@ -394,6 +476,13 @@ class MarketDataV2:
         if kind is None:
             raise BadFrame("no 'type'")
         return []  # candles, mark_price, funding_amount ...: no tick here
+
+    def _trade(self, message: _V2TradeMessage) -> list:
+        native = message.symbol
+        key, trade = _trade(self.listener.from_native(native), message)
+        if key > self._last_trade.get(native, (-1, -1)):
+            self._last_trade[native] = key
+        return [trade]
 
     def _l2_updates(self, native, levels: list, trades) -> list:
         """An l2_updates of `native`: ("bid" | "ask", price, size) levels, checked; a snapshot's `trades`, or UNSET."""
@@ -456,23 +545,18 @@ def _request(kind, natives):
     return orjson.dumps({"type": kind, "subscriptions": [{"name": CHANNEL, "symbols": list(natives)}]}).decode()
 
 
-def _trade(symbol, trade) -> tuple[tuple, Update]:
+def _trade(symbol, trade: _V2Trade) -> tuple[tuple, Update]:
     """A Gemini trade (a `trade` message, or one of a snapshot's `trades`): its (timestamp, event_id) and its Update;
     `side` is the taker's."""
-    if type(trade) is not dict:
-        raise BadFrame("bad trade")
-    time = epoch_ms(trade["timestamp"])
-    event_id = trade.get("event_id")
-    key = (time, event_id if type(event_id) is int else 0)
+    decimals(trade.price, trade.quantity)
+    event_id = trade.event_id if type(trade.event_id) is int else 0  # none, or not an id: unordered
     # event_id orders trades: an older one never becomes the last trade (TickBook drops it)
-    return key, Update(symbol, time, None, None, None, None, decimal_str(trade["price"]),
-                       decimal_str(trade["quantity"]), side_str(trade["side"]), key[1] or None)
+    return (trade.timestamp, event_id), update((symbol, trade.timestamp, None, None, None, None, trade.price,
+                                                 trade.quantity, trade.side, event_id or None))
 
 
-def _newest_trade(symbol, trades) -> Optional[tuple[tuple, Update]]:
+def _newest_trade(symbol, trades: list) -> Optional[tuple[tuple, Update]]:
     """The newest of a snapshot's trades (Gemini sends them newest first, though not strictly ordered)."""
-    if type(trades) is not list:
-        raise BadFrame("bad 'trades'")
     newest = None
     for trade in trades:
         parsed = _trade(symbol, trade)
@@ -499,18 +583,38 @@ def _uncross(book: OrderBook, levels: list) -> int:
     return dropped
 
 
+class _V2Trade(msgspec.Struct, gc=False):
+    """A v2 trade (a snapshot's `trades` entry): `timestamp` epoch ms, `price` / `quantity` decimal strings, `side`
+    the taker's, `event_id` (an int orders trades; anything else is taken as none, as Gemini's own docs write
+    `eventid` in the snapshot's example)."""
+    timestamp: Annotated[int, msgspec.Meta(ge=0)]
+    price: str
+    quantity: str
+    side: Literal["buy", "sell"]
+    event_id: Any = None
+
+
+class _V2TradeMessage(_V2Trade, kw_only=True, gc=False):
+    """v2 `trade`: a trade with its `symbol` ("BTCUSD")."""
+    symbol: str
+
+
 class _L2Updates(msgspec.Struct, gc=False):
     """Market data v2 `l2_updates`: [side "buy"/"sell", price, quantity] changes (quantity "0" removes the level);
-    the first, a snapshot, also carries the market's recent `trades` (checked as before, by _trade)."""
+    the first, a snapshot, also carries the market's recent `trades`."""
     symbol: str
     changes: list[tuple[Literal["buy", "sell"], str, str]]
-    trades: Any = msgspec.UNSET
+    trades: Union[list[_V2Trade], msgspec.UnsetType] = msgspec.UNSET
 
 
 _L2_UPDATES = msgspec.json.Decoder(_L2Updates)
 # What a wrong value is counted as (tick.schema_reason), as the hand-written checks named them.
+_V2_TRADE = msgspec.json.Decoder(_V2TradeMessage)
 _REASONS = {"changes": "bad 'changes'", "$.changes[]": "bad change", "$.changes[][0]": "bad side",
-            "$.changes[][1]": "not a decimal string", "$.changes[][2]": "not a decimal string", "symbol": "no symbol"}
+            "$.changes[][1]": "not a decimal string", "$.changes[][2]": "not a decimal string", "symbol": "no symbol",
+            ("missing", "symbol"): "no symbol", "trades": "bad 'trades'", "$.trades[]": "bad trade",
+            "timestamp": "bad epoch ms", "price": "not a decimal string", "quantity": "not a decimal string",
+            "side": "bad side"}
 
 
 class GeminiVenue(Venue):

@@ -49,12 +49,14 @@ import json
 import re
 from collections import deque
 from itertools import count
+from typing import Annotated, Any, Literal, Optional, Union
 
+import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, book_side, decimal_str, last_price,
-                   symbol_str)
+from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, book_side, decimal_str, decimals,
+                   last_price, schema_reason, symbol_str, update)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("ticker", "trade", "spread")
@@ -77,6 +79,87 @@ def seconds_to_ms(value) -> int:
         raise BadFrame(f"bad time: {str(value)[:40]!r}")
     whole, fraction = match.groups()
     return int(whole) * 1000 + int(((fraction or "") + "000")[:3])
+
+
+class _Spread(msgspec.Struct, array_like=True, gc=False):
+    """`spread` data: [bid, ask, timestamp ("seconds.micros"), bidVolume, askVolume], decimal strings."""
+    bid: str
+    ask: str
+    timestamp: Union[int, str]  # a string on the websocket; seconds_to_ms reads either
+    bid_size: str
+    ask_size: str
+
+
+class _BookLevel(msgspec.Struct, array_like=True, gc=False):
+    """A ticker's `a` / `b`: [price, wholeLotVolume, lotVolume]."""
+    price: str
+    whole_lot: Any  # not read
+    lot: str
+
+
+class _LastTrade(msgspec.Struct, array_like=True, gc=False):
+    """A ticker's `c`: [price, lotVolume]; zeros (or no price) while the pair has not traded."""
+    price: Optional[str]
+    lot: str
+
+
+class _Ticker(msgspec.Struct, gc=False):
+    """`ticker` data (also the REST ticker's): best bid, best ask, last trade; the other fields are not read."""
+    b: _BookLevel
+    a: _BookLevel
+    c: _LastTrade
+
+
+class _Trade(msgspec.Struct, array_like=True, gc=False):
+    """One trade of a `trade` frame (or of REST /Trades): [price, volume, time, side, orderType, misc]."""
+    price: str
+    volume: str
+    time: Union[int, str]  # "seconds.micros" (REST: a JSON number's own text, or an int)
+    side: Literal["b", "s"]  # the taker's
+
+
+class _SpreadFrame(msgspec.Struct, array_like=True, gc=False):
+    channel_id: Any  # deprecated by Kraken: not read
+    data: _Spread
+    channel: str
+    pair: str
+    more: Any = msgspec.UNSET  # an element past the pair: not this shape (read the general way)
+
+
+class _TickerFrame(msgspec.Struct, array_like=True, gc=False):
+    channel_id: Any
+    data: _Ticker
+    channel: str
+    pair: str
+    more: Any = msgspec.UNSET
+
+
+class _TradesFrame(msgspec.Struct, array_like=True, gc=False):
+    channel_id: Any
+    data: Annotated[list[_Trade], msgspec.Meta(min_length=1)]
+    channel: str
+    pair: str
+    more: Any = msgspec.UNSET
+
+
+_SPREAD = msgspec.json.Decoder(_SpreadFrame)
+_TICKER = msgspec.json.Decoder(_TickerFrame)
+_TRADES = msgspec.json.Decoder(_TradesFrame)
+# What a wrong payload is counted as (tick.schema_reason, on the payload alone), as the hand-written checks named it.
+_SPREAD_REASONS = {"$": "spread data is not [bid, ask, timestamp, bidVolume, askVolume]", "$[2]": "bad time",
+                   **dict.fromkeys(("$[0]", "$[1]", "$[3]", "$[4]"), "not a decimal string")}
+_TICKER_REASONS = {"$": "ticker data is not an object", "$.a": "bad ticker field 'a'", "$.b": "bad ticker field 'b'",
+                   "$.c": "bad ticker field 'c'", **dict.fromkeys(("$.a[]", "$.b[]", "$.c[]"), "not a decimal string")}
+_TRADE_REASONS = {"$": "trade data is not a list of trades", "$[]": "bad trade", "$[][0]": "not a decimal string",
+                  "$[][1]": "not a decimal string", "$[][2]": "bad time", "$[][3]": "bad side"}
+
+
+def _convert(value, schema, reasons):
+    """`value` (decoded JSON) as `schema`; raises BadFrame with the reason its first error is counted under."""
+    try:
+        return msgspec.convert(value, schema)
+    except msgspec.ValidationError as error:
+        raise BadFrame(schema_reason(error, reasons)) from None
 
 
 class Kraken(ExchangeListener):
@@ -139,6 +222,31 @@ class Kraken(ExchangeListener):
         return symbol_str(f"{UNIFIED_ASSET.get(base, base)}-{UNIFIED_ASSET.get(quote, quote)}")
 
     def parse(self, frame, received):
+        # Channel data by its channel name near the end ('...],"spread","XBT/USD"]'), decoded and type-checked by its
+        # schema in one call; events, other channels, or a frame the guess did not fit, the general way (_parse_other),
+        # which gives a bad one its reason from the same schema.
+        tail = frame[-40:]
+        if type(tail) is str:
+            tail = tail.encode()
+        try:
+            if b'],"spread","' in tail:
+                message = _SPREAD.decode(frame)
+                if message.channel == "spread" and message.more is msgspec.UNSET:
+                    return self._spread(message.pair, message.data)
+            elif b']],"trade","' in tail:
+                message = _TRADES.decode(frame)
+                if message.channel == "trade" and message.more is msgspec.UNSET:
+                    return self._trades(message.pair, message.data)
+            elif b'},"ticker","' in tail:
+                message = _TICKER.decode(frame)
+                if message.channel == "ticker" and message.more is msgspec.UNSET:
+                    return self._ticker(message.pair, message.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        return self._parse_other(frame)
+
+    def _parse_other(self, frame) -> list:
+        """Events, channels that carry no tick, and channel data the first guess did not read."""
         message = orjson.loads(frame)
         if type(message) is list:
             return self._channel_data(message)
@@ -161,46 +269,57 @@ class Kraken(ExchangeListener):
         return []  # other events (private channels' statuses ...) say nothing about these markets
 
     def _channel_data(self, message: list) -> list:
+        """`[channelID, payload, channelName, pair]` read the general way: which channel it is, then its payload
+        through the channel's schema (its error named as the feed counts it)."""
         if len(message) < 4:
             raise BadFrame("channel data too short")
         channel, pair = message[-2], message[-1]
         if type(channel) is not str or type(pair) is not str:
             raise BadFrame("channel data without channelName and pair")
-        if channel == "spread":
-            data = message[1]
-            if len(message) != 4 or type(data) is not list or len(data) < 5:
-                raise BadFrame("spread data is not [bid, ask, timestamp, bidVolume, askVolume]")
-            symbol = self._symbol(pair)
-            bid, bid_size = book_side(data[0], data[3])  # a zero price: that side is empty
-            ask, ask_size = book_side(data[1], data[4])
-            time = seconds_to_ms(data[2])
-            self._spread_pairs.add(pair)
-            # positional: symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side
-            return [Update(symbol, time, bid, bid_size, ask, ask_size)]
-        if channel == "ticker":
-            data = message[1]
-            if len(message) != 4 or type(data) is not dict:
-                raise BadFrame("ticker data is not an object")
-            bid, bid_size = _level(data, "b", 2)
-            ask, ask_size = _level(data, "a", 2)
-            last, last_size = _level(data, "c", 1)
-            symbol = self._symbol(pair)
-            known, spoken = pair in self._last_pairs, pair in self._spread_pairs
-            if last:
-                self._last_pairs.add(pair)
-            if spoken:  # `spread` gives the book top now: the ticker's is as old as a trade, its `c` a repeat
-                return [] if known or not last else [Update(symbol, last=last, last_size=last_size)]
-            return [Update(symbol, None, bid, bid_size, ask, ask_size, last, last_size, None)]
-        if channel == "trade":
-            trades = message[1]
-            if len(message) != 4 or type(trades) is not list or not trades:
-                raise BadFrame("trade data is not a list of trades")
-            symbol = self._symbol(pair)
-            updates = [Update(symbol, seconds_to_ms(trade[2]), None, None, None, None, decimal_str(trade[0]),
-                              decimal_str(trade[1]), _taker_side(trade[3])) for trade in map(_trade_fields, trades)]
+        schema = _PAYLOADS.get(channel)
+        if schema is None:
+            return []  # book, ohlc: no tick here
+        payload_type, reasons, handle = schema
+        if len(message) != 4:
+            raise BadFrame(reasons["$"])
+        return handle(self, pair, _convert(message[1], payload_type, reasons))
+
+    def _spread(self, pair: str, data: _Spread) -> list:
+        symbol = self._symbol(pair)
+        bid, bid_size, ask, ask_size = data.bid, data.bid_size, data.ask, data.ask_size
+        if bid.strip("0.") and ask.strip("0."):  # both sides priced: one check of all four strings
+            decimals(bid, bid_size, ask, ask_size)
+        else:  # "" or zeros: that side is empty
+            bid, bid_size = book_side(bid, bid_size)
+            ask, ask_size = book_side(ask, ask_size)
+        time = seconds_to_ms(data.timestamp)
+        self._spread_pairs.add(pair)
+        # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence (v1 documents none)
+        return [update((symbol, time, bid, bid_size, ask, ask_size, None, None, None, None))]
+
+    def _ticker(self, pair: str, data: _Ticker) -> list:
+        bid, bid_size = book_side(data.b.price, data.b.lot)  # a side with no order: empty
+        ask, ask_size = book_side(data.a.price, data.a.lot)
+        last = last_price(data.c.price)  # zeros: no trade yet
+        last_size = decimal_str(data.c.lot) if last else None
+        symbol = self._symbol(pair)
+        known, spoken = pair in self._last_pairs, pair in self._spread_pairs
+        if last:
             self._last_pairs.add(pair)
-            return updates
-        return []  # book, ohlc: no tick here
+        if spoken:  # `spread` gives the book top now: the ticker's is as old as a trade, its `c` a repeat
+            return [] if known or not last else [Update(symbol, last=last, last_size=last_size)]
+        return [Update(symbol, None, bid, bid_size, ask, ask_size, last, last_size, None)]
+
+    def _trades(self, pair: str, trades: list) -> list:
+        symbol = self._symbol(pair)
+        updates = []
+        for trade in trades:
+            time = seconds_to_ms(trade.time)
+            decimals(trade.price, trade.volume)
+            updates.append(update((symbol, time, None, None, None, None, trade.price, trade.volume,
+                                   TAKER_SIDE[trade.side], None)))
+        self._last_pairs.add(pair)
+        return updates
 
     def _subscription_status(self, message: dict) -> list:
         status, pair = message.get("status"), message.get("pair")
@@ -249,16 +368,19 @@ class Kraken(ExchangeListener):
             [ticker] = result.values()
             if type(ticker) is not dict:
                 raise BadFrame("ticker is not an object")
-            bid, bid_size = _level(ticker, "b", 2)
-            ask, ask_size = _level(ticker, "a", 2)
-            last, last_size = _level(ticker, "c", 1)
+            ticker = _convert(ticker, _Ticker, _TICKER_REASONS)  # the websocket ticker's fields, same shapes
+            bid, bid_size = book_side(ticker.b.price, ticker.b.lot)
+            ask, ask_size = book_side(ticker.a.price, ticker.a.lot)
+            last = last_price(ticker.c.price)
+            last_size = decimal_str(ticker.c.lot) if last else None
             return [Update(symbol, None, bid, bid_size, ask, ask_size, last, last_size, None)]
         # /Trades, oldest first: {"<pair>": [[price, volume, time, side, type, misc, id], ...], "last": "<id>"}
         lists = [value for key, value in result.items() if key != "last"]
         if len(lists) != 1 or type(lists[0]) is not list:
             raise BadFrame("trades answer is not one pair's list")
-        return [Update(symbol, seconds_to_ms(trade[2]), last=decimal_str(trade[0]), last_size=decimal_str(trade[1]),
-                       last_side=_taker_side(trade[3])) for trade in map(_trade_fields, lists[0])]
+        trades = _convert(lists[0], list[_Trade], _TRADE_REASONS)  # as a websocket trade; the time's text a string
+        return [Update(symbol, seconds_to_ms(trade.time), last=decimal_str(trade.price),
+                       last_size=decimal_str(trade.volume), last_side=TAKER_SIDE[trade.side]) for trade in trades]
 
     def _symbol(self, pair) -> str:
         unified = self._unified.get(pair) if type(pair) is str else None  # the pairs asked for: the fast path
@@ -282,15 +404,10 @@ class Kraken(ExchangeListener):
                              "subscription": {"name": channel}, "reqid": reqid}).decode()
 
 
-def _level(data: dict, key: str, size_at: int) -> tuple[str, str]:
-    """(price, size) of a ticker field: "a"/"b" are [price, wholeLotVolume, lotVolume], "c" is [price, lotVolume]."""
-    value = data[key]
-    if type(value) is not list or len(value) <= size_at:
-        raise BadFrame(f"bad ticker field {key!r}")
-    if key == "c":  # the last trade: zeros (none yet) are no trade
-        price = last_price(value[0])
-        return (price, decimal_str(value[size_at])) if price else (None, None)
-    return book_side(value[0], value[size_at])  # a side with no order: empty
+# channelName -> (its payload's schema, what a wrong one is counted as, its handler)
+_PAYLOADS = {"spread": (_Spread, _SPREAD_REASONS, Kraken._spread),
+             "ticker": (_Ticker, _TICKER_REASONS, Kraken._ticker),
+             "trade": (Annotated[list[_Trade], msgspec.Meta(min_length=1)], _TRADE_REASONS, Kraken._trades)}
 
 
 def _streamable(entry) -> bool:
@@ -298,19 +415,6 @@ def _streamable(entry) -> bool:
     in the documented example, are online) and the `international` execution venue (or none named)."""
     return (type(entry) is dict and entry.get("status", "online") in TRADING
             and entry.get("execution_venue") in VENUES and type(entry.get("wsname")) is str)
-
-
-def _trade_fields(trade) -> list:
-    if type(trade) is not list or len(trade) < 4:
-        raise BadFrame("bad trade")
-    return trade
-
-
-def _taker_side(value) -> str:
-    side = TAKER_SIDE.get(value) if type(value) is str else None
-    if side is None:
-        raise BadFrame(f"bad side: {str(value)[:20]!r}")
-    return side
 
 
 def _result(answer) -> dict:

@@ -129,10 +129,10 @@ def schema_reason(error: Exception, reasons: dict) -> str:
     """The bad-frame reason for a msgspec decoder's error (msgspec 0.23: its message names the field path, e.g.
     "Expected `str`, got `null` - at `$.data.b`" or "Object missing required field `b` - at `$.data`").
 
-    `reasons` maps a field name, or a path with a list's index emptied ("$.changes[][0]"), to the reason a wrong value
-    there is counted under ("not a decimal string", "bad side" ...); ("missing", name) overrides the default
-    "missing field 'name'". A frame that is not JSON is "JSONDecodeError", a top level that is not an object
-    "not a JSON object", any other field "bad 'name'"."""
+    `reasons` maps a field name, or a path with a list's index emptied ("$.changes[][0]"; a top-level list's:
+    "$[][2]"), to the reason a wrong value there is counted under ("not a decimal string", "bad side" ...);
+    ("missing", name) overrides the default "missing field 'name'". A frame that is not JSON is "JSONDecodeError", a
+    top level that is not an object "not a JSON object", any other field "bad 'name'"."""
     if not isinstance(error, msgspec.ValidationError):
         return "JSONDecodeError"
     text = str(error)
@@ -145,12 +145,16 @@ def schema_reason(error: Exception, reasons: dict) -> str:
     general = _INDEX.sub(r"\1[]", path)
     if general in reasons:
         return reasons[general]
+    entry = _FIRST_INDEX.sub("$[]", path)  # a top-level list of positional entries (Kraken's trades): "$[4][2]"
+    if entry in reasons:
+        return reasons[entry]
     names = _NAME.findall(path)
     name = names[-1] if names else path
     return reasons.get(name) or f"bad {name[:40]!r}"
 
 
 _INDEX = re.compile(r"(\.[^.\[]+)\[[0-9]+\]")  # a list's index after its name: "$.changes[3][1]" -> "$.changes[][1]"
+_FIRST_INDEX = re.compile(r"^\$\[[0-9]+\]")  # "$[4][2]" -> "$[][2]"
 _NAME = re.compile(r"\.([^.\[]+)")
 
 
