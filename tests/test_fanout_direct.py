@@ -284,3 +284,47 @@ def test_backfills_and_acks_arrive_in_order_with_the_batch_packets(raw):
                 assert time.monotonic() < deadline, "no batch packets"
                 read()
     assert len(batches(client)) >= 6
+
+
+def test_a_client_that_stops_reading_does_not_hold_back_its_watch_set_and_is_conflated():
+    """Two clients watch the same 40 markets (one watch-set, one frame each interval); one stops reading. The other
+    keeps getting its packets written directly at the interval's pace; the silent one fills its socket (a partial
+    write's rest is queued first), then is skipped (conflated) instead of queued for without bound; when it reads
+    again every frame is whole and it is resynced with a backfill."""
+    server = ServerProcess("--replay", "--speed", "max", "--no-rest", "--subscribe-rate", "100")
+    clients = []
+    try:
+        slow = RawClient(server.url, rcvbuf=4096)
+        fast = RawClient(server.url)
+        clients += [slow, fast]
+        offer = orjson.loads(get(server.url + "/api/markets")[1])
+        others = [f"{name}:{symbol}" for name, symbols in sorted(offer["available"].items()) for symbol in symbols]
+        markets = (BUSY + [m for m in others if m not in BUSY])[:40]
+        for client in (slow, fast):
+            client.open()
+            for market in markets:
+                client.send(f'42["subscribe",{{"market":"{market}"}}]')
+        direct = metric(server, "dashboard_direct_packets_total")
+        deadline, last, longest = time.monotonic() + 40, None, 0.0  # before Engine.IO's ping timeout (45 s)
+        while metric(server, "dashboard_batches_conflated_total") == 0 or \
+                metric(server, "dashboard_clients_behind") != 1:
+            assert time.monotonic() < deadline, "the silent client was never skipped"
+            count = len(batches(fast))
+            while len(batches(fast)) < count + 3:
+                fast.read()
+                if fast.messages[-1][1].startswith('42["batch"'):
+                    now = time.monotonic()
+                    longest = max(longest, now - last) if last is not None else 0.0
+                    last = now
+        assert longest < 2.5, f"the reading client waited {longest:.1f} s for a packet"  # paced to 1 s at most
+        assert metric(server, "dashboard_direct_packets_total") > direct
+        slow.sock.settimeout(30)
+        resynced = set()
+        while len(resynced) < 3:  # its backlog, every frame whole, then the resync of what it missed
+            _, text = slow.read()
+            if text.startswith('42["backfill"'):
+                resynced.update(m for m in BUSY if f'"market":"{m}"' in text)
+    finally:
+        for client in clients:
+            client.close()
+        assert server.stop() == 0
