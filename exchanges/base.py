@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 IDLE, CONNECTING, LIVE, QUIET, STALE, RECONNECTING, ERROR, STOPPED = (
     "idle", "connecting", "live", "quiet", "stale", "reconnecting", "error", "stopped")
 
+_BINARY = websocket.ABNF.OPCODE_BINARY
 BAD_FRAME_SNIPPET = 200  # characters of the last bad frame kept for the page
 YIELD_EVERY_FRAMES = 32  # under eventlet a busy socket never blocks, so the reader must let others run
 # The watchdog, the message rate and the no-data hints look at the clock, not at each frame: on a busy feed they run
@@ -188,6 +189,10 @@ class ExchangeListener:
         self._ops: deque = deque()          # ("subscribe" | "unsubscribe", symbol) for the open connection
         self._subscribed_at: dict[str, float] = {}  # symbol -> when its subscribe was sent on this connection
         self._streaming: set[str] = set()   # symbols that delivered a tick on this connection
+        # symbol -> its stats, for the markets whose next tick needs only counting: subscribed on this connection,
+        # streaming already said, no gap open. Filled by a tick's first pass through the full checks; emptied
+        # whenever one of the three may change (connect, lost connection, ops, a refusal), trimmed on a Gap.
+        self._counted: dict[str, MarketStats] = {}
         self._hinted: set[str] = set()
         self._ws: Optional[websocket.WebSocket] = None
         self._reconnect_asked: Optional[str] = None  # the exchange's reason, until the read loop reconnects
@@ -304,6 +309,7 @@ class ExchangeListener:
         self.on_connected()
         self._reconnect_asked = None
         self._streaming.clear()
+        self._counted.clear()
         self._hinted.clear()
         self.book.reset()  # nothing from before the gap is merged with what this connection sends
         self._subscribed_at = dict.fromkeys(symbols, connected_at)
@@ -382,7 +388,7 @@ class ExchangeListener:
         received = received_ns // 1_000_000
         self.frames += 1
         self.last_frame_at = received
-        if opcode == websocket.ABNF.OPCODE_BINARY:
+        if opcode == _BINARY:
             self._bad("binary frame", data)
             return False
         if self.on_frame is not None:
@@ -393,50 +399,72 @@ class ExchangeListener:
             self._bad(bad_reason(failure), data.decode("utf-8", "replace"))
             return False
         ticks = 0  # the feed's counters move once per frame, not once per tick
+        counted = self._counted
         for item in items:
-            kind = type(item)
-            if kind is Update:
-                symbol = item.symbol
-                if symbol not in self._subscribed_at:
-                    continue  # in flight after an unsubscribe, or never asked for
-                tick = self.book.apply(item, received)
-                if tick is None:  # older than what is shown (by the venue's sequence): counted, never a tick
-                    continue
-                ticks += 1
-                stats = self.markets.get(symbol) or self._stats(symbol)
-                if stats.gap_from is not None:
-                    missed = self.missed_while_away(symbol, item, stats.gap_reason)
-                    if missed is None:  # the venue's ids prove nothing was missed: no gap to show
-                        stats.gap_from, stats.gap_reason = None, ""
-                    else:
-                        stats.gap_reason = missed
-                        self._close_gap(symbol, stats, received)
-                stats.ticks += 1
-                stats.last_data_at = received
-                if symbol not in self._streaming:
-                    self._streaming.add(symbol)
-                    self.on_market(self._market(symbol), "streaming", "")
-                self.on_tick(tick)
-            elif kind is Subscribed:
-                for symbol in item.symbols or ():
-                    if symbol in self._subscribed_at and symbol not in self._streaming:
-                        self.on_market(self._market(symbol), "subscribed", "")
-            elif kind is Rejected:
-                self._rejected(item)
-            elif kind is ExchangeError:
-                self._exchange_error(item.reason)
-            elif kind is Reconnect:  # acted on by the read loop, once this frame's items are all handled
-                self._reconnect_asked = item.reason
-            elif kind is Gap:
-                if item.symbol in self._subscribed_at:
-                    stats = self._stats(item.symbol)
-                    if stats.gap_from is None:
-                        stats.gap_from, stats.gap_reason = stats.last_data_at or received, item.reason
+            if type(item) is Update:
+                stats = counted.get(item.symbol)
+                if stats is not None:  # the common case: a streaming market, nothing to check but the order
+                    tick = self.book.apply(item, received)
+                    if tick is not None:  # None: older than what is shown (by the venue's sequence), counted
+                        ticks += 1
+                        stats.ticks += 1
+                        stats.last_data_at = received
+                        self.on_tick(tick)
+                elif self._first_checks(item, received):
+                    ticks += 1
+            else:
+                self._event(item, received)
         if ticks:
             self.ticks += ticks
             self.last_data_at = received
             return True
         return False
+
+    def _first_checks(self, item: Update, received: int) -> bool:
+        """An Update of a market not (yet) in _counted: dropped if not subscribed, merged, the gap it closes and
+        its streaming state said; True when it gave a tick. Puts the market in _counted when nothing is left to say."""
+        symbol = item.symbol
+        if symbol not in self._subscribed_at:
+            return False  # in flight after an unsubscribe, or never asked for
+        tick = self.book.apply(item, received)
+        if tick is None:  # older than what is shown (by the venue's sequence): counted, never a tick
+            return False
+        stats = self.markets.get(symbol) or self._stats(symbol)
+        if stats.gap_from is not None:
+            missed = self.missed_while_away(symbol, item, stats.gap_reason)
+            if missed is None:  # the venue's ids prove nothing was missed: no gap to show
+                stats.gap_from, stats.gap_reason = None, ""
+            else:
+                stats.gap_reason = missed
+                self._close_gap(symbol, stats, received)
+        stats.ticks += 1
+        stats.last_data_at = received
+        if symbol not in self._streaming:
+            self._streaming.add(symbol)
+            self.on_market(self._market(symbol), "streaming", "")
+        self._counted[symbol] = stats
+        self.on_tick(tick)
+        return True
+
+    def _event(self, item, received: int) -> None:
+        """A protocol event a parser returned (Subscribed, Rejected, ExchangeError, Reconnect, Gap)."""
+        kind = type(item)
+        if kind is Subscribed:
+            for symbol in item.symbols or ():
+                if symbol in self._subscribed_at and symbol not in self._streaming:
+                    self.on_market(self._market(symbol), "subscribed", "")
+        elif kind is Rejected:
+            self._rejected(item)
+        elif kind is ExchangeError:
+            self._exchange_error(item.reason)
+        elif kind is Reconnect:  # acted on by the read loop, once this frame's items are all handled
+            self._reconnect_asked = item.reason
+        elif kind is Gap:
+            if item.symbol in self._subscribed_at:
+                self._counted.pop(item.symbol, None)  # its next tick closes the gap
+                stats = self._stats(item.symbol)
+                if stats.gap_from is None:
+                    stats.gap_from, stats.gap_reason = stats.last_data_at or received, item.reason
 
     def _stats(self, symbol: str) -> MarketStats:
         stats = self.markets.get(symbol)
@@ -446,6 +474,7 @@ class ExchangeListener:
 
     def _open_gaps(self, reason: str) -> None:
         """The connection is lost: every market that had data has a gap from its last tick."""
+        self._counted.clear()
         for symbol in self.symbols():
             stats = self.markets.get(symbol)
             if stats is not None and stats.last_data_at is not None and stats.gap_from is None:
@@ -474,6 +503,7 @@ class ExchangeListener:
         with self._lock:
             self._desired.discard(item.symbol)  # never re-subscribe what the exchange refused
         self._subscribed_at.pop(item.symbol, None)
+        self._counted.pop(item.symbol, None)
         self.on_market(self._market(item.symbol), "error", item.reason)
 
     def _bad(self, reason: str, frame) -> None:
@@ -493,6 +523,7 @@ class ExchangeListener:
                 return
             ops, self._ops = list(self._ops), deque()
         final = {symbol: op for op, symbol in ops}  # a market closed and added again: its last op counts
+        self._counted.clear()  # (the dashboard may have dropped a closed market's stats meanwhile)
         subscribe = [symbol for symbol, op in final.items() if op == "subscribe" and symbol not in self._subscribed_at]
         unsubscribe = [symbol for symbol, op in final.items() if op == "unsubscribe" and symbol in self._subscribed_at]
         now = time.monotonic()

@@ -35,8 +35,8 @@ import orjson
 from .base import ExchangeListener
 from .book import OrderBook
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
-                   decimal_str, decimals, last_price, rest_book_price, schema_reason, split_by_quote, unified_symbol,
-                   update)
+                   all_checked, decimal_str, decimals, last_price, rest_book_price, schema_reason, split_by_quote,
+                   unified_symbol, update)
 from .venue import BROADCAST, Venue
 
 BOOK, DIFF, TRADES = "order_book_", "diff_order_book_", "live_trades_"
@@ -266,7 +266,8 @@ class Bitstamp(ExchangeListener):
 
     def _trade(self, symbol: str, data: _TradeData) -> list:
         time = _micros_to_ms(data.microtimestamp)
-        decimals(data.price_str, data.amount_str)
+        if not all_checked((data.price_str, data.amount_str)):
+            decimals(data.price_str, data.amount_str)
         # (symbol, time, 4 x no quote, last, last_size, the taker's side, no sequence)
         return [update((symbol, time, None, None, None, None, data.price_str, data.amount_str, TAKER_SIDE[data.type],
                         None))]

@@ -43,7 +43,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (SYMBOL, EMPTY, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
-                   decimal_str, decimals, schema_reason, side_str, update)
+                   all_checked, decimal_str, decimals, schema_reason, side_str, update)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("tickers", "trades")
@@ -159,9 +159,14 @@ class OKX(ExchangeListener):
         """A `tickers` item. `bidPx` "" (with `bidSz` "") is an empty side. Its `last` fills the last trade only
         until the `trades` channel has spoken on this connection: from then on a trade's side is not to be lost."""
         bid, ask = item.bidPx, item.askPx
-        decimals(*filter(None, (bid, ask)))  # "": an empty side
-        bid, bid_size = (bid, decimal_str(item.bidSz)) if bid.strip("0.") else (EMPTY, EMPTY)
-        ask, ask_size = (ask, decimal_str(item.askSz)) if ask.strip("0.") else (EMPTY, EMPTY)
+        if bid.strip("0.") and ask.strip("0."):  # both sides priced: one check of all four strings
+            bid_size, ask_size = item.bidSz, item.askSz
+            if not all_checked((bid, bid_size, ask, ask_size)):
+                decimals(bid, bid_size, ask, ask_size)
+        else:
+            decimals(*filter(None, (bid, ask)))  # "": an empty side
+            bid, bid_size = (bid, decimal_str(item.bidSz)) if bid.strip("0.") else (EMPTY, EMPTY)
+            ask, ask_size = (ask, decimal_str(item.askSz)) if ask.strip("0.") else (EMPTY, EMPTY)
         last = last_size = None
         if with_last or symbol not in self._traded:
             last = item.last or None  # "" or not sent: none
@@ -247,7 +252,7 @@ class OKX(ExchangeListener):
             return [self._ticker(symbol, item) for item in push.data]
         # (symbol, time, 4 x no quote, last, last_size, taker side, no sequence)
         trades = [update((symbol, _ms(item.ts), None, None, None, None, item.px, item.sz, item.side, None))
-                  for item in push.data if not decimals(item.px, item.sz)]
+                  for item in push.data if all_checked((item.px, item.sz)) or not decimals(item.px, item.sz)]
         if trades:
             self._traded.add(symbol)
         return trades
@@ -315,11 +320,24 @@ def _request(request_id, op, symbols):
 def _spot(inst_id):
     """The unified symbol of a spot instId; None for a derivative's; BadFrame for anything else."""
     if type(inst_id) is str:
+        if inst_id in _SPOTS:  # checked before: a push names the same few markets again and again
+            return _SPOTS[inst_id]
         if SYMBOL.fullmatch(inst_id):
-            return inst_id
+            return _remember_spot(inst_id, inst_id)
         if _DERIVATIVE.fullmatch(inst_id):
-            return None
+            return _remember_spot(inst_id, None)
     raise BadFrame(f"bad instId: {str(inst_id)[:30]!r}")
+
+
+_SPOTS: dict = {}  # instId -> its unified symbol, or None for a derivative's
+_SPOTS_MAX = 10_000
+
+
+def _remember_spot(inst_id: str, symbol):
+    if len(_SPOTS) >= _SPOTS_MAX:
+        _SPOTS.clear()
+    _SPOTS[inst_id] = symbol
+    return symbol
 
 
 def _ms(value) -> int:

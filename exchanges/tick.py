@@ -108,6 +108,11 @@ def decimal_str(value) -> str:
     raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
 
 
+# all_checked((a, b, ...)) -> bool: each of these strings was checked by decimal_str already (C, no Python frame);
+# the hot paths ask it first and call decimals only when it says no.
+all_checked = _checked.issuperset
+
+
 def decimals(*values: str) -> None:
     """Check strings a schema decoded (msgspec types them `str`) as decimal strings; raises BadFrame "not a
     decimal string". One set lookup for all of them when each was seen before (quotes repeat their prices)."""
