@@ -277,8 +277,8 @@ class Bitstamp(ExchangeListener):
         time = _micros_to_ms(data.microtimestamp)
         # An empty list is an empty side (Bitstamp's thin books): shown empty, never as its last price. Only the
         # best levels are read here; the rest are checked if a book is ever made of them (_diff).
-        bid, bid_size = _plain_levels(bids[:1])[0] if bids else (EMPTY, EMPTY)
-        ask, ask_size = _plain_levels(asks[:1])[0] if asks else (EMPTY, EMPTY)
+        bid, bid_size = _plain_levels(bids[:1], "bid")[0][1:] if bids else (EMPTY, EMPTY)
+        ask, ask_size = _plain_levels(asks[:1], "ask")[0][1:] if asks else (EMPTY, EMPTY)
         # Kept as sent: turned into a book only if diffs follow (the local exchange), never on the live path.
         self._snapshots[symbol] = (bids, asks)
         self._books.pop(symbol, None)
@@ -287,18 +287,18 @@ class Bitstamp(ExchangeListener):
 
     def _diff(self, symbol: str, data: _BookData) -> list:
         """A diff's levels, all checked before the book changes."""
-        bids, asks = _plain_levels(data.bids), _plain_levels(data.asks)
+        changes = _plain_levels(data.bids, "bid") + _plain_levels(data.asks, "ask")
         time = _micros_to_ms(data.microtimestamp)
         book = self._books.get(symbol)
         if book is None:
             book = OrderBook()
             snapshot = self._snapshots.pop(symbol, None)  # popped first: a bad one is not tried again
             if snapshot is not None:
-                _fill(book, _plain_levels(snapshot[0]), _plain_levels(snapshot[1]))
+                book.apply(_plain_levels(snapshot[0], "bid") + _plain_levels(snapshot[1], "ask"))
             else:
                 self._partial.add(symbol)
             self._books[symbol] = book
-        _fill(book, bids, asks)
+        book.apply(changes)
         bid, bid_size, ask, ask_size = book.top()
         if symbol in self._partial:  # diffs with no full book first: a side with no level is unknown, not empty
             bid, bid_size, ask, ask_size = bid or None, bid_size or None, ask or None, ask_size or None
@@ -367,12 +367,12 @@ def _seconds_to_ms(value) -> int:
     return int(value) * 1000
 
 
-def _plain_levels(levels: list) -> list:
-    """[(price, amount)] of levels a schema decoded, each a plain decimal string (Bitstamp writes no exponent, which
-    could not even be compared inside a book), each distinct string checked once. Raises BadFrame "not a plain
-    decimal". The one check of a book level, for diffs and full books alike."""
-    pairs = [(level.price, level.amount) for level in levels]
-    strings = [text for pair in pairs for text in pair]
+def _plain_levels(levels: list, side: str) -> list:
+    """[(side, price, amount)] of one side's levels a schema decoded (OrderBook.apply's changes), each a plain
+    decimal string (Bitstamp writes no exponent, which could not even be compared inside a book), each distinct
+    string checked once. Raises BadFrame "not a plain decimal". The one check of a book level, for diffs and full
+    books alike."""
+    strings = [text for level in levels for text in (level.price, level.amount)]
     if not _PLAIN_SEEN.issuperset(strings):
         for text in strings:
             if not _PLAIN.fullmatch(text):
@@ -381,7 +381,7 @@ def _plain_levels(levels: list) -> list:
         if len(_PLAIN_SEEN) > _PLAIN_SEEN_MAX:
             _PLAIN_SEEN.clear()
         _PLAIN_SEEN.update(strings)
-    return pairs
+    return [(side, level.price, level.amount) for level in levels]
 
 
 def _convert(value, schema, reasons):
@@ -390,13 +390,6 @@ def _convert(value, schema, reasons):
         return msgspec.convert(value, schema)
     except msgspec.ValidationError as error:
         raise BadFrame(schema_reason(error, reasons)) from None
-
-
-def _fill(book: OrderBook, bids, asks) -> None:
-    for price, size in bids:
-        book.set("bid", price, size)
-    for price, size in asks:
-        book.set("ask", price, size)
 
 
 def _rest_side(value) -> str:
@@ -487,7 +480,7 @@ class BitstampVenue(Venue):
             pair = message["channel"][len(DIFF):]
             book = self._books.setdefault(pair, OrderBook())
             data = _convert(message, _Book, _DIFF_REASONS).data
-            _fill(book, _plain_levels(data.bids), _plain_levels(data.asks))
+            book.apply(_plain_levels(data.bids, "bid") + _plain_levels(data.asks, "ask"))
             self._stamps[pair] = data.microtimestamp
         elif '"event":"trade"' in frame:
             message = orjson.loads(frame)

@@ -38,7 +38,7 @@ import orjson
 
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_to_update
-from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update,
+from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
                    book_price, decimal_str, decimals, iso_to_ms, last_price, schema_reason, update,
                    side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
@@ -212,14 +212,14 @@ class Coinbase(ExchangeListener):
             raise BadFrame(schema_reason(error, _REASONS)) from None
         product = symbol_str(message.product_id)
         changes = message.changes
-        for _, price, size in changes:
-            decimals(price, size)
+        strings = [text for change in changes for text in change[1:]]
+        if not all_checked(strings):
+            decimals(*strings)
         time = iso_to_ms(message.time)
         book = book_to_update(self._books, self._dropped, product, "l2update")
         if book is None:
             return []  # sent before our unsubscribe reached Coinbase
-        for side, price, size in changes:
-            book.set(BOOK_SIDE[side], price, size)
+        book.apply(changes)  # checked above: ("buy" | "sell", price, size)
         return self._top(product, book, time)
 
     def _top(self, product, book, time) -> list:

@@ -451,7 +451,9 @@ class MarketDataV2:
                 update = None
             if update is not None:
                 changes = update.changes
-                decimals(*[text for change in changes for text in change[1:]])  # all before the book is touched
+                strings = [text for change in changes for text in change[1:]]
+                if not all_checked(strings):  # all before the book is touched
+                    decimals(*strings)
                 levels = [(BOOK_SIDE[side], price, size) for side, price, size in changes]
                 return self._l2_updates(update.symbol, levels, update.trades)
         message = orjson.loads(frame)
@@ -502,8 +504,7 @@ class MarketDataV2:
             book = book_to_update(self._books, self._dropped, native, "l2 update")
             if book is None:
                 return []  # sent before our unsubscribe reached Gemini
-            for side, price, size in levels:
-                book.set(side, price, size)
+            book.apply(levels)  # checked by the caller
         if book.crossed():
             dropped = _uncross(book, levels)
             if dropped:

@@ -48,6 +48,24 @@ def test_the_top_is_the_reference_books_after_every_change(first, then, drops):
     assert (loaded.top(), dict(loaded.bids), dict(loaded.asks)) == (fresh.top(), dict(fresh.bids), dict(fresh.asks))
 
 
+@settings(max_examples=100, deadline=None)
+@given(first=changes, then=changes)
+def test_apply_gives_the_book_set_gives(first, then):
+    """OrderBook.apply (checked strings, one call per frame) makes the same book as `set` level by level, with the
+    sides named as Coinbase and Gemini name them too."""
+    by_set, applied = OrderBook(), OrderBook()
+    for side, price, size in first:
+        by_set.set(side, price, size)
+    applied.apply(first)
+    assert by_set.top() == applied.top()  # a best key known before `then`
+    for side, price, size in then:
+        by_set.set(side, price, size)
+    applied.apply([({"bid": "buy", "ask": "sell"}[side], price, size) for side, price, size in then])
+    assert (by_set.top(), dict(by_set.bids), dict(by_set.asks)) == (applied.top(), dict(applied.bids),
+                                                                    dict(applied.asks))
+    assert by_set.crossed() == applied.crossed()
+
+
 @pytest.mark.parametrize("side, price, size", [("bid", "1e5", "1"), ("ask", "abc", "1"), ("bid", "1", "x"),
                                                ("middle", "1", "1"), ("ask", None, "1")])
 def test_a_bad_level_raises_and_leaves_the_book_as_it_was(side, price, size):
