@@ -40,8 +40,9 @@ import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, all_checked, book_side,
-                   decimal_str, decimals, epoch_ms, quote_side, schema_reason, split_by_quote, unified_symbol, update)
+from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, book_side, checked,
+                   decimal_str, decimals, epoch_ms, priced, quote_side, schema_reason, split_by_quote, unified_symbol,
+                   update)
 from .venue import BROADCAST, Venue, renumbered
 
 STREAMS = ("bookTicker", "trade")
@@ -215,8 +216,8 @@ class Binance(ExchangeListener):
             data = message.data
             symbol = self._unified.get(data.s) or self.from_native(data.s)
             b, a = data.b, data.a
-            if (message.stream.endswith("@bookTicker") and all_checked((b, data.B, a, data.A)) and b.strip("0.")
-                    and a.strip("0.")):
+            if (priced(b) and priced(a) and data.B in checked and data.A in checked
+                    and message.stream.endswith("@bookTicker")):
                 return [update((symbol, None, b, data.B, a, data.A, None, None, None, data.u))]
             return self._book_ticker(message)
         if frame.find(b'rade"', 0, 64) > 0:
@@ -259,7 +260,7 @@ class Binance(ExchangeListener):
             sequence = data.t
         else:
             return []
-        if not all_checked((data.p, data.q)):
+        if data.p not in checked or data.q not in checked:
             decimals(data.p, data.q)
         # buyer is maker => the taker sold
         return [update((symbol, data.T, None, None, None, None, data.p, data.q, "sell" if data.m else "buy", sequence))]

@@ -35,7 +35,7 @@ import orjson
 from .base import ExchangeListener
 from .book import OrderBook
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
-                   all_checked, decimal_str, decimals, last_price, rest_book_price, schema_reason, split_by_quote,
+                   checked, decimal_str, decimals, last_price, rest_book_price, schema_reason, split_by_quote,
                    unified_symbol, update)
 from .venue import BROADCAST, Venue
 
@@ -49,6 +49,7 @@ _NATIVE = re.compile(r"[a-z0-9]{2,30}")
 _PLAIN = re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?")
 _MICROS = re.compile(r"[0-9]{1,20}")
 TRADES_KEPT = 100  # newest REST trades a new panel is shown
+_CHANNELS_MAX = 10_000  # channels remembered per listener (_pair): bounded against junk
 
 
 class _Level(msgspec.Struct, array_like=True, gc=False):
@@ -123,6 +124,7 @@ class Bitstamp(ExchangeListener):
         self._snapshots: dict[str, tuple] = {}  # symbol -> (bids, asks) of its last full book, not yet a book
         self._books: dict[str, OrderBook] = {}  # symbol -> book kept from diffs
         self._partial: set[str] = set()         # symbols whose book was built from diffs alone (no full book)
+        self._by_channel: dict[str, str] = {}   # data channel -> its unified symbol, as _pair found it
         super().__init__(*args, **kwargs)
         # No server heartbeat: our own, answered, is what shows the exchange still speaks on a silent market.
         self.keepalive_every_s = max(0.5, self.stale_after_s / 3)
@@ -148,6 +150,7 @@ class Bitstamp(ExchangeListener):
     def to_native(self, symbol):
         native = symbol.replace("-", "").lower()
         self._unified[native] = symbol
+        self._by_channel.clear()  # a pair may map afresh
         return native
 
     def from_native(self, native):
@@ -225,6 +228,7 @@ class Bitstamp(ExchangeListener):
             symbol = name.replace("/", "-").upper()
             if SYMBOL.fullmatch(symbol):
                 self._unified[native] = symbol  # the listing is the exact pair map
+                self._by_channel.clear()
                 listed.append(symbol)
         return sorted(listed)
 
@@ -258,7 +262,14 @@ class Bitstamp(ExchangeListener):
         return messages
 
     def _pair(self, channel, prefix):
-        return self.from_native(channel[len(prefix):])
+        """The unified symbol of a data channel ("diff_order_book_btcusd"), remembered per channel: every frame
+        names one."""
+        symbol = self._by_channel.get(channel)
+        if symbol is None:
+            symbol = self.from_native(channel[len(prefix):])
+            if len(self._by_channel) < _CHANNELS_MAX:
+                self._by_channel[channel] = symbol
+        return symbol
 
     def _symbol_of_channel(self, channel):
         native = _native_of(channel)
@@ -266,7 +277,7 @@ class Bitstamp(ExchangeListener):
 
     def _trade(self, symbol: str, data: _TradeData) -> list:
         time = _micros_to_ms(data.microtimestamp)
-        if not all_checked((data.price_str, data.amount_str)):
+        if data.price_str not in checked or data.amount_str not in checked:
             decimals(data.price_str, data.amount_str)
         # (symbol, time, 4 x no quote, last, last_size, the taker's side, no sequence)
         return [update((symbol, time, None, None, None, None, data.price_str, data.amount_str, TAKER_SIDE[data.type],
@@ -277,8 +288,9 @@ class Bitstamp(ExchangeListener):
         time = _micros_to_ms(data.microtimestamp)
         # An empty list is an empty side (Bitstamp's thin books): shown empty, never as its last price. Only the
         # best levels are read here; the rest are checked if a book is ever made of them (_diff).
-        bid, bid_size = _plain_levels(bids[:1], "bid")[0][1:] if bids else (EMPTY, EMPTY)
-        ask, ask_size = _plain_levels(asks[:1], "ask")[0][1:] if asks else (EMPTY, EMPTY)
+        best = _plain_levels(bids[:1], asks[:1])
+        bid, bid_size = best[0][1:] if bids else (EMPTY, EMPTY)
+        ask, ask_size = best[-1][1:] if asks else (EMPTY, EMPTY)
         # Kept as sent: turned into a book only if diffs follow (the local exchange), never on the live path.
         self._snapshots[symbol] = (bids, asks)
         self._books.pop(symbol, None)
@@ -287,14 +299,14 @@ class Bitstamp(ExchangeListener):
 
     def _diff(self, symbol: str, data: _BookData) -> list:
         """A diff's levels, all checked before the book changes."""
-        changes = _plain_levels(data.bids, "bid") + _plain_levels(data.asks, "ask")
+        changes = _plain_levels(data.bids, data.asks)
         time = _micros_to_ms(data.microtimestamp)
         book = self._books.get(symbol)
         if book is None:
             book = OrderBook()
             snapshot = self._snapshots.pop(symbol, None)  # popped first: a bad one is not tried again
             if snapshot is not None:
-                book.apply(_plain_levels(snapshot[0], "bid") + _plain_levels(snapshot[1], "ask"))
+                book.apply(_plain_levels(*snapshot))
             else:
                 self._partial.add(symbol)
             self._books[symbol] = book
@@ -367,12 +379,14 @@ def _seconds_to_ms(value) -> int:
     return int(value) * 1000
 
 
-def _plain_levels(levels: list, side: str) -> list:
-    """[(side, price, amount)] of one side's levels a schema decoded (OrderBook.apply's changes), each a plain
-    decimal string (Bitstamp writes no exponent, which could not even be compared inside a book), each distinct
-    string checked once. Raises BadFrame "not a plain decimal". The one check of a book level, for diffs and full
-    books alike."""
-    strings = [text for level in levels for text in (level.price, level.amount)]
+def _plain_levels(bids: list, asks: list) -> list:
+    """[("bid" | "ask", price, amount)] of the levels a schema decoded (OrderBook.apply's changes), bids first,
+    each a plain decimal string (Bitstamp writes no exponent, which could not even be compared inside a book), each
+    distinct string checked once. Raises BadFrame "not a plain decimal". The one check of a book level, for diffs
+    and full books alike."""
+    changes = [("bid", level.price, level.amount) for level in bids]
+    changes += [("ask", level.price, level.amount) for level in asks]
+    strings = [text for change in changes for text in change[1:]]
     if not _PLAIN_SEEN.issuperset(strings):
         for text in strings:
             if not _PLAIN.fullmatch(text):
@@ -381,7 +395,7 @@ def _plain_levels(levels: list, side: str) -> list:
         if len(_PLAIN_SEEN) > _PLAIN_SEEN_MAX:
             _PLAIN_SEEN.clear()
         _PLAIN_SEEN.update(strings)
-    return [(side, level.price, level.amount) for level in levels]
+    return changes
 
 
 def _convert(value, schema, reasons):
@@ -480,7 +494,7 @@ class BitstampVenue(Venue):
             pair = message["channel"][len(DIFF):]
             book = self._books.setdefault(pair, OrderBook())
             data = _convert(message, _Book, _DIFF_REASONS).data
-            book.apply(_plain_levels(data.bids, "bid") + _plain_levels(data.asks, "ask"))
+            book.apply(_plain_levels(data.bids, data.asks))
             self._stamps[pair] = data.microtimestamp
         elif '"event":"trade"' in frame:
             message = orjson.loads(frame)

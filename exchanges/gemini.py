@@ -79,8 +79,8 @@ import orjson
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
-                   book_side, decimal_str, decimals, epoch_ms, last_price, rest_book_price, schema_reason, side_str,
-                   split_by_quote, symbol_str, unified_symbol, update)
+                   book_side, checked, decimal_str, decimals, epoch_ms, last_price, priced, rest_book_price, schema_reason,
+                   side_str, split_by_quote, symbol_str, unified_symbol, update)
 from .venue import BROADCAST, Venue, renumbered
 
 WS_URL = "wss://ws.gemini.com"
@@ -285,9 +285,7 @@ class StreamsAPI:
         symbol = self._symbols.get(message.s) or self._symbol(message.s)
         time = ns_to_ms(message.E)
         b, a = message.b, message.a
-        if b and a and b.strip("0.") and a.strip("0."):  # both sides priced: one check of all four strings
-            if not all_checked((b, message.B, a, message.A)):
-                decimals(b, message.B, a, message.A)
+        if priced(b) and priced(a) and message.B in checked and message.A in checked:  # both sides priced, checked
             return [update((symbol, time, b, message.B, a, message.A, None, None, None, message.u))]
         return [Update(symbol, time, *_side(b, message.B), *_side(a, message.A), None, None, None, message.u)]
 
@@ -295,7 +293,7 @@ class StreamsAPI:
         # m is "buyer is maker", so true means the taker sold; the trade id orders trades (TickBook)
         symbol = self._symbols.get(message.s) or self._symbol(message.s)
         time = ns_to_ms(message.E)
-        if not all_checked((message.p, message.q)):
+        if message.p not in checked or message.q not in checked:
             decimals(message.p, message.q)
         return [update((symbol, time, None, None, None, None, message.p, message.q, "sell" if message.m else "buy",
                         message.t))]
@@ -551,7 +549,7 @@ def _request(kind, natives):
 def _trade(symbol, trade: _V2Trade) -> tuple[tuple, Update]:
     """A Gemini trade (a `trade` message, or one of a snapshot's `trades`): its (timestamp, event_id) and its Update;
     `side` is the taker's."""
-    if not all_checked((trade.price, trade.quantity)):
+    if trade.price not in checked or trade.quantity not in checked:
         decimals(trade.price, trade.quantity)
     event_id = trade.event_id if type(trade.event_id) is int else 0  # none, or not an id: unordered
     # event_id orders trades: an older one never becomes the last trade (TickBook drops it)

@@ -55,8 +55,8 @@ import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, all_checked, book_side, decimal_str,
-                   decimals, last_price, schema_reason, symbol_str, update)
+from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, book_side, checked, decimal_str,
+                   decimals, last_price, priced, schema_reason, symbol_str, update)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("ticker", "trade", "spread")
@@ -287,10 +287,8 @@ class Kraken(ExchangeListener):
     def _spread(self, pair: str, data: _Spread) -> list:
         symbol = self._symbol(pair)
         bid, bid_size, ask, ask_size = data.bid, data.bid_size, data.ask, data.ask_size
-        if bid.strip("0.") and ask.strip("0."):  # both sides priced: one check of all four strings
-            if not all_checked((bid, bid_size, ask, ask_size)):
-                decimals(bid, bid_size, ask, ask_size)
-        else:  # "" or zeros: that side is empty
+        if not (priced(bid) and priced(ask) and bid_size in checked and ask_size in checked):
+            # not all four checked and priced before: checked now, and "" or zeros are an empty side
             bid, bid_size = book_side(bid, bid_size)
             ask, ask_size = book_side(ask, ask_size)
         time = seconds_to_ms(data.timestamp)
@@ -316,7 +314,7 @@ class Kraken(ExchangeListener):
         updates = []
         for trade in trades:
             time = seconds_to_ms(trade.time)
-            if not all_checked((trade.price, trade.volume)):
+            if trade.price not in checked or trade.volume not in checked:
                 decimals(trade.price, trade.volume)
             updates.append(update((symbol, time, None, None, None, None, trade.price, trade.volume,
                                    TAKER_SIDE[trade.side], None)))

@@ -43,7 +43,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (SYMBOL, EMPTY, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
-                   all_checked, decimal_str, decimals, schema_reason, side_str, update)
+                   checked, decimal_str, decimals, priced, schema_reason, side_str, update)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("tickers", "trades")
@@ -158,21 +158,19 @@ class OKX(ExchangeListener):
     def _ticker(self, symbol, item: _Ticker, with_last=False) -> Update:
         """A `tickers` item. `bidPx` "" (with `bidSz` "") is an empty side. Its `last` fills the last trade only
         until the `trades` channel has spoken on this connection: from then on a trade's side is not to be lost."""
-        bid, ask = item.bidPx, item.askPx
-        if bid.strip("0.") and ask.strip("0."):  # both sides priced: one check of all four strings
-            bid_size, ask_size = item.bidSz, item.askSz
-            if not all_checked((bid, bid_size, ask, ask_size)):
-                decimals(bid, bid_size, ask, ask_size)
-        else:
+        bid, ask, bid_size, ask_size = item.bidPx, item.askPx, item.bidSz, item.askSz
+        if not (priced(bid) and priced(ask) and bid_size in checked and ask_size in checked):  # checked, priced
             decimals(*filter(None, (bid, ask)))  # "": an empty side
             bid, bid_size = (bid, decimal_str(item.bidSz)) if bid.strip("0.") else (EMPTY, EMPTY)
             ask, ask_size = (ask, decimal_str(item.askSz)) if ask.strip("0.") else (EMPTY, EMPTY)
         last = last_size = None
         if with_last or symbol not in self._traded:
             last = item.last or None  # "" or not sent: none
-            if last is not None and not decimal_str(last).strip("0."):
+            if last is not None and not (priced(last) or decimal_str(last).strip("0.")):
                 last = None  # zeros: no trade yet
-            last_size = decimal_str(item.lastSz) if last and item.lastSz else None
+            last_size = item.lastSz if last and item.lastSz else None
+            if last_size is not None and last_size not in checked:
+                decimal_str(last_size)
         # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
         return update((symbol, _ms(item.ts), bid, bid_size, ask, ask_size, last, last_size, None, None))
 
@@ -252,7 +250,7 @@ class OKX(ExchangeListener):
             return [self._ticker(symbol, item) for item in push.data]
         # (symbol, time, 4 x no quote, last, last_size, taker side, no sequence)
         trades = [update((symbol, _ms(item.ts), None, None, None, None, item.px, item.sz, item.side, None))
-                  for item in push.data if all_checked((item.px, item.sz)) or not decimals(item.px, item.sz)]
+                  for item in push.data if item.px in checked and item.sz in checked or not decimals(item.px, item.sz)]
         if trades:
             self._traded.add(symbol)
         return trades

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from decimal import Decimal
 from functools import partial
 from typing import Callable, NamedTuple, Optional
 
@@ -93,6 +94,12 @@ _checked: set = set()
 _CHECKED_MAX = 50_000
 
 
+# The same strings, each with whether it is a price (not zero: zeros are an empty side). The quote paths need both
+# answers for a frame's four strings: a dict lookup each costs less than a tuple, a set method and two strips (the
+# parse benchmark: 0.28 against 0.69 us a bookTicker).
+_priced: dict = {}
+
+
 def decimal_str(value) -> str:
     """The exchange's decimal string, checked but unchanged (never through float)."""
     try:
@@ -103,7 +110,9 @@ def decimal_str(value) -> str:
     if type(value) is str and _is_decimal(value):
         if len(_checked) >= _CHECKED_MAX:
             _checked.clear()
+            _priced.clear()
         _checked.add(value)
+        _priced[value] = bool(value.strip("0.")) if "e" not in value and "E" not in value else Decimal(value) != 0
         return value
     raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
 
@@ -111,6 +120,9 @@ def decimal_str(value) -> str:
 # all_checked((a, b, ...)) -> bool: each of these strings was checked by decimal_str already (C, no Python frame);
 # the hot paths ask it first and call decimals only when it says no.
 all_checked = _checked.issuperset
+# priced(text) -> True: checked, and not zero; False: checked, zero; None: not checked yet (ask decimals). C, as above.
+priced = _priced.get
+checked = _priced  # `text in checked`: the same as all_checked((text,)), without the tuple
 
 
 def decimals(*values: str) -> None:
