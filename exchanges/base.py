@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import websocket  # websocket-client
 
-from .tick import BadFrame, ExchangeError, Gap, Reconnect, Rejected, Subscribed, TickBook, Update
+from .tick import BadFrame, ExchangeError, Gap, Heartbeat, Reconnect, Rejected, Subscribed, TickBook, Update
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ class ExchangeListener:
                         self.on_tick(tick)
                 elif self._first_checks(item, received):
                     ticks += 1
-            else:
+            elif type(item) is not Heartbeat:  # a heartbeat's work is done: the frame was read
                 self._event(item, received)
         if ticks:
             self.ticks += ticks

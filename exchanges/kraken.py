@@ -142,6 +142,7 @@ class _TradesFrame(msgspec.Struct, array_like=True, gc=False):
     more: Any = msgspec.UNSET
 
 
+_HEARTBEAT = b'{"event":"heartbeat"}'  # as Kraken sends it, byte for byte (other spellings: the general way)
 _SPREAD = msgspec.json.Decoder(_SpreadFrame)
 _TICKER = msgspec.json.Decoder(_TickerFrame)
 _TRADES = msgspec.json.Decoder(_TradesFrame)
@@ -225,9 +226,11 @@ class Kraken(ExchangeListener):
         # Channel data by its channel name near the end ('...],"spread","XBT/USD"]'), decoded and type-checked by its
         # schema in one call; events, other channels, or a frame the guess did not fit, the general way (_parse_other),
         # which gives a bad one its reason from the same schema.
+        if type(frame) is str:
+            frame = frame.encode()
+        if not frame.startswith(b"["):  # an event: Kraken's once-a-second heartbeat is most of them
+            return [Heartbeat()] if frame == _HEARTBEAT else self._parse_other(frame)
         tail = frame[-40:]
-        if type(tail) is str:
-            tail = tail.encode()
         try:
             if b'],"spread","' in tail:
                 message = _SPREAD.decode(frame)
@@ -297,10 +300,17 @@ class Kraken(ExchangeListener):
         return [update((symbol, time, bid, bid_size, ask, ask_size, None, None, None, None))]
 
     def _ticker(self, pair: str, data: _Ticker) -> list:
-        bid, bid_size = book_side(data.b.price, data.b.lot)  # a side with no order: empty
-        ask, ask_size = book_side(data.a.price, data.a.lot)
-        last = last_price(data.c.price)  # zeros: no trade yet
-        last_size = decimal_str(data.c.lot) if last else None
+        b, a, c = data.b, data.a, data.c
+        if priced(b.price) and priced(a.price) and b.lot in checked and a.lot in checked:  # checked before, priced
+            bid, bid_size, ask, ask_size = b.price, b.lot, a.price, a.lot
+        else:
+            bid, bid_size = book_side(b.price, b.lot)  # a side with no order: empty
+            ask, ask_size = book_side(a.price, a.lot)
+        if priced(c.price) and c.lot in checked:
+            last, last_size = c.price, c.lot
+        else:
+            last = last_price(c.price)  # zeros: no trade yet
+            last_size = decimal_str(c.lot) if last else None
         symbol = self._symbol(pair)
         known, spoken = pair in self._last_pairs, pair in self._spread_pairs
         if last:
