@@ -5,6 +5,7 @@ by pass; frames per second.
 
     python bench/parse.py [--passes 5] [--seconds 0.3]            # ours, json, orjson
     python bench/parse.py --before 370efc9                         # + the exchanges package at that commit
+    python bench/parse.py --checks                                 # ways to check a decimal string, compared
     .venv-bench/bin/python bench/parse.py                          # + cryptofeed (bench/requirements.txt)
 
 cryptofeed runs offline: its symbol cache is filled from the recorded REST listings (COINBASE.0, BINANCE_US.0; the
@@ -195,13 +196,83 @@ def cryptofeed_runner(exchange, frames):
     return run
 
 
+# --- ways to check a frame's decimal strings ---------------------------------------------------------------------
+def decimal_checks(passes: int, seconds: float) -> None:
+    """Binance bookTicker frames (four decimal strings each) decoded by a typed Struct, then checked each way, against
+    orjson.loads alone: the pattern inside the schema (msgspec Meta(pattern=...)), a compiled regex fullmatch per
+    field, str methods per field, the checked-strings set and tick.priced (what the parsers use: strings seen before
+    cost a lookup). Each pass decodes afresh, as on the wire: the strings are new objects every time."""
+    import re
+    from typing import Annotated, Optional
+
+    import msgspec
+
+    from exchanges.tick import _DECIMAL, checked, decimals, priced
+    from exchanges.tick import all_checked as checked_set
+
+    pattern = "^" + _DECIMAL.pattern + "$"
+
+    def schema(price):  # defstruct: this module's annotations are strings (from __future__), a local class's too
+        quote = msgspec.defstruct("Quote", [("s", str), ("b", price), ("B", price), ("a", price), ("A", price),
+                                            ("u", Optional[int], None)], gc=False)
+        return msgspec.json.Decoder(msgspec.defstruct("Frame", [("stream", str), ("data", quote)], gc=False)).decode
+
+    plain, with_pattern = schema(str), schema(Annotated[str, msgspec.Meta(pattern=pattern)])
+    frames = [f.frame.encode() for f in read_frames(RECORDINGS / "BINANCE.ws.1.0") if "@bookTicker" in f.frame]
+    fullmatch = re.compile(_DECIMAL.pattern).fullmatch
+
+    def by_str_methods(text):
+        whole, _, fraction = text.partition(".")
+        return whole.isascii() and whole.isdigit() and (not fraction or (fraction.isascii() and fraction.isdigit()))
+
+    for frame in frames:
+        quote = plain(frame).data
+        decimals(quote.b, quote.B, quote.a, quote.A)  # seen once: the set's and priced's steady state
+
+    def over(function):
+        def run():
+            for frame in frames:
+                function(frame)
+        return run
+
+    def each(check):
+        def run():
+            for frame in frames:
+                quote = plain(frame).data
+                check(quote)
+        return run
+
+    runners = {
+        "orjson.loads": over(orjson.loads),
+        "typed decode only": each(lambda quote: None),
+        "Meta(pattern) in the schema": over(with_pattern),
+        "regex fullmatch per field": each(lambda q: fullmatch(q.b) and fullmatch(q.B) and fullmatch(q.a)
+                                          and fullmatch(q.A)),
+        "str methods per field": each(lambda q: by_str_methods(q.b) and by_str_methods(q.B) and by_str_methods(q.a)
+                                      and by_str_methods(q.A)),
+        "checked set + 2 strips (before)": each(lambda q: checked_set((q.b, q.B, q.a, q.A)) and q.b.strip("0.")
+                                                 and q.a.strip("0.")),
+        "tick.priced + checked (now)": each(lambda q: priced(q.b) and priced(q.a) and q.B in checked
+                                            and q.A in checked),
+    }
+    results = interleaved(runners, len(frames), passes, seconds)
+    base = results["orjson.loads"]
+    print(f"{'bookTicker: decode and check':<34} {'frames/s':>10} {'us/frame':>9} {'cost / orjson':>13}")
+    for name, value in results.items():
+        print(f"{name:<34} {value:>10,.0f} {1e6 / value:>9.2f} {base / value:>13.2f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.3, help="minimum length of one pass")
     parser.add_argument("--before", metavar="COMMIT", help="also run the exchanges package of this commit")
     parser.add_argument("--only", metavar="TEXT", help="only the frame sets whose label contains TEXT")
+    parser.add_argument("--checks", action="store_true", help="only compare ways to check decimal strings")
     args = parser.parse_args(argv)
+    if args.checks:
+        decimal_checks(args.passes, args.seconds)
+        return 0
     before = load_before(args.before) if args.before else None
     import logging
     logging.disable(logging.CRITICAL)

@@ -1,11 +1,12 @@
 """Every bad-frame reason stays what it was when the hand-written checks became msgspec schemas (issue 17).
 
 Real frames (recorded and documented) of the channels converted (Kraken `spread` / `ticker` / `trade`, Gemini's new
-API `bookTicker` / `trade` and v2 `trade`, Bitstamp `order_book` / `live_trades`) are mutated field by field (a
-value replaced by null, a number, a wrong string, a list, an object; a key or an element dropped; one added), and
-each parsed by a fresh listener. The outcome (the reason name the listener counts, or the items of a frame still
+API `bookTicker` / `trade`, v2 `trade` and a snapshot's `trades`, Bitstamp `order_book` / `live_trades`) are mutated
+field by field (a value replaced by null, a number, a wrong string, a list, an object; a key or an element dropped;
+one added), and each parsed by a fresh listener. The outcome (the reason name the listener counts, or the items of a frame still
 good) must equal the one pinned in fixtures/schema_reasons.json, which was written by the hand-written checks of
-commit e5107c1:
+commit e5107c1 (and changed where commit 118c41c says why: an order_book level past the first that is no pair of
+strings is a bad frame now; a Kraken trade with an element missing is "bad side", not "bad time"):
 
     .venv/bin/python tests/test_schema_reasons.py --write     # only to pin a deliberate change, said in the commit
 """
