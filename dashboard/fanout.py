@@ -329,24 +329,26 @@ class Fanout:
     def _send(self, room: str, packet: dict, slow: list) -> None:
         """`packet` as one `batch` event to the members of `room` on this process but `slow`: encoded once, written
         directly to the websocket clients that can take it now (direct.py), queued by engine.io for the others.
-        Only this process's clients: a web process's relay already came through the message queue (python-socketio
-        5.18's `emit(..., ignore_queue=True)` does the same, less the direct writes)."""
-        encoded = self.server.packet_class(sio_packet.EVENT, namespace="/", data=["batch", packet]).encode()
-        if isinstance(encoded, list):  # binary attachments: never in a batch, but python-socketio knows how
+        Only this process's clients: a web process's relay already came through the message queue. Without direct
+        writes (threading), python-socketio 5.18's `emit(..., ignore_queue=True)`, which does the same but them."""
+        direct = self.direct
+        encoded = None
+        if direct is not None:
+            encoded = self.server.packet_class(sio_packet.EVENT, namespace="/", data=["batch", packet]).encode()
+        if not isinstance(encoded, str):  # no direct writes (threading), or binary attachments (never in a batch)
             self.server.emit("batch", packet, to=room, skip_sid=slow or None, namespace="/", ignore_queue=True)
             return
         eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        direct = self.direct
-        frame = text_frame(eio_pkt.encode().encode()) if direct is not None else None
-        self.frames += frame is not None
+        frame = text_frame(eio_pkt.encode().encode())
+        self.frames += 1
         skip = set(slow)
         for sid, eio_sid in self.server.manager.get_participants("/", room):
             if sid in skip:
                 continue
-            if frame is not None and direct.write(eio_sid, frame):
+            if direct.write(eio_sid, frame):
                 self.direct_packets += 1
             else:
-                self.server._send_eio_packet(eio_sid, eio_pkt)
+                self.server._send_eio_packet(eio_sid, eio_pkt)  # what python-socketio 5.18's emit does per member
 
     def run(self, sleep: Callable[[float], None], stopping: Callable[[], bool],
             before: Callable[[], None] = lambda: None, max_batch: int = 500,
