@@ -39,7 +39,7 @@ import orjson
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
-                   book_price, decimal_str, decimals, iso_to_ms, last_price, schema_reason, update,
+                   book_price, checked, priced, decimal_str, decimals, iso_to_ms, last_price, schema_reason, update,
                    side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
@@ -240,17 +240,19 @@ class Coinbase(ExchangeListener):
             raise BadFrame(schema_reason(error, _REASONS)) from None
         symbol = symbol_str(message.product_id)
         bid, ask, last, time = message.best_bid, message.best_ask, message.price, message.time
-        decimals(*filter(None, (bid, ask, last)))  # the prices sent ("" or null: an empty side, no trade yet)
-        for size in (message.best_bid_size, message.best_ask_size, message.last_size):
-            if size is not None:  # a size is a decimal string when sent, never ""
-                decimal_str(size)
-        # "" or zeros: a side with no order is empty, and a last price of zero is no trade yet
-        bid = bid if bid.strip("0.") else EMPTY
-        ask = ask if ask.strip("0.") else EMPTY
-        last = last if last and last.strip("0.") else None
+        bid_size, ask_size, last_size = message.best_bid_size, message.best_ask_size, message.last_size
+        if not (priced(bid) and priced(ask) and priced(last) and bid_size in checked and ask_size in checked
+                and last_size in checked):  # not the common ticker (both sides and a trade, each string seen before)
+            decimals(*filter(None, (bid, ask, last)))  # the prices sent ("" or null: an empty side, no trade yet)
+            for size in (bid_size, ask_size, last_size):
+                if size is not None:  # a size is a decimal string when sent, never ""
+                    decimal_str(size)
+            # "" or zeros: a side with no order is empty, and a last price of zero is no trade yet
+            bid, bid_size = (bid, bid_size) if bid.strip("0.") else (EMPTY, EMPTY)
+            ask, ask_size = (ask, ask_size) if ask.strip("0.") else (EMPTY, EMPTY)
+            last, last_size = (last, last_size) if last and last.strip("0.") else (None, None)
         result = update((  # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
-            symbol, None if time is None else iso_to_ms(time), bid, message.best_bid_size if bid else EMPTY,
-            ask, message.best_ask_size if ask else EMPTY, last, message.last_size if last else None,
+            symbol, None if time is None else iso_to_ms(time), bid, bid_size, ask, ask_size, last, last_size,
             message.side if last else None, message.sequence))
         trade_id = message.trade_id
         if trade_id is not None and trade_id > self._last_trade_id.get(symbol, -1):
