@@ -4,7 +4,9 @@ import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
 import { Board } from "./board.js";
 import { Alignment, element, emptyMark, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
+import { dropSiblingWildcards } from "./styles.js";
 
+window.__droppedRules = dropSiblingWildcards(); // before any row exists (static/styles.js says why)
 const config = JSON.parse(document.getElementById("page-config").textContent);
 const PAIR = /^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$/;
 const STORAGE_KEY = `dashboard.watchlist.${config.mode}`;
@@ -251,6 +253,9 @@ function addPanel(market, { reveal = false } = {}) {
     alignment: new Alignment(el.querySelector("table")), entries: [], shown: Math.min(SHOWN_ROWS, config.maxRows),
     scroller: el.querySelector(".rows-scroll") };
   panel.scroller.addEventListener("scroll", () => showMore(panel), { passive: true });
+  sized.set(panel.scroller, panel).set(panel.tbody, panel);
+  sizes.observe(panel.scroller);
+  sizes.observe(panel.tbody);
   setCsvHref(panel);
   panels.set(market, panel);
   board.sync([...panels.keys()]);
@@ -275,6 +280,7 @@ function removePanel(market) {
   const panel = panels.get(market);
   if (!panel) return;
   panel.el.remove();
+  for (const target of [panel.scroller, panel.tbody]) { sizes.unobserve(target); sized.delete(target); }
   panels.delete(market);
   board.sync([...panels.keys()]);
   saveWatchlist();
@@ -319,16 +325,23 @@ function whyEmpty(panel) {
 }
 
 // --- drawing: at most once per animation frame ---------------------------------------------------------------
-// Events only queue what they bring; one draw per frame renders it. The board follows every frame; a panel's
-// running list at most every PANEL_EVERY_MS (each list drawn re-lays out and repaints its rows: at 20 panels and
-// 600 ticks a second, drawing every list every frame kept the page busy all the time). A hidden tab draws
-// nothing: each panel's queue keeps at most a few screens of entries (the rest would be cut by maxRows anyway).
-const PANEL_EVERY_MS = 250;
+// Events only queue what they bring; a draw in an animation frame renders it, each part at its own cadence and all
+// the due ones in the same frame (every frame drawn re-lays out and repaints: 20 panels each on its own clock meant
+// a frame every few ms). The running lists are drawn together every LISTS_EVERY_MS (each list drawn re-lays out its
+// rows), the board every BOARD_EVERY_MS (it is read, not watched tick by tick), the charts every CHARTS_EVERY_MS
+// (a point a second). A hidden tab draws nothing: each panel's queue keeps at most a few screens of entries (the
+// rest would be cut by maxRows anyway).
+const LISTS_EVERY_MS = 250;
+const BOARD_EVERY_MS = 100;
+const CHARTS_EVERY_MS = 500;
+const drawnAt = { lists: -Infinity, board: -Infinity, charts: -Infinity };
 const dirty = new Set();
+let boardDirty = false;
 let drawPending = false;
-let laterTimer = null;
+let laterTimer = null, laterAt = 0;
 function schedule(panel) {
   if (panel) dirty.add(panel);
+  boardDirty = true;
   if (!drawPending) {
     drawPending = true;
     requestAnimationFrame(() => draw());
@@ -338,26 +351,36 @@ function draw(all = false) {
   drawPending = false;
   const now = performance.now();
   let wait = Infinity;
+  // a part is drawn when it is due (or always, when `all`), and then waits its time only if it had something to
+  // draw; a part with something not yet due books the frame for it
+  const due = (part, every, pending) => {
+    const left = drawnAt[part] + every - now;
+    if (all || left <= 0) { if (pending) drawnAt[part] = now; return true; }
+    if (pending) wait = Math.min(wait, left);
+    return false;
+  };
+  const queued = [...dirty].some((panel) => panel.queue.length);
+  const lists = due("lists", LISTS_EVERY_MS, queued);
   for (const panel of dirty) {
     if (!panels.has(panel.market)) { dirty.delete(panel); continue; }
-    const due = (panel.drawnAt ?? -Infinity) + PANEL_EVERY_MS - now;
-    if (due > 0 && !all && panel.queue.length) { wait = Math.min(wait, due); continue; }
+    if (panel.queue.length && !lists) continue;
     if (panel.queue.length) {
       render(panel, panel.queue);
       panel.queue = [];
-      panel.drawnAt = now;
     }
     const empty = panel.tbody.rows.length === 0;
     panel.emptyState.textContent = empty ? whyEmpty(panel) : "";
     panel.emptyState.classList.toggle("d-none", !empty);
     dirty.delete(panel);
   }
-  if (wait < Infinity && laterTimer === null) { // the lists not due yet: a frame once they are
+  if (due("charts", CHARTS_EVERY_MS, charts.pending.size > 0)) charts.flush();
+  if (due("board", BOARD_EVERY_MS, boardDirty)) { drawBoard(); boardDirty = false; }
+  if (spreadsDirty) renderSpreads();
+  if (wait < Infinity && (laterTimer === null || now + wait < laterAt)) { // a frame once the next part is due
+    clearTimeout(laterTimer);
+    laterAt = now + wait;
     laterTimer = setTimeout(() => { laterTimer = null; schedule(); }, wait);
   }
-  charts.flush();
-  drawBoard();
-  if (spreadsDirty) renderSpreads();
 }
 window.__flush = () => draw(true); // the tests: everything queued, drawn now
 function drawBoard() {
@@ -378,7 +401,7 @@ function drawBoard() {
 // A panel keeps its last maxRows entries (newest first); the page holds only the newest SHOWN_ROWS of them as rows,
 // more as the list is scrolled down: each row put on top re-lays out every row below it, so 20 panels of 500 rows
 // took most of a frame.
-const SHOWN_ROWS = 60;
+const SHOWN_ROWS = 20;
 function render(panel, ticks) {
   // in seq order, whatever order they were queued in (an older entry never goes on top of a newer one)
   const fresh = ticks.filter((t) => t.seq > panel.lastSeq).sort((a, b) => a.seq - b.seq);
@@ -393,7 +416,12 @@ function render(panel, ticks) {
   let excess = panel.tbody.rows.length - panel.shown;
   while (excess-- > 0) panel.tbody.lastElementChild.remove();
 }
-// Scrolled near the end of what is shown: the next older entries become rows.
+// Scrolled near the end of what is shown, or rows too few to fill their list: the next older entries become rows.
+// Also when a list or its rows change size (read after layout, in the observer: no layout forced in a draw).
+const sized = new Map(); // a list's scroller or tbody -> its panel
+const sizes = new ResizeObserver((changes) => {
+  for (const panel of new Set(changes.map((change) => sized.get(change.target)))) if (panel) showMore(panel);
+});
 function showMore(panel) {
   const scroller = panel.scroller;
   if (scroller.scrollTop + scroller.clientHeight < scroller.scrollHeight - 100) return;
