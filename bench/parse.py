@@ -1,7 +1,7 @@
 """Parse speed on the real recorded frames: each exchange module (through the listener's own frame handler, as on
 the wire) against json.loads and orjson.loads alone (the floor of any Python parser) and against cryptofeed's own
-`message_handler` on the same frames, side by side in one run. Median of 5 passes (--best: the fastest), the columns taking turns pass
-by pass; frames per second.
+`message_handler` on the same frames, side by side in one run. Median of 5 passes (--best: the fastest), the columns
+taking turns pass by pass; frames per second.
 
     python bench/parse.py [--passes 5] [--seconds 0.3]            # ours, json, orjson
     python bench/parse.py --before 370efc9                         # + the exchanges package at that commit
