@@ -241,8 +241,9 @@ class Coinbase(ExchangeListener):
         symbol = symbol_str(message.product_id)
         bid, ask, last, time = message.best_bid, message.best_ask, message.price, message.time
         bid_size, ask_size, last_size = message.best_bid_size, message.best_ask_size, message.last_size
-        if not (priced(bid) and priced(ask) and priced(last) and bid_size in checked and ask_size in checked
-                and last_size in checked):  # not the common ticker (both sides and a trade, each string seen before)
+        if not (priced(bid) and priced(ask) and priced(last) and (bid_size is None or bid_size in checked)
+                and (ask_size is None or ask_size in checked) and (last_size is None or last_size in checked)):
+            # not the common ticker: both sides and a trade, each string sent seen before (older feeds send no sizes)
             decimals(*filter(None, (bid, ask, last)))  # the prices sent ("" or null: an empty side, no trade yet)
             for size in (bid_size, ask_size, last_size):
                 if size is not None:  # a size is a decimal string when sent, never ""
