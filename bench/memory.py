@@ -82,30 +82,39 @@ def page_heap(minutes: float, speed: str = "max", panels: int = 0,
     browser on the others, so the page's own cost is what is measured. A long task (> 50 ms) is a moment the page
     could not answer."""
     from playwright.sync_api import sync_playwright
-    samples = []
-    with running_server("eventlet", speed) as (port, server_pid), sync_playwright() as p:
+    with running_server("eventlet", speed) as (port, server_pid):
         if split and (os.cpu_count() or 1) > 1:
             pin(server_pid, {0})
-            os.sched_setaffinity(0, set(range(1, os.cpu_count())))  # the browser started below inherits it
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--enable-precise-memory-info"])
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        query = f"?markets={','.join(offered_markets(port, panels))}" if panels else ""
-        page.goto(f"http://127.0.0.1:{port}/{query}")
-        page.evaluate(LONG_TASKS)
-        started = time.monotonic()
-        while True:
-            elapsed = (time.monotonic() - started) / 60
-            page.wait_for_timeout(min(30_000, max(100, (minutes - elapsed) * 60_000)))
-            elapsed = (time.monotonic() - started) / 60
-            heap = page.evaluate("performance.memory.usedJSHeapSize") / 2 ** 20
-            rows = page.locator("tbody tr").count()
-            long_tasks = page.evaluate("window.__longTasks.splice(0)")
-            samples.append((elapsed, heap, rows, len(long_tasks), max(long_tasks, default=0.0)))
-            if elapsed >= minutes:
-                break
-        browser.close()
+            # before Playwright starts its driver: the driver, and the browser it starts, inherit it
+            os.sched_setaffinity(0, set(range(1, os.cpu_count())))
+        with sync_playwright() as p:
+            samples = browse(p, port, minutes, panels)
+    return samples
+
+
+def browse(p, port: int, minutes: float, panels: int) -> list[tuple[float, float, int, int, float]]:
+    """page_heap's samples, from a browser started by Playwright `p` on the server at `port`."""
+    samples = []
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--enable-precise-memory-info",
+        "--disable-renderer-backgrounding"])  # else Chromium lowers the renderer's priority (nice 5 seen)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    query = f"?markets={','.join(offered_markets(port, panels))}" if panels else ""
+    page.goto(f"http://127.0.0.1:{port}/{query}")
+    page.evaluate(LONG_TASKS)
+    started = time.monotonic()
+    while True:
+        elapsed = (time.monotonic() - started) / 60
+        page.wait_for_timeout(min(30_000, max(100, (minutes - elapsed) * 60_000)))
+        elapsed = (time.monotonic() - started) / 60
+        heap = page.evaluate("performance.memory.usedJSHeapSize") / 2 ** 20
+        rows = page.locator("tbody tr").count()
+        long_tasks = page.evaluate("window.__longTasks.splice(0)")
+        samples.append((elapsed, heap, rows, len(long_tasks), max(long_tasks, default=0.0)))
+        if elapsed >= minutes:
+            break
+    browser.close()
     return samples
 
 

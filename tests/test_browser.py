@@ -629,7 +629,7 @@ BOARD_AFTER = """([event, payload, market]) => {
   const tr = document.querySelector(`#board tr[data-market="${market}"]`);
   return Object.fromEntries([...tr.querySelectorAll('td')].map((td) => [td.className.split(' ')[1], {
     text: td.textContent, move: td.dataset.move ?? null, classes: td.className,
-    animations: td.getAnimations().length }]));
+    animations: td.getAnimations({ subtree: true }).length }]));  // the flash runs on its ::after
 }"""
 NEWEST = 8e15  # a seq above any the server numbers (its start time in µs) and exact in a double: our rows stay on top
 
