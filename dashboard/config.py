@@ -12,6 +12,7 @@ from typing import Optional
 from dotenv import dotenv_values
 
 from exchanges import EXCHANGES
+from exchanges.cli import Parser
 from exchanges.faults import Fault
 from exchanges.tick import SYMBOL
 from exchanges.simulator import parse_speed  # one meaning of --speed for the server and the local exchange
@@ -129,8 +130,8 @@ class Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python server.py",
-                                     description="Live multi-exchange best bid / ask / last trade dashboard.")
+    parser = Parser(prog="python server.py",
+                    description="Live multi-exchange best bid / ask / last trade dashboard.")
     add = parser.add_argument
     add("--host", help="address to bind (HOST, default 127.0.0.1)")
     add("--port", type=int, help="port (PORT, default 5000)")

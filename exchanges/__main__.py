@@ -8,13 +8,13 @@ one raw frame per line (then --exchange is needed). Bad frames are counted on st
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import orjson
 
 from . import EXCHANGES
+from .cli import Parser
 from .recording import read_frames, recording_files
 from .tick import TickBook, Update
 from .venue import played
@@ -74,7 +74,7 @@ def normalize(path, exchange=None, stats=None, derived=False):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m exchanges")
+    parser = Parser(prog="python -m exchanges")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("normalize", help="print the ticks a recording yields, one JSON per line")
     command.add_argument("--exchange", choices=sorted(EXCHANGES), help="the exchange, when the file does not tell")
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     missing = [path for path in args.files if not os.path.exists(path)]
     if missing:
-        parser.error(f"no such file or folder: {', '.join(missing)}")  # one line, exit status 2
+        parser.exit(2, f"{parser.prog}: error: no such file or folder: {', '.join(missing)}\n")  # one line
     out = sys.stdout.buffer
     dumps = orjson.dumps
     try:

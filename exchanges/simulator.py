@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from . import EXCHANGES
+from .cli import Parser
 from .recording import exchange_for_url, read_frames, read_rest, recording_files
 from .tick import Update
 from .faults import Fault, garbage_frames
@@ -408,7 +409,10 @@ def parse_speed(text: str) -> float:
     """'max' (or 0) = as fast as the clients take it; otherwise a positive multiple of the recorded pace."""
     if text.lower() in ("max", "0"):
         return 0.0
-    speed = float(text)
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be a number, or 'max', not {text!r}") from None
     if speed <= 0:
         raise argparse.ArgumentTypeError("speed must be positive, or 'max'")
     return speed
@@ -422,7 +426,7 @@ def _fault(spec: str) -> Fault:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m exchanges.simulator", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m exchanges.simulator", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="recordings (files or directories); default: the shipped ones")
     parser.add_argument("--speed", type=parse_speed, default=1.0, help="multiple of the recorded pace, or 'max'")
     parser.add_argument("--host", default="127.0.0.1")
