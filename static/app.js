@@ -290,10 +290,8 @@ function removePanel(market) {
   if (socket.connected) socket.emit("unsubscribe", { market });
 }
 function setMarketState(panel, { state, reason }) {
-  const badge = panel.el.querySelector(".market-state");
-  badge.className = `badge market-state ${MARKET_COLOURS[state] ?? "text-bg-secondary"}`;
-  badge.textContent = state;
   panel.el.dataset.state = state;
+  drawBadge(panel);
   const reasonEl = panel.el.querySelector(".market-reason");
   reasonEl.textContent = reason || "";
   reasonEl.classList.toggle("d-none", !reason);
@@ -307,7 +305,18 @@ function applyFeedState(panel) {
   const line = panel.el.querySelector(".feed-reason");
   line.textContent = down ? `${feed.label} feed ${feed.state}${feed.reason ? ": " + feed.reason : ""}` : "";
   line.classList.toggle("d-none", !down);
+  drawBadge(panel);
   schedule(panel);
+}
+// The market's badge: the server's state for it, or "feed down" while its exchange's feed is (no market can be
+// subscribed then: "subscribing" would stay for ever). The feed's reason is said once, on the line under it.
+function drawBadge(panel) {
+  const state = panel.el.dataset.state;
+  const down = panel.el.classList.contains("feed-down") && state !== "error";
+  const badge = panel.el.querySelector(".market-state");
+  badge.className = `badge market-state ${down ? "text-bg-warning" : MARKET_COLOURS[state] ?? "text-bg-secondary"}`;
+  badge.textContent = down ? "feed down" : state;
+  badge.title = down ? `this market: ${state}; its exchange's feed is down` : "";
 }
 // Why a market shows no quote yet, in words: the server's reason (not listed, waiting for its first update ...), the
 // feed's trouble, or simply nothing yet.
@@ -316,8 +325,8 @@ function whyEmpty(panel) {
   const reason = panel.el.querySelector(".market-reason").textContent;
   if (state === "error") return reason || "refused";
   const feed = feedStates[panel.exchange];
-  if (feed && !HEALTHY.has(feed.state) && feed.state !== "idle") {
-    return `waiting: ${feed.label} feed ${feed.state}${feed.reason ? ": " + feed.reason : ""}`;
+  if (feed && !HEALTHY.has(feed.state) && feed.state !== "idle") { // why: on the panel's feed line and the banner
+    return `waiting for the ${feed.label} feed (${feed.state})`;
   }
   if (state === "waiting") return `waiting: ${reason || "no update from the exchange yet"}`;
   if (state === "subscribing") return "no data yet: subscribing…";

@@ -731,7 +731,9 @@ OFFLINE_VIEW = """([feeds, market]) => {  // hands the page a feeds list and rea
   const style = idle && getComputedStyle(idle);
   return { shown: !banner.classList.contains("d-none"), text: banner.textContent,
     idle: style ? [Math.abs(lum(style.color) - lum(style.backgroundColor)), style.boxShadow] : null,
-    down: document.querySelector(`#board tr[data-market="${market}"]`).classList.contains("feed-down") };
+    down: document.querySelector(`#board tr[data-market="${market}"]`).classList.contains("feed-down"),
+    panel: document.querySelector(`.panel[data-market="${market}"]`).innerText,
+    badge: document.querySelector(`.panel[data-market="${market}"] .market-state`).textContent };
 }"""
 
 
@@ -746,9 +748,11 @@ def test_no_exchange_reachable_shows_one_banner_and_why(page):
     assert seen["text"].startswith(f"No exchange can be reached ({OFFLINE}; cannot resolve ws.kraken.com: no network")
     assert seen["idle"][0] > 0.5 and seen["idle"][1] != "none"  # the idle badge reads plainly, with an edge
     assert seen["down"]  # a market of a feed that is down: its board line says so
+    # its panel says why once (not in its empty state too), and its badge says the feed is down, not "subscribing"
+    assert seen["panel"].count(OFFLINE) == 1 and seen["badge"] == "feed down"
     back = page.evaluate(OFFLINE_VIEW, [[{**feed("coinbase", "Coinbase", "live"), "now": now},
                                          {**feed("okx", "OKX", "idle"), "now": now}], MARKET])
-    assert not back["shown"] and not back["down"]
+    assert not back["shown"] and not back["down"] and back["badge"] != "feed down"
 
 
 def test_replay_says_what_it_plays_and_each_clock_date_once(page):
