@@ -1,7 +1,7 @@
 """The whole process: `python -m exchanges normalize` over files of raw tick frames, against a process that only
 `orjson.loads` each line of the same file. Start-up is removed by timing each process on an empty file too.
 
-    python bench/normalize.py [--lines 200000] [--runs 3] [--before COMMIT]
+    python bench/normalize.py [--lines 200000] [--runs 3] [--before COMMIT] [--cpu]
 
 Files (one raw frame per line, written to a temporary folder): Coinbase `ticker` + `match` frames and Binance
 `bookTicker` + `aggTrade` frames from the recordings, repeated in order to `--lines`. `--before COMMIT` also runs
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -43,10 +44,17 @@ def write_set(folder: Path, label: str, lines: int) -> tuple[str, Path]:
     return exchange, path
 
 
-def seconds(command: list[str], env: dict) -> float:
+def seconds(command: list[str], env: dict, cpu: bool = False) -> float:
+    """The command's wall time; `cpu`: its CPU time (user + system, from the kernel's count for children), which
+    the moments other processes had the core do not inflate."""
+    if cpu:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    return time.perf_counter() - started
+    if not cpu:
+        return time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv=None) -> int:
@@ -54,6 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--before", metavar="COMMIT")
+    parser.add_argument("--cpu", action="store_true", help="time each process by its CPU time, not the wall clock")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="normalize-bench-"))
     empty = folder / "empty.raw"
@@ -70,14 +79,16 @@ def main(argv=None) -> int:
         commands["before"] = lambda exchange, path: [sys.executable, "-m", "exchanges_before", "normalize",
                                                      "--exchange", exchange, str(path)]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{args.lines:,} lines a file, best of {args.runs}, start-up (an empty file) removed")
+          f"{args.lines:,} lines a file, best of {args.runs}, start-up (an empty file) removed"
+          + ("; CPU time" if args.cpu else ""))
     print(f"{'file':<32} {'process':<18} {'lines/s':>12} {'÷ orjson only':>14}")
     for label in SETS:
         exchange, path = write_set(folder, label, args.lines)
         best = dict.fromkeys(commands, float("inf"))
         for _ in range(args.runs):  # the processes take turns, so a slow spell of a shared machine hits them alike
             for name, command in commands.items():
-                took = seconds(command(exchange, path), env) - seconds(command(exchange, empty), env)
+                took = (seconds(command(exchange, path), env, args.cpu)
+                        - seconds(command(exchange, empty), env, args.cpu))
                 best[name] = min(best[name], took)
         rates = {name: args.lines / took for name, took in best.items()}
         for name, value in rates.items():

@@ -6,7 +6,7 @@ taking turns pass by pass; frames per second.
     python bench/parse.py [--passes 5] [--seconds 0.3]            # ours, json, orjson
     python bench/parse.py --before 370efc9                         # + the exchanges package at that commit
     python bench/parse.py --checks                                 # ways to check a decimal string, compared
-    python bench/parse.py --best --passes 30 --seconds 0.05        # each column's fastest pass (a busy machine)
+    python bench/parse.py --best --cpu --passes 30 --seconds 0.05  # a busy machine: CPU time, each column's best
     .venv-bench/bin/python bench/parse.py                          # + cryptofeed (bench/requirements.txt)
 
 cryptofeed runs offline: its symbol cache is filled from the recorded REST listings (COINBASE.0, BINANCE_US.0; the
@@ -64,15 +64,19 @@ def frame_sets():
             yield f"{listener_class.label} derived", name, derived
 
 
+CLOCK = time.perf_counter  # --cpu: time.thread_time, this thread's CPU time (not the moments others had the core)
+
+
 def rate(run_once, count, passes, seconds):
-    """Frames per second, median of `passes`, each pass repeating the set for at least `seconds`."""
+    """Frames per second, median of `passes`, each pass repeating the set for at least `seconds` (of CLOCK)."""
     rates = []
+    clock = CLOCK
     for _ in range(passes):
-        repeats, started = 0, time.perf_counter()
+        repeats, started = 0, clock()
         while True:
             run_once()
             repeats += 1
-            elapsed = time.perf_counter() - started
+            elapsed = clock() - started
             if elapsed >= seconds:
                 break
         rates.append(repeats * count / elapsed)
@@ -273,7 +277,12 @@ def main(argv=None) -> int:
     parser.add_argument("--checks", action="store_true", help="only compare ways to check decimal strings")
     parser.add_argument("--best", action="store_true",
                         help="each runner's fastest pass, not the median (a machine others use in bursts)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time by this thread's CPU time, not the wall clock (a machine others keep busy)")
     args = parser.parse_args(argv)
+    if args.cpu:
+        global CLOCK
+        CLOCK = time.thread_time
     if args.checks:
         decimal_checks(args.passes, args.seconds)
         return 0
@@ -285,7 +294,9 @@ def main(argv=None) -> int:
     except importlib.metadata.PackageNotFoundError:
         cf_version = None
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"orjson {orjson.__version__}, cryptofeed {cf_version or 'not installed'}")
+          f"orjson {orjson.__version__}, cryptofeed {cf_version or 'not installed'}"
+          + (f"; {'best' if args.best else 'median'} of {args.passes} passes of {args.seconds} s"
+             + (" CPU time" if args.cpu else "")))
     print(f"{'frame set':<34} {'frames':>6} {'json':>10} {'orjson':>10} "
           + (f"{'before':>10} {'before/orjson':>13} " if before else "")
           + f"{'ours':>10} {'cryptofeed':>11} {'ours/orjson':>11} {'ours/cf':>8}")
