@@ -248,9 +248,14 @@ class OKX(ExchangeListener):
             return []  # a swap, future or option
         if type(push) is _Tickers:
             return [self._ticker(symbol, item) for item in push.data]
-        # (symbol, time, 4 x no quote, last, last_size, taker side, no sequence)
-        trades = [update((symbol, _ms(item.ts), None, None, None, None, item.px, item.sz, item.side, None))
-                  for item in push.data if item.px in checked and item.sz in checked or not decimals(item.px, item.sz)]
+        trades = []  # a loop, not a comprehension: most pushes hold one trade, and a comprehension is a call (3.11)
+        for item in push.data:
+            price, size, ts = item.px, item.sz, item.ts
+            if price not in checked or size not in checked:
+                decimals(price, size)
+            time = int(ts) if ts.isdigit() and ts.isascii() and len(ts) <= 16 else _ms(ts)  # _ms: what is wrong
+            # (symbol, time, 4 x no quote, last, last_size, taker side, no sequence)
+            trades.append(update((symbol, time, None, None, None, None, price, size, item.side, None)))
         if trades:
             self._traded.add(symbol)
         return trades
