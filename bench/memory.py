@@ -66,14 +66,6 @@ def offered_markets(port: int, count: int) -> list[str]:
     return markets[:count]
 
 
-def pin(pid: int, cores: set) -> None:
-    """Pin a process, every thread of it and its children (the server's local exchange) to `cores`."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            pin(int(child), cores)
-        os.sched_setaffinity(int(task.name), cores)
-
-
 def page_heap(minutes: float, speed: str = "max", panels: int = 0,
               split: bool = False) -> list[tuple[float, float, int, int, float]]:
     """(minutes, used JS heap MB, rows in the DOM, long tasks since the last sample, the longest in ms), sampled
@@ -82,10 +74,12 @@ def page_heap(minutes: float, speed: str = "max", panels: int = 0,
     browser on the others, so the page's own cost is what is measured. A long task (> 50 ms) is a moment the page
     could not answer."""
     from playwright.sync_api import sync_playwright
+    split = split and (os.cpu_count() or 1) > 1
+    if split:  # the server, and the local exchange it starts once it is up, inherit core 0
+        os.sched_setaffinity(0, {0})
     with running_server("eventlet", speed) as (port, server_pid):
-        if split and (os.cpu_count() or 1) > 1:
-            pin(server_pid, {0})
-            # before Playwright starts its driver: the driver, and the browser it starts, inherit it
+        if split:
+            # before Playwright starts its driver: the driver, and the browser it starts, inherit the other cores
             os.sched_setaffinity(0, set(range(1, os.cpu_count())))
         with sync_playwright() as p:
             samples = browse(p, port, minutes, panels)

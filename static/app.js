@@ -383,7 +383,7 @@ function draw(all = false) {
     dirty.delete(panel);
   }
   if (due("charts", CHARTS_EVERY_MS, charts.pending.size > 0)) charts.flush();
-  if (due("board", BOARD_EVERY_MS, boardDirty)) { drawBoard(); boardDirty = false; }
+  if (due("board", BOARD_EVERY_MS, boardDirty || board.flashing.size > 0)) { drawBoard(); boardDirty = false; }
   if (spreadsDirty) renderSpreads();
   if (wait < Infinity && (laterTimer === null || now + wait < laterAt)) { // a frame once the next part is due
     clearTimeout(laterTimer);

@@ -2,7 +2,7 @@
 // last trade with its side, the time to the millisecond and the age), the same pair's venues on adjacent lines,
 // the best bid and best ask across venues marked. Lines are updated in place, so a price that moved can flash.
 import { compareDecimal, spreadBps } from "./decimal.js";
-import { Alignment, element, emptyMark, flash, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
+import { Alignment, FLASH_MS, element, emptyMark, flash, isEmptySide, numberSpan, seconds, sizeSpan, unflash, utc } from "./cells.js";
 
 const SIDES = ["bid", "ask", "last"];
 
@@ -13,6 +13,7 @@ export class Board {
     this.labels = labels;
     this.alignment = new Alignment(section.querySelector("table"));
     this.lines = new Map(); // market -> { tr, tick, shown: {bid, ask, last}, mode }
+    this.flashing = new Map(); // a flashing cell -> until when (ms, performance.now()): a draw then takes it off
   }
 
   // The watchlist, in its order: lines grouped by pair (a pair's first place in the list), venues in list order.
@@ -66,6 +67,10 @@ export class Board {
   // context: { now (server clock, ms), why(market): text for a line with no quote, down(exchange): the feed's
   // trouble or "", best(pair): {bid, ask} exchanges holding the best across venues, or null }
   draw(context) {
+    const now = performance.now();
+    for (const [cell, until] of this.flashing) {
+      if (until <= now) { unflash(cell); this.flashing.delete(cell); }
+    }
     for (const [market, line] of this.lines) {
       if (!line.tick) this.drawEmpty(line, context.why(market));
       else this.drawQuote(line, context);
@@ -106,7 +111,7 @@ export class Board {
       shown[`${side}Price`] = price;
       this.fill(cells[side], tick, side);
       const direction = price != null && before != null ? compareDecimal(price, before) : 0;
-      if (direction) flash(cells[side], direction);
+      if (direction) { flash(cells[side], direction); this.flashing.set(cells[side], performance.now() + FLASH_MS); }
     }
     // the spread and the time change with the tick (and the time with the day): drawn again only then
     const today = utc(now).date;

@@ -56,12 +56,15 @@ export function utc(ms) {
 
 export const seconds = (ms) => `${Math.max(0, ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
 
-// A price that moved flashes once in its direction (CSS animations flash-up-a/-b, flash-down-a/-b: switching the
-// name restarts it without a reflow). data-move keeps the last direction.
+// A price that moved is marked in its direction for FLASH_MS: a still highlight (flash-up / flash-down), put on by
+// one draw and taken off by a later one, two frames in all. A fading animation needs a frame every 16 ms while it
+// runs, and on a board whose prices move several times a second that was a frame all the time. data-move keeps the
+// last direction.
+export const FLASH_MS = 600;
 export function flash(cell, direction) {
   const move = direction > 0 ? "up" : "down";
-  const again = cell.classList.contains(`flash-${move}-a`);
-  cell.classList.remove("flash-up-a", "flash-up-b", "flash-down-a", "flash-down-b");
-  cell.classList.add(`flash-${move}-${again ? "b" : "a"}`);
+  cell.classList.remove("flash-up", "flash-down");
+  cell.classList.add(`flash-${move}`);
   cell.dataset.move = move;
 }
+export const unflash = (cell) => cell.classList.remove("flash-up", "flash-down");
