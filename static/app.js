@@ -422,8 +422,13 @@ function render(panel, ticks) {
   const fragment = document.createDocumentFragment();
   for (const entry of newest.slice(0, panel.shown)) fragment.append(entryRow(entry, panel));
   panel.tbody.prepend(fragment);
-  let excess = panel.tbody.rows.length - panel.shown;
-  while (excess-- > 0) panel.tbody.lastElementChild.remove();
+  const rows = panel.tbody.rows;
+  if (rows.length > panel.shown) { // the rows past what is shown go in one removal, not one at a time
+    const past = document.createRange();
+    past.setStartBefore(rows[panel.shown]);
+    past.setEndAfter(rows[rows.length - 1]);
+    past.deleteContents();
+  }
 }
 // Scrolled near the end of what is shown, or rows too few to fill their list: the next older entries become rows.
 // Also when a list or its rows change size (read after layout, in the observer: no layout forced in a draw).
