@@ -72,13 +72,14 @@ _SECONDS = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,9}))?")  # "1618678142.557535
 def seconds_to_ms(value) -> int:
     """Kraken's "seconds.micros" (a string on the websocket, a JSON number's own text on REST) -> epoch ms,
     truncated, with integer arithmetic only."""
-    if type(value) is int and value >= 0:
+    if type(value) is str:  # _SECONDS by str methods: a regex and its groups cost half a spread frame (profile)
+        whole, dot, fraction = value.partition(".")
+        if 0 < len(whole) <= 12 and whole.isascii() and whole.isdigit() and (
+                not dot or 0 < len(fraction) <= 9 and fraction.isascii() and fraction.isdigit()):
+            return int(whole + (fraction + "000")[:3])
+    elif type(value) is int and value >= 0:
         return value * 1000
-    match = _SECONDS.fullmatch(value) if type(value) is str else None
-    if match is None:
-        raise BadFrame(f"bad time: {str(value)[:40]!r}")
-    whole, fraction = match.groups()
-    return int(whole) * 1000 + int(((fraction or "") + "000")[:3])
+    raise BadFrame(f"bad time: {str(value)[:40]!r}")
 
 
 class _Spread(msgspec.Struct, array_like=True, gc=False):
