@@ -200,7 +200,7 @@ function setClockDates(panel, entries) {
   let changed = false;
   for (let i = entries.length - 1; i >= 0; i--) {
     const e = entries[i];
-    if (e.kind === "gap") continue;
+    if (e.kind === "gap" || e.kind === "restart") continue;
     const clock = e.time != null ? "exchange" : "received";
     if (!panel.dates[clock]) { panel.dates[clock] = utc(e.time ?? e.received).date; changed = true; }
     if (panel.dates.exchange && panel.dates.received) break;
@@ -229,8 +229,36 @@ function gapRow(gap) {
   tr.append(td);
   return tr;
 }
+// In replay, a recording played again from its start sends its first times again: a row says so, between the last
+// row of one pass and the first of the next (rows stay in the order they came, so older times are now on top).
+// exchange time going back this far within one market: the recording started again (the shipped recordings are
+// 10-30 s long; within one, a market's times step back by milliseconds at most, a trade behind a quote)
+const RESTART_MS = 5_000;
+function restartRow() {
+  const tr = document.createElement("tr");
+  tr.className = "gap-row restart-row";
+  const td = document.createElement("td");
+  td.colSpan = 4;
+  td.textContent = "replay: the recording starts again from its beginning here";
+  tr.append(td);
+  return tr;
+}
+function markRestarts(panel, fresh) {
+  if (config.mode !== "replay") return fresh;
+  const marked = [];
+  for (const entry of fresh) {
+    if (entry.kind !== "gap" && entry.time != null) {
+      if (panel.lastTime != null && entry.time < panel.lastTime - RESTART_MS) {
+        marked.push({ kind: "restart", seq: entry.seq - 0.5 });
+      }
+      panel.lastTime = entry.time;
+    }
+    marked.push(entry);
+  }
+  return marked;
+}
 function entryRow(entry, panel) {
-  const row = entry.kind === "gap" ? gapRow(entry) : tickRow(entry, panel);
+  const row = entry.kind === "gap" ? gapRow(entry) : entry.kind === "restart" ? restartRow() : tickRow(entry, panel);
   row.dataset.seq = entry.seq;
   return row;
 }
@@ -413,9 +441,10 @@ function drawBoard() {
 const SHOWN_ROWS = 20;
 function render(panel, ticks) {
   // in seq order, whatever order they were queued in (an older entry never goes on top of a newer one)
-  const fresh = ticks.filter((t) => t.seq > panel.lastSeq).sort((a, b) => a.seq - b.seq);
-  if (!fresh.length) return;
-  panel.lastSeq = fresh[fresh.length - 1].seq;
+  const sorted = ticks.filter((t) => t.seq > panel.lastSeq).sort((a, b) => a.seq - b.seq);
+  if (!sorted.length) return;
+  panel.lastSeq = sorted[sorted.length - 1].seq;
+  const fresh = markRestarts(panel, sorted);
   setClockDates(panel, fresh);
   const newest = fresh.slice(-config.maxRows).reverse();
   panel.entries = newest.concat(panel.entries).slice(0, config.maxRows);
@@ -741,6 +770,7 @@ function receiveBackfill({ market, ticks, state }) {
   if (!panel) return;
   panel.tbody.replaceChildren();
   panel.lastSeq = 0;
+  panel.lastTime = null;
   panel.entries = [];
   panel.dates = {};
   panel.clockDates.textContent = "";

@@ -826,3 +826,15 @@ def test_no_style_rule_restyles_a_whole_list_when_a_row_is_put_on_top(page):
       for (const sheet of document.styleSheets) walk(sheet.cssRules);
       return found; }""")
     assert left == []
+
+
+def test_a_replay_played_again_from_its_start_says_so_between_the_passes(page):
+    first_rows(page, MARKET)
+    late, early = 1_618_700_000_000, 1_618_600_000_000  # the second pass's time is a day before the first's
+    ticks = [injected_tick(seq=NEWEST, time=late, received=10**12), injected_tick(seq=NEWEST + 1, time=early,
+                                                                                  received=10**12)]
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": ticks}, "td"])
+    top = page.locator(f'.panel[data-market="{MARKET}"] tbody tr').evaluate_all(
+        "rows => rows.slice(0, 3).map(r => [r.className, r.textContent, Number(r.dataset.seq)])")
+    assert top[0][2] == NEWEST + 1 and top[2][2] == NEWEST  # in the order they came, newest on top
+    assert "restart-row" in top[1][0] and top[1][1] == "replay: the recording starts again from its beginning here"
