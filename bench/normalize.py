@@ -11,9 +11,11 @@ processes taking turns), lines per second of the run minus the empty file's.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu", action="store_true", help="time each process by its CPU time, not the wall clock")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="normalize-bench-"))
+    atexit.register(shutil.rmtree, folder, True)  # the files written (tens of MB), whatever happens
     empty = folder / "empty.raw"
     empty.write_text("")
     env = dict(os.environ)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import importlib
 import importlib.metadata
 import io
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,6 +91,7 @@ def load_before(commit: str):
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "exchanges"], check=True,
                              capture_output=True).stdout
     folder = tempfile.mkdtemp(prefix="parse-before-")
+    atexit.register(shutil.rmtree, folder, True)  # read only by this process
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     os.rename(os.path.join(folder, "exchanges"), os.path.join(folder, "exchanges_before"))
