@@ -67,8 +67,9 @@ def offered_markets(port: int, count: int) -> list[str]:
 
 
 def page_heap(minutes: float, speed: str = "max", panels: int = 0,
-              split: bool = False) -> list[tuple[float, float, int, int, float]]:
-    """(minutes, used JS heap MB, rows in the DOM, long tasks since the last sample, the longest in ms), sampled
+              split: bool = False) -> list[tuple[float, float, int, int, float, float]]:
+    """(minutes, used JS heap MB, rows in the DOM, long tasks since the last sample, their total and the longest in
+    ms), sampled
     every 30 s (or at the end) at `speed` (a multiple of the recorded pace, or max). `panels`: open that many
     markets (a ?markets= link), else the watchlist. `split`: the server and its local exchange on core 0, the
     browser on the others, so the page's own cost is what is measured. A long task (> 50 ms) is a moment the page
@@ -86,7 +87,7 @@ def page_heap(minutes: float, speed: str = "max", panels: int = 0,
     return samples
 
 
-def browse(p, port: int, minutes: float, panels: int) -> list[tuple[float, float, int, int, float]]:
+def browse(p, port: int, minutes: float, panels: int) -> list[tuple[float, float, int, int, float, float]]:
     """page_heap's samples, from a browser started by Playwright `p` on the server at `port`."""
     samples = []
     browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -105,7 +106,7 @@ def browse(p, port: int, minutes: float, panels: int) -> list[tuple[float, float
         heap = page.evaluate("performance.memory.usedJSHeapSize") / 2 ** 20
         rows = page.locator("tbody tr").count()
         long_tasks = page.evaluate("window.__longTasks.splice(0)")
-        samples.append((elapsed, heap, rows, len(long_tasks), max(long_tasks, default=0.0)))
+        samples.append((elapsed, heap, rows, len(long_tasks), sum(long_tasks), max(long_tasks, default=0.0)))
         if elapsed >= minutes:
             break
     browser.close()
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     heap = page_heap(args.page_minutes, args.speed, args.panels, args.split)
     print(f"page at speed {args.speed}, {args.panels or 'watchlist'} panels: " + ", ".join(
         f"{m:.1f} min {mb:.1f} MB heap {rows} rows, {count} long tasks "
-        f"(max {longest:.0f} ms)" for m, mb, rows, count, longest in heap))
+        f"(total {total / 1000:.1f} s, max {longest:.0f} ms)" for m, mb, rows, count, total, longest in heap))
     return 0
 
 

@@ -236,7 +236,7 @@ function gapRow(gap) {
 const RESTART_MS = 5_000;
 function restartRow() {
   const tr = document.createElement("tr");
-  tr.className = "gap-row restart-row";
+  tr.className = "restart-row";
   const td = document.createElement("td");
   td.colSpan = 4;
   td.textContent = "replay: the recording starts again from its beginning here";
@@ -371,6 +371,8 @@ function whyEmpty(panel) {
 const LISTS_EVERY_MS = 250;
 const BOARD_EVERY_MS = 100;
 const CHARTS_EVERY_MS = 500;
+const PANELS_PER_FRAME = 4;
+let listsCycle = null; // the lists of the cycle under way not drawn yet, or null
 const drawnAt = { lists: -Infinity, board: -Infinity, charts: -Infinity };
 const dirty = new Set();
 let boardDirty = false;
@@ -396,11 +398,17 @@ function draw(all = false) {
     if (pending) wait = Math.min(wait, left);
     return false;
   };
+  // the lists due are drawn PANELS_PER_FRAME a frame, in the frames that follow each other (one frame drawing 20
+  // lists was a long task of its own)
   const queued = [...dirty].some((panel) => panel.queue.length);
-  const lists = due("lists", LISTS_EVERY_MS, queued);
+  if (listsCycle === null && queued && due("lists", LISTS_EVERY_MS, true)) {
+    listsCycle = [...dirty].filter((panel) => panel.queue.length);
+  }
+  const drawing = new Set(listsCycle ? listsCycle.splice(0, all ? listsCycle.length : PANELS_PER_FRAME) : []);
+  if (listsCycle && !listsCycle.length) listsCycle = null;
   for (const panel of dirty) {
     if (!panels.has(panel.market)) { dirty.delete(panel); continue; }
-    if (panel.queue.length && !lists) continue;
+    if (panel.queue.length && !drawing.has(panel) && !all) continue;
     if (panel.queue.length) {
       render(panel, panel.queue);
       panel.queue = [];
@@ -410,10 +418,13 @@ function draw(all = false) {
     panel.emptyState.classList.toggle("d-none", !empty);
     dirty.delete(panel);
   }
+  if (listsCycle) wait = 0; // the rest of this cycle's lists: the next frame
   if (due("charts", CHARTS_EVERY_MS, charts.pending.size > 0)) charts.flush();
   if (due("board", BOARD_EVERY_MS, boardDirty || board.flashing.size > 0)) { drawBoard(); boardDirty = false; }
   if (spreadsDirty) renderSpreads();
-  if (wait < Infinity && (laterTimer === null || now + wait < laterAt)) { // a frame once the next part is due
+  if (wait === 0) {
+    schedule();
+  } else if (wait < Infinity && (laterTimer === null || now + wait < laterAt)) { // a frame once the next part is due
     clearTimeout(laterTimer);
     laterAt = now + wait;
     laterTimer = setTimeout(() => { laterTimer = null; schedule(); }, wait);
