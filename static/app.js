@@ -220,29 +220,21 @@ function setClockDates(panel, entries) {
 function hms(ms) {
   return utc(ms).time;
 }
-function gapRow(gap) {
-  const tr = document.createElement("tr");
-  tr.className = "gap-row";
-  const td = document.createElement("td");
+// A row that is a note across the list, not a tick: a gap, or a replay starting again.
+function noteRow(className, text) {
+  const tr = element("tr", className);
+  const td = element("td", "", text);
   td.colSpan = 4;
-  td.textContent = `no data ${hms(gap.from)}–${hms(gap.to)} UTC: ${gap.reason}`;
   tr.append(td);
   return tr;
 }
+const gapRow = (gap) => noteRow("gap-row", `no data ${hms(gap.from)}–${hms(gap.to)} UTC: ${gap.reason}`);
 // In replay, a recording played again from its start sends its first times again: a row says so, between the last
 // row of one pass and the first of the next (rows stay in the order they came, so older times are now on top).
 // exchange time going back this far within one market: the recording started again (the shipped recordings are
 // 10-30 s long; within one, a market's times step back by milliseconds at most, a trade behind a quote)
 const RESTART_MS = 5_000;
-function restartRow() {
-  const tr = document.createElement("tr");
-  tr.className = "restart-row";
-  const td = document.createElement("td");
-  td.colSpan = 4;
-  td.textContent = "replay: the recording starts again from its beginning here";
-  tr.append(td);
-  return tr;
-}
+const restartRow = () => noteRow("restart-row", "replay: the recording starts again from its beginning here");
 function markRestarts(panel, fresh) {
   if (config.mode !== "replay") return fresh;
   const marked = [];
@@ -362,10 +354,10 @@ function whyEmpty(panel) {
 }
 
 // --- drawing: at most once per animation frame ---------------------------------------------------------------
-// Events only queue what they bring; a draw in an animation frame renders it, each part at its own cadence and all
-// the due ones in the same frame (every frame drawn re-lays out and repaints: 20 panels each on its own clock meant
-// a frame every few ms). The running lists are drawn together every LISTS_EVERY_MS (each list drawn re-lays out its
-// rows), the board every BOARD_EVERY_MS (it is read, not watched tick by tick), the charts every CHARTS_EVERY_MS
+// Events only queue what they bring; a draw in an animation frame renders it, each part at its own cadence (every
+// frame drawn re-lays out and repaints: 20 panels each on its own clock meant a frame every few ms). The running
+// lists with something queued are drawn every LISTS_EVERY_MS, PANELS_PER_FRAME of them a frame in the frames that
+// follow, the board every BOARD_EVERY_MS (it is read, not watched tick by tick), the charts every CHARTS_EVERY_MS
 // (a point a second). A hidden tab draws nothing: each panel's queue keeps at most a few screens of entries (the
 // rest would be cut by maxRows anyway).
 const LISTS_EVERY_MS = 250;
@@ -398,8 +390,7 @@ function draw(all = false) {
     if (pending) wait = Math.min(wait, left);
     return false;
   };
-  // the lists due are drawn PANELS_PER_FRAME a frame, in the frames that follow each other (one frame drawing 20
-  // lists was a long task of its own)
+  // a cycle of due lists, PANELS_PER_FRAME a frame (one frame drawing 20 lists was a long task of its own)
   const queued = [...dirty].some((panel) => panel.queue.length);
   if (listsCycle === null && queued && due("lists", LISTS_EVERY_MS, true)) {
     listsCycle = [...dirty].filter((panel) => panel.queue.length);
