@@ -36,7 +36,6 @@ from socketio import packet as sio_packet
 
 from . import direct as direct_writes
 from .conflation import Conflation
-from .direct import text_frame
 from .feeds import merge_feeds
 
 MAX_INTERVAL_MS = 1000
@@ -339,7 +338,7 @@ class Fanout:
             self.server.emit("batch", packet, to=room, skip_sid=slow or None, namespace="/", ignore_queue=True)
             return
         eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        frame = text_frame(eio_pkt.encode().encode())
+        frame = direct_writes.text_frame(eio_pkt.encode().encode())
         self.frames += 1
         skip = set(slow)
         for sid, eio_sid in self.server.manager.get_participants("/", room):
