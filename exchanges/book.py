@@ -11,7 +11,7 @@ from typing import Optional
 
 from sortedcontainers import SortedDict
 
-from .tick import EMPTY, BadFrame, decimal_str, priced
+from .tick import EMPTY, BadFrame, decimal_str, is_zero, priced
 
 _EMPTY_SIDE = (EMPTY, EMPTY)
 
@@ -69,12 +69,7 @@ def _level(side: str, price, size) -> tuple:
     if key is None:
         key = price_key(price)
     size = decimal_str(size)
-    return key, size, _live(size)
-
-
-def _live(size: str) -> bool:
-    """A checked size that is not zero (a level to keep), by its digits; with an exponent ("0E-8"), by its value."""
-    return bool(size.strip("0.")) and ("e" not in size and "E" not in size or Decimal(size) != 0)
+    return key, size, not is_zero(size)
 
 
 class OrderBook:
@@ -116,7 +111,7 @@ class OrderBook:
                 raise BadFrame(f"bad book side: {str(side)[:20]!r}")
             live = priced(size)  # checked by tick.decimals, so known with whether it is zero
             if live is None:
-                live = _live(size)
+                live = not is_zero(size)
             if live:
                 side_levels[key] = (price, size)
             else:
@@ -162,7 +157,7 @@ class OrderBook:
                     key = price_key(price)
                 live = priced(size)  # checked by tick.decimals, so known with whether it is zero
                 if live is None:
-                    live = _live(size)
+                    live = not is_zero(size)
                 if side == "bid" or side == "buy":
                     if not live:
                         if bids.pop(key, None) is not None and key == bid:

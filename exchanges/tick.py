@@ -112,7 +112,7 @@ def decimal_str(value) -> str:
             _checked.clear()
             _priced.clear()
         _checked.add(value)
-        _priced[value] = bool(value.strip("0.")) if "e" not in value and "E" not in value else Decimal(value) != 0
+        _priced[value] = not is_zero(value)
         return value
     raise BadFrame(f"not a decimal string: {str(value)[:40]!r}")
 
@@ -203,7 +203,10 @@ def optional_decimal(value) -> Optional[str]:
     return None if value is None else decimal_str(value)
 
 
-def _is_zero(text: str) -> bool:
+def is_zero(text: str) -> bool:
+    """A checked decimal string that is zero: by its digits, or by its value when it has an exponent ("0E-8")."""
+    if "e" in text or "E" in text:
+        return Decimal(text) == 0
     return not text.strip("0.")
 
 
@@ -213,7 +216,7 @@ def book_price(value) -> str:
     if value == "":
         return EMPTY
     checked = decimal_str(value)
-    return EMPTY if _is_zero(checked) else checked
+    return EMPTY if is_zero(checked) else checked
 
 
 def book_side(price, size) -> tuple[str, str]:
@@ -234,7 +237,7 @@ def last_price(value) -> Optional[str]:
     if value is None or value == "":
         return None
     checked = decimal_str(value)
-    return None if _is_zero(checked) else checked
+    return None if is_zero(checked) else checked
 
 
 def symbol_str(value) -> str:
