@@ -41,7 +41,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, book_side, checked,
-                   decimal_str, decimals, epoch_ms, priced, quote_side, schema_reason, split_by_quote, unified_symbol,
+                   decimal_str, decimals, epoch_ms, is_zero, priced, quote_side, schema_reason, split_by_quote, unified_symbol,
                    update)
 from .venue import BROADCAST, Venue, renumbered
 
@@ -246,7 +246,7 @@ class Binance(ExchangeListener):
         decimals(b, data.B, a, data.A)
         # `u`, the book's update id, orders them: an older one never becomes the quote (TickBook);
         # a side with no order is sent as zeros: empty, not a price of 0
-        if b.strip("0.") and a.strip("0."):
+        if not is_zero(b) and not is_zero(a):
             return [update((symbol, None, b, data.B, a, data.A, None, None, None, data.u))]
         return [Update(symbol, None, *quote_side(b, data.B), *quote_side(a, data.A), None, None, None, data.u)]
 

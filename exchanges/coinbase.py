@@ -39,7 +39,7 @@ import orjson
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
-                   book_price, checked, priced, decimal_str, decimals, iso_to_ms, last_price, schema_reason, update,
+                   book_price, checked, is_zero, priced, decimal_str, decimals, iso_to_ms, last_price, schema_reason, update,
                    side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
@@ -249,9 +249,9 @@ class Coinbase(ExchangeListener):
                 if size is not None:  # a size is a decimal string when sent, never ""
                     decimal_str(size)
             # "" or zeros: a side with no order is empty, and a last price of zero is no trade yet
-            bid, bid_size = (bid, bid_size) if bid.strip("0.") else (EMPTY, EMPTY)
-            ask, ask_size = (ask, ask_size) if ask.strip("0.") else (EMPTY, EMPTY)
-            last, last_size = (last, last_size) if last and last.strip("0.") else (None, None)
+            bid, bid_size = (EMPTY, EMPTY) if is_zero(bid) else (bid, bid_size)
+            ask, ask_size = (EMPTY, EMPTY) if is_zero(ask) else (ask, ask_size)
+            last, last_size = (None, None) if not last or is_zero(last) else (last, last_size)
         result = update((  # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
             symbol, None if time is None else iso_to_ms(time), bid, bid_size, ask, ask_size, last, last_size,
             message.side if last else None, message.sequence))

@@ -43,7 +43,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (SYMBOL, EMPTY, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
-                   checked, decimal_str, decimals, priced, schema_reason, side_str, update)
+                   checked, decimal_str, decimals, is_zero, priced, schema_reason, side_str, update)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("tickers", "trades")
@@ -161,12 +161,12 @@ class OKX(ExchangeListener):
         bid, ask, bid_size, ask_size = item.bidPx, item.askPx, item.bidSz, item.askSz
         if not (priced(bid) and priced(ask) and bid_size in checked and ask_size in checked):  # checked, priced
             decimals(*filter(None, (bid, ask)))  # "": an empty side
-            bid, bid_size = (bid, decimal_str(item.bidSz)) if bid.strip("0.") else (EMPTY, EMPTY)
-            ask, ask_size = (ask, decimal_str(item.askSz)) if ask.strip("0.") else (EMPTY, EMPTY)
+            bid, bid_size = (EMPTY, EMPTY) if is_zero(bid) else (bid, decimal_str(item.bidSz))
+            ask, ask_size = (EMPTY, EMPTY) if is_zero(ask) else (ask, decimal_str(item.askSz))
         last = last_size = None
         if with_last or symbol not in self._traded:
             last = item.last or None  # "" or not sent: none
-            if last is not None and not (priced(last) or decimal_str(last).strip("0.")):
+            if last is not None and priced(last) is not True and is_zero(decimal_str(last)):
                 last = None  # zeros: no trade yet
             last_size = item.lastSz if last and item.lastSz else None
             if last_size is not None and last_size not in checked:

@@ -136,7 +136,7 @@ def decimals(*values: str) -> None:
 def quote_side(price: str, size: str) -> tuple[str, str]:
     """A best bid or ask already checked by `decimals`: (price, size), or (EMPTY, EMPTY) where the exchange sends
     zeros for a side with no order (as book_side, without checking again)."""
-    return (price, size) if price.strip("0.") else _EMPTY_PAIR
+    return _EMPTY_PAIR if is_zero(price) else (price, size)
 
 
 _EMPTY_PAIR = (EMPTY, EMPTY)
@@ -204,7 +204,9 @@ def optional_decimal(value) -> Optional[str]:
 
 
 def is_zero(text: str) -> bool:
-    """A checked decimal string that is zero: by its digits, or by its value when it has an exponent ("0E-8")."""
+    """A checked decimal string (or "") that is zero: by its digits, or by its value when it has an exponent
+    ("0E-8"). A pure function: the hot paths may ask `priced` first, but a cache cleared by another thread between
+    the check and the answer must never turn a price into an empty side."""
     if "e" in text or "E" in text:
         return Decimal(text) == 0
     return not text.strip("0.")

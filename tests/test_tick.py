@@ -144,9 +144,10 @@ def test_update_builds_the_same_update_as_its_constructor():
 
 
 def test_a_zero_with_an_exponent_is_zero_everywhere_a_zero_is_not_a_price():
-    from exchanges.tick import EMPTY, book_price, decimal_str, is_zero, last_price, priced, rest_book_price
+    from exchanges.tick import EMPTY, book_price, decimal_str, is_zero, last_price, priced, quote_side, rest_book_price
     for zero in ("0", "0.000", "0E-8", "0.0e+3"):
         assert is_zero(zero) and book_price(zero) == EMPTY and rest_book_price(zero) == EMPTY
+        assert quote_side(zero, "5") == (EMPTY, EMPTY)
         assert last_price(zero) is None
         assert decimal_str(zero) == zero and priced(zero) is False  # the string is kept; it is known to be zero
     for price in ("1E-8", "0.00000001", "10"):
