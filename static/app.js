@@ -442,8 +442,10 @@ function drawBoard() {
 // took most of a frame.
 const SHOWN_ROWS = 20;
 function render(panel, ticks) {
-  // in seq order, whatever order they were queued in (an older entry never goes on top of a newer one)
-  const sorted = ticks.filter((t) => t.seq > panel.lastSeq).sort((a, b) => a.seq - b.seq);
+  // in seq order, whatever order they were queued in (an older entry never goes on top of a newer one), and each
+  // once: a backfill and a batch that overlap it can meet in one queue
+  const sorted = ticks.filter((t) => t.seq > panel.lastSeq).sort((a, b) => a.seq - b.seq)
+    .filter((t, i, all) => i === 0 || t.seq !== all[i - 1].seq);
   if (!sorted.length) return;
   panel.lastSeq = sorted[sorted.length - 1].seq;
   const fresh = markRestarts(panel, sorted);

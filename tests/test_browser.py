@@ -795,6 +795,11 @@ def test_the_page_draws_at_most_once_an_animation_frame(page):
     page.wait_for_function(f"document.querySelector('{top}').dataset.seq === '{int(NEWEST + 49)}'")
     seqs = page.locator(top).evaluate_all("rows => rows.slice(0, 50).map(r => Number(r.dataset.seq))")
     assert len(seqs) >= 20 and seqs == [NEWEST + i for i in range(49, 49 - len(seqs), -1)]
+    # a tick queued twice before a draw (a backfill and a batch that overlap it) is one row
+    again = [injected_tick(seq=NEWEST + 50), injected_tick(seq=NEWEST + 50)]
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": again}, "td"])
+    seqs = page.locator(top).evaluate_all("rows => rows.slice(0, 2).map(r => Number(r.dataset.seq))")
+    assert seqs == [NEWEST + 50, NEWEST + 49]
 
 
 def test_a_panel_shows_its_newest_rows_and_older_ones_as_it_is_scrolled(page):
