@@ -117,9 +117,12 @@ def ours(exchange, frames, registry=EXCHANGES):
     symbols = {item.symbol for f in frames for item in _safe_parse(listener, f.frame) if type(item) is Update}
     listener.subscribe_messages(sorted(symbols))  # what a subscription sets up (Binance's symbol map ...)
     listener._subscribed_at = dict.fromkeys(symbols, 0.0)
-    handle, text = listener._handle, websocket.ABNF.OPCODE_TEXT
+    handle, text, reset = listener._handle, websocket.ABNF.OPCODE_TEXT, listener.book.reset
 
     def run():
+        # Each pass starts as a new connection does: a repeated frame is then new to the tick (as every frame is on
+        # the wire), so it is merged and published rather than dropped as older than its own earlier copy.
+        reset()
         for frame in data:
             handle(text, frame)
     return run
