@@ -212,6 +212,36 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# Every process the tests start (server.py through ServerProcess, redis-server through RedisServer), so none outlives
+# its test whatever the outcome: what a test's body started and left running is killed by its pid after the call
+# (pytest_runtest_call below), and what a fixture left at the end of the session.
+STARTED: list = []
+
+
+def end_left_running(processes) -> list[str]:
+    """Kill, by pid, each of `processes` (Popen) still running, and wait for it; what was killed ("pid command")."""
+    ended = []
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+            ended.append(f"{process.pid} {' '.join(map(str, process.args))[:120]}")
+    return ended
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    first = len(STARTED)
+    yield  # the test's body, whatever its outcome
+    ended = end_left_running(STARTED[first:])
+    if ended:
+        item.warn(pytest.PytestWarning(f"the test left running, killed: {'; '.join(ended)}"))
+
+
+def pytest_sessionfinish(session):
+    end_left_running(STARTED)
+
+
 class ServerProcess:
     """`python server.py ...` in its own process, ready once it logs that it serves."""
 
@@ -228,6 +258,7 @@ class ServerProcess:
             [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *args], cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        STARTED.append(self.process)
         threading.Thread(target=self._read, daemon=True).start()
         try:
             self.lines.wait_for(lambda lines: any("serving http" in line for line in lines) or
@@ -280,6 +311,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", tempfile.gettempdir()], stdout=subprocess.PIPE, text=True)
+        STARTED.append(self.process)
         for line in self.process.stdout:  # its own word that it accepts connections, not a sleep
             if "Ready to accept connections" in line:
                 break
@@ -352,7 +384,9 @@ def team():
 
     team.client = client
     yield team
-    for sio in clients:
-        sio.disconnect()
-    team.stop()
-    redis.kill()
+    try:
+        for sio in clients:
+            sio.disconnect()
+    finally:  # a client that fails to disconnect leaves no process behind
+        team.stop()
+        redis.kill()
