@@ -114,7 +114,9 @@ def ours(exchange, frames, registry=EXCHANGES):
     """The listener's own frame handler, subscribed to every symbol of the recording, as after a connect."""
     data = [f.frame.encode() for f in frames]
     listener = registry[exchange](_api_url(frames), [], on_tick=lambda tick: None)
-    symbols = {item.symbol for f in frames for item in _safe_parse(listener, f.frame) if type(item) is Update}
+    # that package's own Update (--before: not ours, so `is Update` would find no symbol and nothing be merged)
+    update = importlib.import_module(type(listener).__module__.rpartition(".")[0] + ".tick").Update
+    symbols = {item.symbol for f in frames for item in _safe_parse(listener, f.frame) if type(item) is update}
     listener.subscribe_messages(sorted(symbols))  # what a subscription sets up (Binance's symbol map ...)
     listener._subscribed_at = dict.fromkeys(symbols, 0.0)
     handle, text, reset = listener._handle, websocket.ABNF.OPCODE_TEXT, listener.book.reset

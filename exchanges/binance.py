@@ -41,8 +41,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (SYMBOL, BadFrame, ExchangeError, Reconnect, Rejected, Subscribed, Update, book_side, checked,
-                   decimal_str, decimals, epoch_ms, is_zero, priced, quote_side, schema_reason, split_by_quote, unified_symbol,
-                   update)
+                   decimal_str, decimals, epoch_ms, is_zero, priced, quote_side, schema_reason, split_by_quote, unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 STREAMS = ("bookTicker", "trade")
@@ -161,8 +160,7 @@ class Binance(ExchangeListener):
     def on_connected(self):
         self._pending.clear()
         # After a serverShutdown: the ids each market had reached, for missed_while_away (the book is not reset yet).
-        self._before = ({symbol: tuple(order) for symbol, order in self.book._order.items()}
-                        if self._shutdown_noticed else {})
+        self._before = self.book.sequences() if self._shutdown_noticed else {}
         self._shutdown_noticed = False
 
     def missed_while_away(self, symbol, update, reason):
@@ -218,7 +216,7 @@ class Binance(ExchangeListener):
             b, a = data.b, data.a
             if (priced(b) and priced(a) and data.B in checked and data.A in checked
                     and message.stream.endswith("@bookTicker")):
-                return [update((symbol, None, b, data.B, a, data.A, None, None, None, data.u))]
+                return [Update(symbol, None, b, data.B, a, data.A, None, None, None, data.u)]
             return self._book_ticker(message)
         if frame.find(b'rade"', 0, 64) > 0:
             try:
@@ -247,7 +245,7 @@ class Binance(ExchangeListener):
         # `u`, the book's update id, orders them: an older one never becomes the quote (TickBook);
         # a side with no order is sent as zeros: empty, not a price of 0
         if not is_zero(b) and not is_zero(a):
-            return [update((symbol, None, b, data.B, a, data.A, None, None, None, data.u))]
+            return [Update(symbol, None, b, data.B, a, data.A, None, None, None, data.u)]
         return [Update(symbol, None, *quote_side(b, data.B), *quote_side(a, data.A), None, None, None, data.u)]
 
     def _trade(self, message: _TradeFrame) -> list:
@@ -263,7 +261,7 @@ class Binance(ExchangeListener):
         if data.p not in checked or data.q not in checked:
             decimals(data.p, data.q)
         # buyer is maker => the taker sold
-        return [update((symbol, data.T, None, None, None, None, data.p, data.q, "sell" if data.m else "buy", sequence))]
+        return [Update(symbol, data.T, None, None, None, None, data.p, data.q, "sell" if data.m else "buy", sequence)]
 
     def _parse_other(self, frame):
         """Replies, errors, `serverShutdown`, streams that carry no tick (depth, kline ...), and tick frames the

@@ -36,7 +36,7 @@ from .base import ExchangeListener
 from .book import OrderBook
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
                    checked, decimal_str, decimals, last_price, rest_book_price, schema_reason, split_by_quote,
-                   unified_symbol, update)
+                   unified_symbol)
 from .venue import BROADCAST, Venue
 
 BOOK, DIFF, TRADES = "order_book_", "diff_order_book_", "live_trades_"
@@ -280,8 +280,8 @@ class Bitstamp(ExchangeListener):
         if data.price_str not in checked or data.amount_str not in checked:
             decimals(data.price_str, data.amount_str)
         # (symbol, time, 4 x no quote, last, last_size, the taker's side, no sequence)
-        return [update((symbol, time, None, None, None, None, data.price_str, data.amount_str, TAKER_SIDE[data.type],
-                        None))]
+        return [Update(symbol, time, None, None, None, None, data.price_str, data.amount_str, TAKER_SIDE[data.type],
+                        None)]
 
     def _full_book(self, symbol: str, data: _BookData) -> list:
         bids, asks = data.bids, data.asks

@@ -39,8 +39,7 @@ import orjson
 from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
-                   book_price, checked, is_zero, priced, decimal_str, decimals, iso_to_ms, last_price, schema_reason, update,
-                   side_str, symbol_str)
+                   book_price, checked, is_zero, priced, decimal_str, decimals, iso_to_ms, last_price, schema_reason, side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
 
 CHANNELS = ["level2_batch", "ticker", "heartbeat"]
@@ -227,7 +226,7 @@ class Coinbase(ExchangeListener):
         if top == self._tops.get(product, _NO_TOP):
             return []
         self._tops[product] = top
-        return [update((product, time, *top, None, None, None, None))]
+        return [Update(product, time, *top, None, None, None, None)]
 
     def _ticker(self, frame):
         """A `ticker`. Sent on subscribe without `time`, `side`, `trade_id` or `last_size` (a valid quote: time null);
@@ -252,15 +251,15 @@ class Coinbase(ExchangeListener):
             bid, bid_size = (EMPTY, EMPTY) if is_zero(bid) else (bid, bid_size)
             ask, ask_size = (EMPTY, EMPTY) if is_zero(ask) else (ask, ask_size)
             last, last_size = (None, None) if not last or is_zero(last) else (last, last_size)
-        result = update((  # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
+        result = Update(  # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
             symbol, None if time is None else iso_to_ms(time), bid, bid_size, ask, ask_size, last, last_size,
-            message.side if last else None, message.sequence))
+            message.side if last else None, message.sequence)
         trade_id = message.trade_id
         if trade_id is not None and trade_id > self._last_trade_id.get(symbol, -1):
             # only once the ticker proved good, and never backwards: an older ticker opens no false gap
             self._last_trade_id[symbol] = trade_id
         if symbol in self._books:  # the book's top is newer than the ticker's best bid/ask
-            return result._replace(bid=None, bid_size=None, ask=None, ask_size=None) if last else None
+            return msgspec.structs.replace(result, bid=None, bid_size=None, ask=None, ask_size=None) if last else None
         return result
 
     def parse_listing(self, body):

@@ -80,7 +80,7 @@ from .base import ExchangeListener
 from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
                    book_side, checked, decimal_str, decimals, epoch_ms, last_price, priced, rest_book_price, schema_reason,
-                   side_str, split_by_quote, symbol_str, unified_symbol, update)
+                   side_str, split_by_quote, symbol_str, unified_symbol)
 from .venue import BROADCAST, Venue, renumbered
 
 WS_URL = "wss://ws.gemini.com"
@@ -286,7 +286,7 @@ class StreamsAPI:
         time = ns_to_ms(message.E)
         b, a = message.b, message.a
         if priced(b) and priced(a) and message.B in checked and message.A in checked:  # both sides priced, checked
-            return [update((symbol, time, b, message.B, a, message.A, None, None, None, message.u))]
+            return [Update(symbol, time, b, message.B, a, message.A, None, None, None, message.u)]
         return [Update(symbol, time, *_side(b, message.B), *_side(a, message.A), None, None, None, message.u)]
 
     def _trade(self, message: _StreamTrade) -> list:
@@ -295,8 +295,8 @@ class StreamsAPI:
         time = ns_to_ms(message.E)
         if message.p not in checked or message.q not in checked:
             decimals(message.p, message.q)
-        return [update((symbol, time, None, None, None, None, message.p, message.q, "sell" if message.m else "buy",
-                        message.t))]
+        return [Update(symbol, time, None, None, None, None, message.p, message.q, "sell" if message.m else "buy",
+                        message.t)]
 
     def _symbol(self, native: str) -> str:
         symbol = self.listener.from_native(native.upper())  # streams name pairs in lower case: "btcusd"
@@ -553,8 +553,8 @@ def _trade(symbol, trade: _V2Trade) -> tuple[tuple, Update]:
         decimals(trade.price, trade.quantity)
     event_id = trade.event_id if type(trade.event_id) is int else 0  # none, or not an id: unordered
     # event_id orders trades: an older one never becomes the last trade (TickBook drops it)
-    return (trade.timestamp, event_id), update((symbol, trade.timestamp, None, None, None, None, trade.price,
-                                                 trade.quantity, trade.side, event_id or None))
+    return (trade.timestamp, event_id), Update(symbol, trade.timestamp, None, None, None, None, trade.price,
+                                                 trade.quantity, trade.side, event_id or None)
 
 
 def _newest_trade(symbol, trades: list) -> Optional[tuple[tuple, Update]]:

@@ -56,7 +56,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (BadFrame, ExchangeError, Heartbeat, Rejected, Subscribed, Update, book_side, checked, decimal_str,
-                   decimals, last_price, priced, schema_reason, symbol_str, update)
+                   decimals, last_price, priced, schema_reason, symbol_str)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("ticker", "trade", "spread")
@@ -298,7 +298,7 @@ class Kraken(ExchangeListener):
         time = seconds_to_ms(data.timestamp)
         self._spread_pairs.add(pair)
         # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence (v1 documents none)
-        return [update((symbol, time, bid, bid_size, ask, ask_size, None, None, None, None))]
+        return [Update(symbol, time, bid, bid_size, ask, ask_size, None, None, None, None)]
 
     def _ticker(self, pair: str, data: _Ticker) -> list:
         b, a, c = data.b, data.a, data.c
@@ -327,8 +327,8 @@ class Kraken(ExchangeListener):
             time = seconds_to_ms(trade.time)
             if trade.price not in checked or trade.volume not in checked:
                 decimals(trade.price, trade.volume)
-            updates.append(update((symbol, time, None, None, None, None, trade.price, trade.volume,
-                                   TAKER_SIDE[trade.side], None)))
+            updates.append(Update(symbol, time, None, None, None, None, trade.price, trade.volume,
+                                   TAKER_SIDE[trade.side], None))
         self._last_pairs.add(pair)
         return updates
 

@@ -43,7 +43,7 @@ import orjson
 
 from .base import ExchangeListener
 from .tick import (SYMBOL, EMPTY, BadFrame, ExchangeError, Heartbeat, Reconnect, Rejected, Subscribed, Update,
-                   checked, decimal_str, decimals, is_zero, priced, schema_reason, side_str, update)
+                   checked, decimal_str, decimals, is_zero, priced, schema_reason, side_str)
 from .venue import BROADCAST, Venue
 
 CHANNELS = ("tickers", "trades")
@@ -172,7 +172,7 @@ class OKX(ExchangeListener):
             if last_size is not None and last_size not in checked:
                 decimal_str(last_size)
         # symbol, time, bid, bid_size, ask, ask_size, last, last_size, last_side, sequence
-        return update((symbol, _ms(item.ts), bid, bid_size, ask, ask_size, last, last_size, None, None))
+        return Update(symbol, _ms(item.ts), bid, bid_size, ask, ask_size, last, last_size, None, None)
 
     def from_native(self, native):
         if type(native) is not str or not SYMBOL.fullmatch(native):
@@ -255,7 +255,7 @@ class OKX(ExchangeListener):
                 decimals(price, size)
             time = int(ts) if ts.isdigit() and ts.isascii() and len(ts) <= 16 else _ms(ts)  # _ms: what is wrong
             # (symbol, time, 4 x no quote, last, last_size, taker side, no sequence)
-            trades.append(update((symbol, time, None, None, None, None, price, size, item.side, None)))
+            trades.append(Update(symbol, time, None, None, None, None, price, size, item.side, None))
         if trades:
             self._traded.add(symbol)
         return trades

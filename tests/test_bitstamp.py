@@ -78,7 +78,8 @@ def test_diffs_after_a_full_book_apply_to_it():
 def test_an_empty_side_is_empty_and_a_book_with_both_sides_empty_says_so():
     frame = documented("bitstamp_order_book").replace('"bids":[["38400","0.15000000"],["38399","1.20000000"],'
                                                       '["38390","0.50000000"]]', '"bids":[]')
-    assert parse(frame)[0][2:6] == (EMPTY, EMPTY, "38410", "0.25000000")
+    [quote] = parse(frame)
+    assert (quote.bid, quote.bid_size, quote.ask, quote.ask_size) == (EMPTY, EMPTY, "38410", "0.25000000")
     empty = ('{"data":{"timestamp":"1","microtimestamp":"1000000","bids":[],"asks":[]},"channel":"order_book_btcusd",'
              '"event":"data"}')
     assert parse(empty) == [Update("BTC-USD", 1000, EMPTY, EMPTY, EMPTY, EMPTY)]

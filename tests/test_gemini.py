@@ -585,6 +585,10 @@ def test_derived_frames_have_the_documented_shapes():
     assert GeminiVenue().route(quote) == "alcxusd@bookTicker" and GeminiVenue().route(trade) == "ankrusd@trade"
 
 
+def _quote(update):
+    return update.bid, update.bid_size, update.ask, update.ask_size
+
+
 def test_derived_quotes_are_the_v2_books_top_on_every_change():
     """Each derived bookTicker is the top the v2 listener publishes from the same recorded frames, in order, and
     its u only ever grows."""
@@ -593,14 +597,14 @@ def test_derived_quotes_are_the_v2_books_top_on_every_change():
     for frame in read_frames(UPSTREAM / FILE):
         for item in gemini.parse(frame.frame, 0):
             if type(item) is Update and item.last is None:
-                v2_tops.setdefault(item.symbol, []).append(item[2:6])
+                v2_tops.setdefault(item.symbol, []).append(_quote(item))
     last_u = 0
     for _, key, text in derived_frames():
         if key.endswith("@bookTicker"):
             [update] = streams().parse(text, 0)
             assert update.sequence > last_u
             last_u = update.sequence
-            quotes.setdefault(update.symbol, []).append(update[2:6])
+            quotes.setdefault(update.symbol, []).append(_quote(update))
     assert quotes == v2_tops and len(quotes) == 10
 
 

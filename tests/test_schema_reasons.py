@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -107,7 +108,12 @@ def outcome(venue: str, frame: str) -> str:
         items = listener(venue).parse(frame.encode(), 0)
     except Exception as failure:  # what the listener would count the frame as
         return f"bad: {bad_reason(failure)}"
-    return f"ok: {[tuple(item) for item in items]!r}"
+    return f"ok: {[_fields(item) for item in items]!r}"
+
+
+def _fields(item) -> tuple:
+    """An item's fields in order: an Update is a msgspec Struct, the protocol events NamedTuples."""
+    return msgspec.structs.astuple(item) if isinstance(item, msgspec.Struct) else tuple(item)
 
 
 def cases():

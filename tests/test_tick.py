@@ -137,10 +137,14 @@ def test_a_native_symbol_is_known_split_or_refused_with_the_venues_reason():
         assert str(raised.value) == reason
 
 
-def test_update_builds_the_same_update_as_its_constructor():
-    from exchanges.tick import update
+def test_an_update_is_read_only_and_the_same_built_by_position_or_by_name():
     fields = ("BTC-USD", 1, "1", "2", "3", "4", "5", "6", "buy", 7)
-    assert update(fields) == Update(*fields) and type(update(fields)) is Update and update(fields).sequence == 7
+    by_name = Update(symbol="BTC-USD", time=1, bid="1", bid_size="2", ask="3", ask_size="4", last="5", last_size="6",
+                     last_side="buy", sequence=7)
+    assert Update(*fields) == by_name and hash(Update(*fields)) == hash(by_name) and by_name.sequence == 7
+    assert Update("BTC-USD") == Update("BTC-USD", None, None, None, None, None, None, None, None, None)
+    with pytest.raises(AttributeError):
+        by_name.bid = "9"  # a parser's output is never changed after the fact
 
 
 def test_a_zero_with_an_exponent_is_zero_everywhere_a_zero_is_not_a_price():
