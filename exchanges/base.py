@@ -180,7 +180,8 @@ class ExchangeListener:
         self.stale_after_s, self.quiet_after_s, self.no_data_hint_s = stale_after_s, quiet_after_s, no_data_hint_s
         self.backoff_base_s, self.backoff_cap_s, self.healthy_after_s = backoff_base_s, backoff_cap_s, healthy_after_s
         self.connect_timeout_s, self.poll_s = connect_timeout_s, poll_s
-        self.book = TickBook(self.name)
+        self.book = TickBook(self.name)  # never replaced (reset on a new connection): its apply is bound once
+        self._apply = self.book.apply
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -388,10 +389,10 @@ class ExchangeListener:
         received = received_ns // 1_000_000
         self.frames += 1
         self.last_frame_at = received
-        if opcode == _BINARY:
-            self._bad("binary frame", data)
-            return False
-        if self.on_frame is not None:
+        if opcode == _BINARY or self.on_frame is not None:  # one test on the hot path for two rare cases
+            if opcode == _BINARY:
+                self._bad("binary frame", data)
+                return False
             self.on_frame(self.name, self.connected_url, received_ns / 1e9, data.decode("utf-8", "replace"))
         try:
             items = self.parse(data, received)  # the parsers take bytes: no decode on the hot path
@@ -399,12 +400,11 @@ class ExchangeListener:
             self._bad(bad_reason(failure), data.decode("utf-8", "replace"))
             return False
         ticks = 0  # the feed's counters move once per frame, not once per tick
-        counted = self._counted
         for item in items:
             if type(item) is Update:
-                stats = counted.get(item.symbol)
+                stats = self._counted.get(item.symbol)
                 if stats is not None:  # the common case: a streaming market, nothing to check but the order
-                    tick = self.book.apply(item, received)
+                    tick = self._apply(item, received)
                     if tick is not None:  # None: older than what is shown (by the venue's sequence), counted
                         ticks += 1
                         stats.ticks += 1
@@ -426,7 +426,7 @@ class ExchangeListener:
         symbol = item.symbol
         if symbol not in self._subscribed_at:
             return False  # in flight after an unsubscribe, or never asked for
-        tick = self.book.apply(item, received)
+        tick = self._apply(item, received)
         if tick is None:  # older than what is shown (by the venue's sequence): counted, never a tick
             return False
         stats = self.markets.get(symbol) or self._stats(symbol)
