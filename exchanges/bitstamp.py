@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 from collections import deque
 from decimal import Decimal
-from itertools import islice
 from typing import Literal
 
 import msgspec
@@ -536,8 +535,8 @@ class BitstampVenue(Venue):
     def _full_book(self, pair):
         """An `order_book_` message from the venue's book: the best 100 of each side, best first."""
         book = self._books[pair]
-        bids = [list(level) for level in islice(reversed(book.bids.values()), 100)]
-        asks = [list(level) for level in islice(book.asks.values(), 100)]
+        bids = [list(level) for level in book.levels("bid")[:100]]
+        asks = [list(level) for level in book.levels("ask")[:100]]
         stamp = self._stamps.get(pair, "0")
         data = {"timestamp": str(int(stamp) // 1_000_000), "microtimestamp": stamp, "bids": bids, "asks": asks}
         return orjson.dumps({"data": data, "channel": BOOK + pair, "event": "data"}).decode()

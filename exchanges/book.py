@@ -2,14 +2,16 @@
 (Gemini `l2_updates`, Bitstamp). Only its top is published; prices and sizes stay the exchange's strings.
 
 Levels are ordered by the Decimal value of the price (the string is what is kept and shown): "0.10" and "0.1" are
-one level, and no float ever decides an order.
+one level, and no float ever decides an order. Only the top is read on the live path, so a side is a dict and a heap,
+not a sorted map (see OrderBook).
 """
 from __future__ import annotations
 
 from decimal import Decimal
+from heapq import heapify, heappop, heappush
+from operator import neg
 from typing import Optional
 
-from sortedcontainers import SortedDict
 
 from .tick import EMPTY, BadFrame, decimal_str, is_zero, priced
 
@@ -75,29 +77,44 @@ def _level(side: str, price, size) -> tuple:
 class OrderBook:
     """Bids and asks of one market: price -> (price string, size string). A size of zero removes the level.
 
-    `bids` and `asks` are read by anyone (SortedDicts, best last / first) but changed only through these methods:
-    the best key of each side is kept beside them, so `top` costs two dict lookups, not two sorted-list walks."""
-    __slots__ = ("bids", "asks", "_bid", "_ask")
+    Only the top is published, so a side is a plain dict {Decimal price: (price, size)} (`bids`, `asks`: read by
+    anyone, changed only through these methods) with its best key kept beside it, and a heap of its keys (the bids'
+    negated) to find the next best when the best level goes. A level new to the book costs a dict insert and a
+    heappush, a removal a dict pop, both in C (a SortedDict's sorted insert and removal were pure Python per level:
+    the parse benchmark's profile). The heap is cleaned lazily: a key no longer in its dict is popped when it comes
+    to the top, and the heap is rebuilt from the dict when stale keys outnumber live ones. `levels` sorts a side
+    on demand (a venue's snapshot, not the live path)."""
+    __slots__ = ("bids", "asks", "_bid", "_ask", "_bid_heap", "_ask_heap")
 
     def __init__(self):
-        self.bids: SortedDict = SortedDict()  # Decimal price -> (price, size), highest last
-        self.asks: SortedDict = SortedDict()  # lowest first
-        self._bid = self._ask = None  # the best keys; None: not known (found again on demand)
+        self.bids: dict = {}  # Decimal price -> (price, size)
+        self.asks: dict = {}
+        self._bid = self._ask = None  # the best keys; None: not known (found again on demand from the heaps)
+        self._bid_heap: list = []  # negated bid keys (a max-heap), stale ones included
+        self._ask_heap: list = []  # ask keys
 
     def clear(self) -> None:
-        self.bids.clear()
-        self.asks.clear()
-        self._bid = self._ask = None
+        self.replace({}, {})
 
     def replace(self, bids: dict, asks: dict) -> None:
         """A whole book at once (a snapshot): {Decimal(price): (price, size)} per side, checked by the caller."""
-        self.bids, self.asks = SortedDict(bids), SortedDict(asks)
+        self.bids, self.asks = bids, asks
+        self._bid_heap = list(map(neg, bids))  # C throughout: a snapshot holds thousands of levels
+        heapify(self._bid_heap)
+        self._ask_heap = list(asks)
+        heapify(self._ask_heap)
         self._bid = self._ask = None
+
+    def levels(self, side: str) -> list[tuple[str, str]]:
+        """A side's (price, size) levels, best first (highest bid, lowest ask)."""
+        if side == "bid":
+            return [self.bids[key] for key in sorted(self.bids, reverse=True)]
+        return [self.asks[key] for key in sorted(self.asks)]
 
     def load(self, levels) -> None:
         """A whole book from level changes in order (a snapshot), their strings checked by the caller as for
-        `apply`: the same book as `apply` after `clear`, sorted once rather than inserted level by level. Raises
-        BadFrame on a bad side or a price with an exponent, the book left as it was."""
+        `apply`: the same book as `apply` after `clear`, built at once. Raises BadFrame on a bad side or a price
+        with an exponent, the book left as it was."""
         bids, asks, keys = {}, {}, _KEYS
         for side, price, size in levels:
             key = keys.get(price)
@@ -119,36 +136,15 @@ class OrderBook:
         self.replace(bids, asks)
 
     def set(self, side: str, price, size) -> None:
-        """Apply one level: `side` is "bid" or "ask"; raises BadFrame on a bad price or size.
-
-        What it costs is kept to what it must (the parse benchmark's profile): a price is parsed to its Decimal
-        once (price_key), a size is zero by its digits, a level already in the book is replaced in place, and the
-        best key moves only when this level beats it or was it."""
-        key, size, live = _level(side, price, size)
-        levels, best = (self.bids, self._bid) if side == "bid" else (self.asks, self._ask)
-        if live:
-            if key in levels:
-                dict.__setitem__(levels, key, (price, size))  # same key: its place in the order is unchanged
-                return
-            levels[key] = (price, size)
-            if best is not None and (key > best if side == "bid" else key < best):
-                best = key
-        else:  # a size of zero removes the level
-            if levels.pop(key, None) is None or key != best:
-                return
-            best = None
-        if side == "bid":
-            self._bid = best
-        else:
-            self._ask = best
+        """Apply one level: `side` is "bid" or "ask"; raises BadFrame on a bad price or size (the book unchanged)."""
+        _level(side, price, size)  # checked first: a bad level leaves the book as it was
+        self.apply(((side, price, size),))
 
     def apply(self, changes) -> None:
         """Apply level changes whose strings the caller checked as decimal strings already (a schema, then
         tick.decimals over the whole frame): ("bid" | "ask", price, size) triples, Coinbase's and Gemini's "buy" /
-        "sell" taken as "bid" / "ask"; a size of zero removes the level. The same book as `set` on each, in one
-        Python frame and without checking each string again (the parse benchmark's profile: a book frame's cost
-        was two calls per level). Raises BadFrame on a bad side or a price with an exponent (price_key), after
-        the changes before it."""
+        "sell" taken as "bid" / "ask"; a size of zero removes the level. Raises BadFrame on a bad side or a price
+        with an exponent (price_key), after the changes before it."""
         bids, asks, bid, ask, keys = self.bids, self.asks, self._bid, self._ask, _KEYS
         try:
             for side, price, size in changes:
@@ -163,9 +159,10 @@ class OrderBook:
                         if bids.pop(key, None) is not None and key == bid:
                             bid = None  # the best level went: found again on demand
                     elif key in bids:
-                        dict.__setitem__(bids, key, (price, size))  # same key: its place in the order is unchanged
+                        bids[key] = (price, size)  # a level's size changed: the heap already holds its key
                     else:
                         bids[key] = (price, size)
+                        heappush(self._bid_heap, -key)
                         if bid is not None and key > bid:
                             bid = key
                 elif side == "ask" or side == "sell":
@@ -173,25 +170,42 @@ class OrderBook:
                         if asks.pop(key, None) is not None and key == ask:
                             ask = None
                     elif key in asks:
-                        dict.__setitem__(asks, key, (price, size))
+                        asks[key] = (price, size)
                     else:
                         asks[key] = (price, size)
+                        heappush(self._ask_heap, key)
                         if ask is not None and key < ask:
                             ask = key
                 else:
                     raise BadFrame(f"bad book side: {str(side)[:20]!r}")
         finally:  # the best keys stay true to the levels, whatever was applied
             self._bid, self._ask = bid, ask
+            # stale keys (levels gone, or gone and back) outnumber the live ones: rebuilt, so memory stays flat
+            if len(self._bid_heap) > 2 * len(bids) + 64:
+                self._bid_heap = list(map(neg, bids))
+                heapify(self._bid_heap)
+            if len(self._ask_heap) > 2 * len(asks) + 64:
+                self._ask_heap = list(asks)
+                heapify(self._ask_heap)
 
     def best(self, side: str):
         """The best key of a side ("bid" or "ask"), or None when it is empty."""
         if side == "bid":
             if self._bid is None and self.bids:
-                self._bid = self.bids.peekitem(-1)[0]
+                self._bid = self._best(self.bids, self._bid_heap, True)
             return self._bid
         if self._ask is None and self.asks:
-            self._ask = self.asks.peekitem(0)[0]
+            self._ask = self._best(self.asks, self._ask_heap, False)
         return self._ask
+
+    @staticmethod
+    def _best(levels: dict, heap: list, negated: bool):
+        """The best key of a side that has levels, its heap's stale keys popped on the way."""
+        while True:
+            key = -heap[0] if negated else heap[0]
+            if key in levels:
+                return key
+            heappop(heap)
 
     def pop_best(self, side: str) -> None:
         """Remove the best level of a side (a stale level under a crossing)."""
@@ -208,8 +222,8 @@ class OrderBook:
         ask = self._ask
         if ask is None:
             ask = self.best("ask")
-        bid = _EMPTY_SIDE if bid is None else dict.__getitem__(self.bids, bid)
-        ask = _EMPTY_SIDE if ask is None else dict.__getitem__(self.asks, ask)
+        bid = _EMPTY_SIDE if bid is None else self.bids[bid]
+        ask = _EMPTY_SIDE if ask is None else self.asks[ask]
         return bid[0], bid[1], ask[0], ask[1]
 
     def crossed(self) -> bool:

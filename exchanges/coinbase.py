@@ -393,8 +393,8 @@ class CoinbaseVenue(Venue):
         """The book of `product` as played so far, in the shape of Coinbase's level2 `snapshot`."""
         book = self._books.get(product) or OrderBook()
         return orjson.dumps({"type": "snapshot", "product_id": product,
-                             "bids": [[price, size] for price, size in reversed(book.bids.values())],
-                             "asks": [[price, size] for price, size in book.asks.values()]}).decode()
+                             "bids": [[price, size] for price, size in book.levels("bid")],
+                             "asks": [[price, size] for price, size in book.levels("ask")]}).decode()
 
     def on_message(self, session, text):
         try:

@@ -739,8 +739,8 @@ class GeminiVenue(Venue):
     def snapshot(self, native: str) -> str:
         """The whole book and recent trades of `native` as played so far, in the shape of v2's first message."""
         book = self._books.get(native) or OrderBook()
-        changes = [["buy", price, size] for price, size in reversed(book.bids.values())]
-        changes += [["sell", price, size] for price, size in book.asks.values()]
+        changes = [["buy", price, size] for price, size in book.levels("bid")]
+        changes += [["sell", price, size] for price, size in book.levels("ask")]
         trades = list(reversed(self._trades.get(native, ())))
         return orjson.dumps({"type": "l2_updates", "symbol": native, "changes": changes, "trades": trades,
                              "auction_events": []}).decode()

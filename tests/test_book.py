@@ -75,3 +75,25 @@ def test_a_bad_level_raises_and_leaves_the_book_as_it_was(side, price, size):
     with pytest.raises(BadFrame):
         book.set(side, price, size)
     assert book.top() == ("99", "1", "101", "2")
+
+
+def test_the_top_stays_exact_while_levels_come_and_go_for_long():
+    """Thousands of levels added and removed at random (the heaps' stale keys pile up and are rebuilt away): after
+    each change the top is the reference book's, and `levels` gives each side best first."""
+    import random
+    chooser = random.Random(17)
+    prices = [f"{100 + step / 4:.2f}" for step in range(-200, 200)]
+    book, bids, asks = OrderBook(), {}, {}
+    for _ in range(6000):
+        side, price = chooser.choice(("bid", "ask")), chooser.choice(prices)
+        size = chooser.choice(("0", "0", "1.5", "2"))
+        book.set(side, price, size)
+        levels = bids if side == "bid" else asks
+        if size == "0":
+            levels.pop(Decimal(price), None)
+        else:
+            levels[Decimal(price)] = (price, size)
+        assert book.top() == reference_top(bids, asks)
+    assert book.levels("bid") == [bids[key] for key in sorted(bids, reverse=True)]
+    assert book.levels("ask") == [asks[key] for key in sorted(asks)]
+    assert len(book._bid_heap) <= 2 * len(bids) + 65 and len(book._ask_heap) <= 2 * len(asks) + 65
