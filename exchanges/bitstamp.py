@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from collections import deque
 from decimal import Decimal
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Literal
 
 import msgspec
@@ -383,10 +385,11 @@ def _plain_levels(bids: list, asks: list) -> list:
     each a plain decimal string (Bitstamp writes no exponent, which could not even be compared inside a book), each
     distinct string checked once. Raises BadFrame "not a plain decimal". The one check of a book level, for diffs
     and full books alike."""
-    changes = [("bid", level.price, level.amount) for level in bids]
-    changes += [("ask", level.price, level.amount) for level in asks]
-    strings = [text for change in changes for text in change[1:]]
-    if not _PLAIN_SEEN.issuperset(strings):
+    # built and checked in whole-list steps (zip, map, set walks): no Python loop per level once its strings are known
+    changes = list(zip(repeat("bid"), map(_PRICE_OF, bids), map(_AMOUNT_OF, bids)))
+    changes += zip(repeat("ask"), map(_PRICE_OF, asks), map(_AMOUNT_OF, asks))
+    if not (_PLAIN_SEEN.issuperset(map(_SECOND, changes)) and _PLAIN_SEEN.issuperset(map(_THIRD, changes))):
+        strings = [text for change in changes for text in change[1:]]
         for text in strings:
             if not _PLAIN.fullmatch(text):
                 raise BadFrame(f"not a plain decimal: {text[:40]!r}")
@@ -395,6 +398,10 @@ def _plain_levels(bids: list, asks: list) -> list:
             _PLAIN_SEEN.clear()
         _PLAIN_SEEN.update(strings)
     return changes
+
+
+_PRICE_OF, _AMOUNT_OF = attrgetter("price"), attrgetter("amount")
+_SECOND, _THIRD = itemgetter(1), itemgetter(2)
 
 
 def _convert(value, schema, reasons):

@@ -37,7 +37,7 @@ import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .book import BOOK_SIDE, OrderBook, book_to_update
+from .book import BOOK_SIDE, OrderBook, book_to_update, check_changes
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
                    book_price, checked, is_zero, priced, decimal_str, decimals, iso_to_ms, last_price, schema_reason, side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
@@ -211,9 +211,7 @@ class Coinbase(ExchangeListener):
             raise BadFrame(schema_reason(error, _REASONS)) from None
         product = symbol_str(message.product_id)
         changes = message.changes
-        strings = [text for change in changes for text in change[1:]]
-        if not all_checked(strings):
-            decimals(*strings)
+        check_changes(changes)
         time = iso_to_ms(message.time)
         book = book_to_update(self._books, self._dropped, product, "l2update")
         if book is None:

@@ -70,6 +70,7 @@ from __future__ import annotations
 from collections import deque
 from decimal import Decimal
 from itertools import count
+from operator import attrgetter
 from typing import Annotated, Any, Literal, Optional, Union
 from urllib.parse import urlsplit
 
@@ -77,7 +78,7 @@ import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .book import BOOK_SIDE, OrderBook, book_change, book_to_update
+from .book import BOOK_SIDE, OrderBook, book_change, book_to_update, check_changes
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
                    book_side, checked, decimal_str, decimals, epoch_ms, last_price, priced, rest_book_price, schema_reason,
                    side_str, split_by_quote, symbol_str, unified_symbol)
@@ -448,12 +449,8 @@ class MarketDataV2:
             except (msgspec.ValidationError, msgspec.DecodeError):
                 update = None
             if update is not None:
-                changes = update.changes
-                strings = [text for change in changes for text in change[1:]]
-                if not all_checked(strings):  # all before the book is touched
-                    decimals(*strings)
-                levels = [(BOOK_SIDE[side], price, size) for side, price, size in changes]
-                return self._l2_updates(update.symbol, levels, update.trades)
+                check_changes(update.changes)  # all before the book is touched
+                return self._l2_updates(update.symbol, update.changes, update.trades)
         message = orjson.loads(frame)
         if type(message) is not dict:
             raise BadFrame("not a JSON object")
@@ -464,10 +461,8 @@ class MarketDataV2:
                 update = msgspec.convert(message, _L2Updates)
             except msgspec.ValidationError as error:
                 raise BadFrame(schema_reason(error, _REASONS)) from None
-            changes = update.changes
-            decimals(*[text for change in changes for text in change[1:]])
-            levels = [(BOOK_SIDE[side], price, size) for side, price, size in changes]
-            return self._l2_updates(update.symbol, levels, update.trades)
+            check_changes(update.changes)
+            return self._l2_updates(update.symbol, update.changes, update.trades)
         if kind == "trade":  # one the schema refused (or in another key order): its reason, from the schema
             self.listener.from_native(message.get("symbol"))  # its symbol is checked first, as it always was
             return self._trade(_convert(message, _V2TradeMessage, _REASONS))
@@ -487,7 +482,7 @@ class MarketDataV2:
         return [trade]
 
     def _l2_updates(self, native, levels: list, trades) -> list:
-        """An l2_updates of `native`: ("bid" | "ask", price, size) levels, checked; a snapshot's `trades`, or UNSET."""
+        """An l2_updates of `native`: ("buy" | "sell", price, size) levels, checked; a snapshot's `trades`, or UNSET."""
         symbol = self.listener.from_native(native)
         snapshot = trades is not msgspec.UNSET or native in self._awaiting
         newest = _newest_trade(symbol, trades) if trades is not msgspec.UNSET else None
@@ -558,13 +553,21 @@ def _trade(symbol, trade: _V2Trade) -> tuple[tuple, Update]:
 
 
 def _newest_trade(symbol, trades: list) -> Optional[tuple[tuple, Update]]:
-    """The newest of a snapshot's trades (Gemini sends them newest first, though not strictly ordered)."""
-    newest = None
-    for trade in trades:
-        parsed = _trade(symbol, trade)
-        if newest is None or parsed[0] > newest[0]:
-            newest = parsed
-    return newest
+    """The newest of a snapshot's trades (Gemini sends them newest first, though not strictly ordered), each one
+    checked; only the newest is built (a snapshot carries about 50)."""
+    if not trades:
+        return None
+    if not (all_checked(map(_TRADE_PRICE, trades)) and all_checked(map(_TRADE_QUANTITY, trades))):
+        for trade in trades:
+            decimals(trade.price, trade.quantity)
+    return _trade(symbol, max(trades, key=_trade_order))  # the first of equals, as before
+
+
+def _trade_order(trade: _V2Trade) -> tuple:
+    return trade.timestamp, trade.event_id if type(trade.event_id) is int else 0
+
+
+_TRADE_PRICE, _TRADE_QUANTITY = attrgetter("price"), attrgetter("quantity")
 
 
 def _uncross(book: OrderBook, levels: list) -> int:
@@ -572,7 +575,7 @@ def _uncross(book: OrderBook, levels: list) -> int:
     removed. Levels the frame itself wrote stay (a crossed snapshot is Gemini's word). Returns how many went."""
     touched = {"bid": set(), "ask": set()}
     for side, price, _ in levels:
-        touched[side].add(Decimal(price))
+        touched[BOOK_SIDE.get(side, side)].add(Decimal(price))  # Gemini's "buy" / "sell", or "bid" / "ask"
     dropped = 0
     while book.crossed():
         if book.best("ask") not in touched["ask"]:
