@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 from heapq import heapify, heappop, heappush
-from operator import itemgetter, neg
+from itertools import compress, repeat
+from operator import is_, itemgetter, neg, not_
 from typing import Optional
 
 
@@ -40,7 +41,16 @@ def check_changes(changes) -> None:
         decimals(*map(_PRICE, changes), *map(_SIZE, changes))
 
 
-_PRICE, _SIZE = itemgetter(1), itemgetter(2)
+_SIDE, _PRICE, _SIZE = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+def any_none(values: list) -> bool:
+    """Whether a list holds None, by identity (`None in keys` asks each Decimal's __eq__: a thousand-level
+    snapshot's profile)."""
+    return any(map(is_, values, repeat(None)))
+
+
+_BID_NAMES, _SIDE_NAMES = frozenset(("bid", "buy")), frozenset(("bid", "buy", "ask", "sell"))
 
 
 def book_to_update(books: dict, dropped: set, key: str, kind: str) -> Optional[OrderBook]:
@@ -126,11 +136,21 @@ class OrderBook:
         """A whole book from level changes in order (a snapshot), their strings checked by the caller as for
         `apply`: the same book as `apply` after `clear`, built at once. Raises BadFrame on a bad side or a price
         with an exponent, the book left as it was."""
-        bids, asks, keys = {}, {}, _KEYS
-        for side, price, size in levels:
-            key = keys.get(price)
-            if key is None:
-                key = price_key(price)
+        levels = levels if type(levels) is list else list(levels)
+        # The common snapshot (every side named right, no zero size) in whole-list steps, C throughout: a snapshot
+        # holds thousands of levels. Anything else level by level, in order, below.
+        prices, sizes, sides = list(map(_PRICE, levels)), list(map(_SIZE, levels)), list(map(_SIDE, levels))
+        keys = list(map(_KEYS.get, prices))
+        if any_none(keys):
+            keys = [price_key(price) if key is None else key for key, price in zip(keys, prices)]
+        # checked by tick.decimals, so each known with whether it is zero: all True, none zero and none forgotten
+        if all(map(priced, sizes)) and _SIDE_NAMES.issuperset(sides):
+            is_bid = list(map(_BID_NAMES.__contains__, sides))
+            self.replace(dict(compress(zip(keys, zip(prices, sizes)), is_bid)),
+                         dict(compress(zip(keys, zip(prices, sizes)), map(not_, is_bid))))
+            return
+        bids, asks = {}, {}
+        for side, price, size, key in zip(sides, prices, sizes, keys):
             if side == "bid" or side == "buy":
                 side_levels = bids
             elif side == "ask" or side == "sell":

@@ -37,7 +37,7 @@ import msgspec
 import orjson
 
 from .base import ExchangeListener
-from .book import BOOK_SIDE, OrderBook, book_to_update, check_changes
+from .book import BOOK_SIDE, OrderBook, any_none, book_to_update, check_changes
 from .tick import (EMPTY, SYMBOL, BadFrame, ExchangeError, Gap, Heartbeat, Rejected, Subscribed, Update, all_checked,
                    book_price, checked, is_zero, priced, decimal_str, decimals, iso_to_ms, last_price, schema_reason, side_str, symbol_str)
 from .venue import BROADCAST, Venue, renumbered
@@ -327,7 +327,7 @@ def _side_levels(levels) -> dict:
     if len(_KEYS) > _KEYS_MAX:
         _KEYS.clear()
     keys = list(map(_KEYS.get, prices))
-    if None in keys:
+    if any_none(keys):
         keys = [key or _KEYS.setdefault(price, Decimal(price)) for key, price in zip(keys, prices)]
     side = dict(zip(keys, zip(prices, sizes)))
     for key, size in compress(zip(keys, sizes), map(str.startswith, sizes, repeat("0"))):
