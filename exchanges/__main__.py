@@ -15,7 +15,7 @@ import orjson
 
 from . import EXCHANGES
 from .cli import Parser
-from .recording import read_frames, recording_files
+from .recording import Frame, read_frames, read_raw, recording_files
 from .tick import TickBook, Update
 from .venue import played
 
@@ -24,8 +24,12 @@ WRITE_EVERY = 1000  # ticks per write
 
 
 def _texts(path, exchange, derived):
-    """(frame, text) in play order: the recorded frames, with what each venue derives beside them if `derived`."""
+    """In play order: a raw frame's bytes where `exchange` is named and nothing is derived (read_raw: no decode,
+    no Frame a line), else (frame, text): the recorded frames, with what each venue derives beside them if
+    `derived`."""
     if not derived:
+        if exchange is not None:
+            return read_raw(path, exchange)
         return ((frame, frame.frame) for frame in read_frames(path, exchange))
     by_exchange = {}
     for frame in read_frames(path, exchange):  # a recording is one exchange's; several are played apart anyway
@@ -44,20 +48,21 @@ def normalize(path, exchange=None, stats=None, derived=False):
     frames = ticks = bad = 0  # counted here, written to `stats` when the recording is done (or left)
     name = parse = apply = None
     try:
-        for frame, text in _texts(path, exchange, derived):
-            if frame.exchange != name:
-                name = frame.exchange
-                if name not in EXCHANGES:
-                    raise SystemExit(f"{path}: cannot tell the exchange of its frames; pass --exchange "
-                                     f"({', '.join(EXCHANGES)})")
-                if name not in parsers:
-                    # recorded frames are read in the API they were recorded from (its URL: Gemini's is v2); with
-                    # the derived frames, as the local exchange's client reads them (the default API)
-                    parsers[name] = EXCHANGES[name](None if derived else frame.url or None)
-                    books[name] = TickBook(name)
-                parse, apply = parsers[name].parse, books[name].apply
+        for entry in _texts(path, exchange, derived):
+            if type(entry) is bytes:  # a raw frame of `exchange`, with no receipt time: the hot path
+                text, received = entry, None
+                if name != exchange:
+                    name, parse, apply = exchange, *_reader(exchange, None, derived, parsers, books)
+            else:
+                frame, text = (entry, entry.frame) if type(entry) is Frame else entry  # read_raw's, or _texts' pairs
+                if frame.exchange != name:
+                    name = frame.exchange
+                    if name not in EXCHANGES:
+                        raise SystemExit(f"{path}: cannot tell the exchange of its frames; pass --exchange "
+                                         f"({', '.join(EXCHANGES)})")
+                    parse, apply = _reader(name, frame.url, derived, parsers, books)
+                received = None if frame.received is None else int(frame.received * 1000)
             frames += 1
-            received = None if frame.received is None else int(frame.received * 1000)
             try:
                 items = parse(text, received)
             except Exception:  # counted and skipped, as the listener does
@@ -71,6 +76,16 @@ def normalize(path, exchange=None, stats=None, derived=False):
                         yield tick
     finally:
         stats.update(frames=frames, ticks=ticks, bad_frames=bad)
+
+
+def _reader(name, url, derived, parsers, books):
+    """(parse, apply) of exchange `name`'s parser and tick book for this recording, made on its first frame:
+    recorded frames are read in the API they were recorded from (its URL: Gemini's is v2); with the derived frames,
+    as the local exchange's client reads them (the default API)."""
+    if name not in parsers:
+        parsers[name] = EXCHANGES[name](None if derived else url or None)
+        books[name] = TickBook(name)
+    return parsers[name].parse, books[name].apply
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ import threading
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Union
 
 import orjson
 
@@ -54,33 +54,62 @@ def exchange_for_url(url: str) -> Optional[str]:
 
 def read_frames(path, exchange: Optional[str] = None) -> Iterator[Frame]:
     """Every frame the exchange sent, in recorded order, from a file in any of the three formats."""
+    with open(path, encoding="utf-8") as lines:
+        yield from _frames(lines, exchange)
+
+
+def read_raw(path, exchange: str) -> Iterator[Union[bytes, Frame]]:
+    """The frames of a recording as `normalize` reads them fastest: a raw frame's line (one frame per line, no
+    receipt time; `exchange` sent it) as its bytes, read in the file's blocks with no decode and no Frame made (a
+    parser takes the socket's bytes anyway). From the first line of another kind on (or one holding a lone carriage
+    return, which text mode reads as a line end), the Frames read_frames gives for the same lines: any file reads
+    as read_frames reads it."""
+    with open(path, "rb") as lines:
+        for line in lines:
+            frame = line.rstrip(b"\r\n")
+            if not frame:
+                continue
+            if (frame[:1] in b"{[" and not frame.startswith(b'{"exchange"') and b" <-" not in frame
+                    and b" -> " not in frame and b"\r" not in frame):
+                yield frame
+                continue
+            start = lines.tell() - len(line)  # a binary file tells its place while iterated
+            break
+        else:
+            return
+    # nothing before that line changed read_frames' state (only a "URL <-> TS" line does): on from there, as text
+    with open(path, encoding="utf-8") as rest:
+        rest.seek(start)
+        yield from _frames(rest, exchange)
+
+
+def _frames(lines, exchange: Optional[str]) -> Iterator[Frame]:
     url = ""
     current = exchange
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            if line[0] in "{[" and not line.startswith('{"exchange"') and " <-" not in line and " -> " not in line:
-                yield _frame((current, url, None, line))  # a raw frame: no capture pattern can match it
-                continue
-            if line.startswith('{"exchange"'):
-                record = orjson.loads(line)
-                yield Frame(exchange or record["exchange"], record.get("url", ""), record.get("received"),
-                            record["frame"])
-                continue
-            received = _RECEIVED.match(line)
-            if received:
-                yield _frame((current, url, float(received.group(1)), received.group(2)))
-                continue
-            opened = _OPEN.match(line)
-            if opened:
-                url = opened.group(1)
-                current = exchange or exchange_for_url(url)
-                continue
-            if _SENT.match(line) or _REST.match(line):
-                continue
-            yield Frame(current, url, None, line)  # one raw frame per line
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if not line:
+            continue
+        if line[0] in "{[" and not line.startswith('{"exchange"') and " <-" not in line and " -> " not in line:
+            yield _frame((current, url, None, line))  # a raw frame: no capture pattern can match it
+            continue
+        if line.startswith('{"exchange"'):
+            record = orjson.loads(line)
+            yield Frame(exchange or record["exchange"], record.get("url", ""), record.get("received"),
+                        record["frame"])
+            continue
+        received = _RECEIVED.match(line)
+        if received:
+            yield _frame((current, url, float(received.group(1)), received.group(2)))
+            continue
+        opened = _OPEN.match(line)
+        if opened:
+            url = opened.group(1)
+            current = exchange or exchange_for_url(url)
+            continue
+        if _SENT.match(line) or _REST.match(line):
+            continue
+        yield Frame(current, url, None, line)  # one raw frame per line
 
 
 def read_rest(path) -> Optional[tuple[str, float, str]]:

@@ -6,7 +6,7 @@ import orjson
 
 from conftest import ROOT, UPSTREAM, recorded
 from exchanges.__main__ import normalize
-from exchanges.recording import Recorder, read_frames, read_rest
+from exchanges.recording import Frame, Recorder, read_frames, read_raw, read_rest
 
 
 def test_upstream_capture_frames_carry_exchange_url_and_receipt_time():
@@ -39,6 +39,27 @@ def test_raw_frames_one_per_line_need_the_exchange(tmp_path):
     raw.write_text(recorded("BINANCE.ws.1.0", "@bookTicker") + "\n")
     [tick] = normalize(raw, "binance")
     assert tick["received"] is None and tick["symbol"] == "NKN-USDT" and tick["time"] is None
+
+
+def test_read_raw_reads_every_file_as_read_frames_does(tmp_path):
+    """normalize's fast reader (a raw frame's line as bytes) gives read_frames' frames for raw files, and from the
+    first line of another kind on its very Frames: a capture section after raw lines, a line with a lone carriage
+    return (text mode's line end), CRLF line ends, blank lines, a project-format record."""
+    quote, trade = recorded("BINANCE.ws.1.0", "@bookTicker"), recorded("BINANCE.ws.1.0", "@aggTrade")
+    record = orjson.dumps({"exchange": "binance", "url": "wss://x", "received": 1.5, "frame": trade}).decode()
+    contents = [
+        f"{quote}\n\n{trade}\r\n{quote}",  # raw only, CRLF and a blank line, no final line end
+        f"{quote}\nwss://stream.binance.com <-> 1633998513.0\n1633998513.5: {trade}\n{quote}\n",  # then a capture
+        f"{quote}\n{trade}\r{quote}\n{trade}\n",  # a lone carriage return splits a line in text mode
+        f"{record}\n{quote}\n",  # a project-format file
+        "",
+    ]
+    for index, content in enumerate(contents):
+        path = tmp_path / f"{index}.txt"
+        path.write_bytes(content.encode())
+        fast = [Frame("binance", "", None, entry.decode()) if type(entry) is bytes else entry
+                for entry in read_raw(path, "binance")]
+        assert fast == list(read_frames(path, "binance")), content
 
 
 def test_rest_capture_is_read_as_rest():
