@@ -193,7 +193,11 @@ class OrderBook:
                         bids[key] = (price, size)  # a level's size changed: the heap already holds its key
                     else:
                         bids[key] = (price, size)
-                        heappush(self._bid_heap, -key)
+                        heap = self._bid_heap
+                        heappush(heap, -key)
+                        if len(heap) > 2 * len(bids) + 64:  # stale keys outnumber live ones: rebuilt (flat memory)
+                            self._bid_heap = list(map(neg, bids))
+                            heapify(self._bid_heap)
                         if bid is not None and key > bid:
                             bid = key
                 elif side == "ask" or side == "sell":
@@ -204,20 +208,17 @@ class OrderBook:
                         asks[key] = (price, size)
                     else:
                         asks[key] = (price, size)
-                        heappush(self._ask_heap, key)
+                        heap = self._ask_heap
+                        heappush(heap, key)
+                        if len(heap) > 2 * len(asks) + 64:
+                            self._ask_heap = list(asks)
+                            heapify(self._ask_heap)
                         if ask is not None and key < ask:
                             ask = key
                 else:
                     raise BadFrame(f"bad book side: {str(side)[:20]!r}")
         finally:  # the best keys stay true to the levels, whatever was applied
             self._bid, self._ask = bid, ask
-            # stale keys (levels gone, or gone and back) outnumber the live ones: rebuilt, so memory stays flat
-            if len(self._bid_heap) > 2 * len(bids) + 64:
-                self._bid_heap = list(map(neg, bids))
-                heapify(self._bid_heap)
-            if len(self._ask_heap) > 2 * len(asks) + 64:
-                self._ask_heap = list(asks)
-                heapify(self._ask_heap)
 
     def best(self, side: str):
         """The best key of a side ("bid" or "ask"), or None when it is empty."""

@@ -96,4 +96,21 @@ def test_the_top_stays_exact_while_levels_come_and_go_for_long():
         assert book.top() == reference_top(bids, asks)
     assert book.levels("bid") == [bids[key] for key in sorted(bids, reverse=True)]
     assert book.levels("ask") == [asks[key] for key in sorted(asks)]
-    assert len(book._bid_heap) <= 2 * len(bids) + 65 and len(book._ask_heap) <= 2 * len(asks) + 65
+    # stale keys are rebuilt away as they pile up: a heap never holds many more keys than there are prices
+    assert len(book._bid_heap) <= 2 * len(prices) + 65 and len(book._ask_heap) <= 2 * len(prices) + 65
+
+
+def test_levels_coming_and_going_below_the_best_keep_the_heap_small():
+    """Levels added and removed below an unchanged best never reach a heap's top, so nothing pops them lazily: the
+    heap is rebuilt from the live levels instead (memory flat over a day of such changes), the top unchanged."""
+    book = OrderBook()
+    book.set("bid", "1000", "1")
+    book.set("ask", "1001", "1")
+    for cycle in range(5000):
+        price = str(1 + cycle % 50)
+        book.set("bid", price, "1")
+        book.set("ask", str(2000 + cycle % 50), "1")
+        book.set("bid", price, "0")
+        book.set("ask", str(2000 + cycle % 50), "0")
+    assert book.top() == ("1000", "1", "1001", "1")
+    assert len(book._bid_heap) <= 2 * 2 + 64 and len(book._ask_heap) <= 2 * 2 + 64

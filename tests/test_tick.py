@@ -156,3 +156,23 @@ def test_a_zero_with_an_exponent_is_zero_everywhere_a_zero_is_not_a_price():
         assert decimal_str(zero) == zero and priced(zero) is False  # the string is kept; it is known to be zero
     for price in ("1E-8", "0.00000001", "10"):
         assert not is_zero(price) and book_price(price) == price and priced(decimal_str(price)) is True
+
+
+def test_a_remembered_second_gives_the_same_ms_as_datetime():
+    """iso_to_ms remembers each second of a Coinbase-shaped time: every time read again, in any second seen, gives
+    what datetime gives; a malformed one still fails."""
+    import random
+    from datetime import datetime, timezone
+    chooser = random.Random(5)
+    for _ in range(3000):
+        moment = datetime.fromtimestamp(chooser.randrange(1_500_000_000, 1_800_000_000), timezone.utc).replace(
+            microsecond=chooser.randrange(1_000_000), tzinfo=None)
+        text = moment.isoformat(timespec="microseconds") + "Z"
+        expected = int(moment.replace(tzinfo=timezone.utc).timestamp() * 1_000_000) // 1000
+        assert iso_to_ms(text) == expected and iso_to_ms(text) == expected  # read, then remembered
+        sibling = text[:20] + f"{chooser.randrange(1_000_000):06d}Z"  # another instant in the same second
+        assert iso_to_ms(sibling) == expected - expected % 1000 + int(sibling[20:23])
+    iso_to_ms("2021-04-17T16:43:30.244075Z")
+    for bad in ("2021-04-17T16:43:30.24407xZ", "2021-04-17T16:43:30.٢٤٤٠٧٥Z", "2021-04-17T16:43:30.244075+"):
+        with pytest.raises(BadFrame):
+            iso_to_ms(bad)
