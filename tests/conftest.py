@@ -213,8 +213,8 @@ def free_port() -> int:
 
 
 # Every process the tests start (server.py through ServerProcess, redis-server through RedisServer), so none outlives
-# its test whatever the outcome: what a test's body started and left running is killed by its pid after the call
-# (pytest_runtest_call below), and what a fixture left at the end of the session.
+# its test whatever the outcome: what a test's body started and is still running once the test's own fixtures are
+# torn down (they may own it: team.start_web) is killed by its pid, and what a fixture left, at the session's end.
 STARTED: list = []
 
 
@@ -233,7 +233,13 @@ def end_left_running(processes) -> list[str]:
 def pytest_runtest_call(item):
     first = len(STARTED)
     yield  # the test's body, whatever its outcome
-    ended = end_left_running(STARTED[first:])
+    item.started_in_body = STARTED[first:]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield  # the test's fixtures torn down
+    ended = end_left_running(getattr(item, "started_in_body", ()))
     if ended:
         item.warn(pytest.PytestWarning(f"the test left running, killed: {'; '.join(ended)}"))
 
