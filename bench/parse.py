@@ -6,6 +6,7 @@ taking turns pass by pass; frames per second.
     python bench/parse.py [--passes 5] [--seconds 0.3]            # ours, json, orjson
     python bench/parse.py --before 370efc9                         # + the exchanges package at that commit
     python bench/parse.py --checks                                 # ways to check a decimal string, compared
+    python bench/parse.py --floor --best --cpu                     # the least a Python handler costs, as one function
     python bench/parse.py --best --cpu --passes 30 --seconds 0.05  # a busy machine: CPU time, each column's best
     .venv-bench/bin/python bench/parse.py                          # + cryptofeed (bench/requirements.txt)
 
@@ -276,6 +277,80 @@ def decimal_checks(passes: int, seconds: float) -> None:
         print(f"{name:<34} {value:>10,.0f} {1e6 / value:>9.2f} {base / value:>13.2f}")
 
 
+# --- the floor of a Python handler ------------------------------------------------------------------------------
+def handler_floor(passes: int, seconds: float) -> None:
+    """Binance bookTicker frames through everything the listener does for one (the receipt time, the frame counter,
+    the typed decode, the four decimal checks, the stream check, the order by `u`, the merge, the tick's copy, the
+    market's counters, the publish), written as one Python function with no call but the decode: the least a
+    Python handler of this design can cost. Against orjson.loads, the typed decode alone and ours (_handle)."""
+    from exchanges.binance import _BOOK_TICKER, Binance
+    from exchanges.tick import TICK_FIELDS, checked, decimals, priced
+
+    frames = [f.frame.encode() for f in read_frames(RECORDINGS / "BINANCE.ws.1.0") if "@bookTicker" in f.frame]
+    decode, listener, published = _BOOK_TICKER.decode, Binance(None, [], on_tick=lambda tick: None), []
+    unified = {}
+    for frame in frames:
+        quote = decode(frame).data
+        decimals(quote.b, quote.B, quote.a, quote.A)
+        unified[quote.s] = listener.from_native(quote.s)
+    symbols = set(unified.values())
+    listener.subscribe_messages(sorted(symbols))
+    listener._subscribed_at = dict.fromkeys(symbols, 0.0)
+    counts = {symbol: [0, None] for symbol in symbols}  # [ticks, last data at]
+    markets = {}
+    totals = [0, 0]  # frames, ticks
+
+    def fused(frame):
+        received = time.time_ns() // 1_000_000
+        totals[0] += 1
+        message = decode(frame)
+        data = message.data
+        symbol = unified.get(data.s)
+        b, a, bid_size, ask_size = data.b, data.a, data.B, data.A
+        if priced(b) and priced(a) and bid_size in checked and ask_size in checked and (
+                message.stream.endswith("@bookTicker")):
+            market = markets.get(symbol)
+            if market is None:
+                market = markets[symbol] = [None, {"exchange": "binance", "symbol": symbol, "time": None,
+                                                   "received": None, **dict.fromkeys(TICK_FIELDS)}]
+            if market[0] is not None and data.u < market[0]:
+                return
+            market[0] = data.u
+            state = market[1]
+            state["bid"] = b
+            state["bid_size"] = bid_size
+            state["ask"] = a
+            state["ask_size"] = ask_size
+            tick = state.copy()
+            tick["time"] = None
+            tick["received"] = received
+            count = counts[symbol]
+            count[0] += 1
+            count[1] = received
+            totals[1] += 1
+            published.append(tick)
+
+    handle, text = listener._handle, websocket.ABNF.OPCODE_TEXT
+
+    def over(function, reset=None):
+        def run():
+            if reset is not None:
+                reset()  # each pass merges, as on the wire (see ours)
+            published.clear()
+            for frame in frames:
+                function(frame)
+        return run
+
+    runners = {"orjson.loads": over(orjson.loads), "typed decode only": over(decode),
+               "one fused function": over(fused, markets.clear),
+               "ours (_handle)": over(lambda frame: handle(text, frame), listener.book.reset)}
+    results = interleaved(runners, len(frames), passes, seconds, best=True)
+    base = results["orjson.loads"]
+    print(f"{'bookTicker: the whole handler':<34} {'frames/s':>10} {'us/frame':>9} {'÷ orjson':>9}")
+    for name, value in results.items():
+        print(f"{name:<34} {value:>10,.0f} {1e6 / value:>9.2f} {value / base:>9.2f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passes", type=int, default=5)
@@ -283,6 +358,8 @@ def main(argv=None) -> int:
     parser.add_argument("--before", metavar="COMMIT", help="also run the exchanges package of this commit")
     parser.add_argument("--only", metavar="TEXT", help="only the frame sets whose label contains TEXT")
     parser.add_argument("--checks", action="store_true", help="only compare ways to check decimal strings")
+    parser.add_argument("--floor", action="store_true",
+                        help="only the least a Python handler costs: the whole bookTicker path as one function")
     parser.add_argument("--best", action="store_true",
                         help="each runner's fastest pass, not the median (a machine others use in bursts)")
     parser.add_argument("--cpu", action="store_true",
@@ -293,6 +370,9 @@ def main(argv=None) -> int:
         CLOCK = time.thread_time
     if args.checks:
         decimal_checks(args.passes, args.seconds)
+        return 0
+    if args.floor:
+        handler_floor(args.passes, args.seconds)
         return 0
     before = load_before(args.before) if args.before else None
     import logging
