@@ -35,7 +35,7 @@ const details = document.getElementById("feed-details");
 const panels = new Map(); // market -> panel state
 const board = new Board(document.getElementById("board"), config.exchanges);
 const charts = new PairCharts(document.getElementById("charts"), document.getElementById("chart-template"),
-  config.exchanges, config.colours);
+  config.exchanges, config.colours, () => schedule());
 let available = {};
 let feedStates = {};
 let feedList = null; // null until the full copy sent on connect: a change that overtook it is not applied
@@ -271,11 +271,13 @@ function addPanel(market, { reveal = false } = {}) {
   const panel = { market, exchange, el, tbody: el.querySelector("tbody"), lastSeq: 0, ready: false, early: [], download,
     queue: [], dates: {}, clockDates: el.querySelector(".clock-dates"), emptyState: el.querySelector(".empty-state"),
     alignment: new Alignment(el.querySelector("table")), entries: [], shown: Math.min(SHOWN_ROWS, config.maxRows),
-    scroller: el.querySelector(".rows-scroll") };
+    scroller: el.querySelector(".rows-scroll"), visible: false, drawnAt: -Infinity };
   panel.scroller.addEventListener("scroll", () => showMore(panel), { passive: true });
   sized.set(panel.scroller, panel).set(panel.tbody, panel);
   sizes.observe(panel.scroller);
   sizes.observe(panel.tbody);
+  inView.set(el, panel);
+  visibility.observe(el);
   setCsvHref(panel);
   panels.set(market, panel);
   board.sync([...panels.keys()]);
@@ -301,6 +303,8 @@ function removePanel(market) {
   if (!panel) return;
   panel.el.remove();
   for (const target of [panel.scroller, panel.tbody]) { sizes.unobserve(target); sized.delete(target); }
+  visibility.unobserve(panel.el);
+  inView.delete(panel.el);
   panels.delete(market);
   board.sync([...panels.keys()]);
   saveWatchlist();
@@ -358,9 +362,11 @@ function whyEmpty(panel) {
 // frame drawn re-lays out and repaints: 20 panels each on its own clock meant a frame every few ms). The running
 // lists with something queued are drawn every LISTS_EVERY_MS, PANELS_PER_FRAME of them a frame in the frames that
 // follow, the board every BOARD_EVERY_MS (it is read, not watched tick by tick), the charts every CHARTS_EVERY_MS
-// (a point a second). A hidden tab draws nothing: each panel's queue keeps at most a few screens of entries (the
+// (a point a second). Lists and charts out of view wait: a list is drawn every OFF_SCREEN_EVERY_MS, a chart once it
+// comes into view (both half a screen early, so a scroll finds them current). A hidden tab draws nothing: each panel's queue keeps at most a few screens of entries (the
 // rest would be cut by maxRows anyway).
 const LISTS_EVERY_MS = 250;
+const OFF_SCREEN_EVERY_MS = 2000; // a list out of view: kept current for find-in-page and a glance, not every 250 ms
 const BOARD_EVERY_MS = 100;
 const CHARTS_EVERY_MS = 500;
 const PANELS_PER_FRAME = 4;
@@ -391,10 +397,15 @@ function draw(all = false) {
     return false;
   };
   // a cycle of due lists, PANELS_PER_FRAME a frame (one frame drawing 20 lists was a long task of its own)
-  const queued = [...dirty].some((panel) => panel.queue.length);
-  if (listsCycle === null && queued && due("lists", LISTS_EVERY_MS, true)) {
-    listsCycle = [...dirty].filter((panel) => panel.queue.length);
-  }
+  const ready = (panel) => {
+    if (!panel.queue.length) return false;
+    if (all || panel.visible) return true;
+    const left = panel.drawnAt + OFF_SCREEN_EVERY_MS - now;
+    if (left > 0) wait = Math.min(wait, left);
+    return left <= 0;
+  };
+  const queued = [...dirty].filter(ready);
+  if (listsCycle === null && queued.length && due("lists", LISTS_EVERY_MS, true)) listsCycle = queued;
   const drawing = new Set(listsCycle ? listsCycle.splice(0, all ? listsCycle.length : PANELS_PER_FRAME) : []);
   if (listsCycle && !listsCycle.length) listsCycle = null;
   for (const panel of dirty) {
@@ -403,6 +414,7 @@ function draw(all = false) {
     if (panel.queue.length) {
       render(panel, panel.queue);
       panel.queue = [];
+      panel.drawnAt = now;
     }
     const empty = panel.tbody.rows.length === 0;
     panel.emptyState.textContent = empty ? whyEmpty(panel) : "";
@@ -410,7 +422,7 @@ function draw(all = false) {
     dirty.delete(panel);
   }
   if (listsCycle) wait = 0; // the rest of this cycle's lists: the next frame
-  if (due("charts", CHARTS_EVERY_MS, charts.pending.size > 0)) charts.flush();
+  if (due("charts", CHARTS_EVERY_MS, charts.due)) charts.flush(null, all);
   if (due("board", BOARD_EVERY_MS, boardDirty || board.flashing.size > 0)) { drawBoard(); boardDirty = false; }
   if (spreadsDirty) renderSpreads();
   if (wait === 0) {
@@ -469,6 +481,16 @@ const sized = new Map(); // a list's scroller or tbody -> its panel
 const sizes = new ResizeObserver((changes) => {
   for (const panel of new Set(changes.map((change) => sized.get(change.target)))) if (panel) showMore(panel);
 });
+// Whether a panel is in view, or within half a screen of it (see draw()); one coming into view is drawn at once.
+const inView = new Map(); // a panel's element -> its panel
+const visibility = new IntersectionObserver((changes) => {
+  for (const change of changes) {
+    const panel = inView.get(change.target);
+    if (!panel) continue;
+    panel.visible = change.isIntersecting;
+    if (panel.visible && panel.queue.length) schedule(panel);
+  }
+}, { rootMargin: "50% 0px" });
 function showMore(panel) {
   const scroller = panel.scroller;
   if (scroller.scrollTop + scroller.clientHeight < scroller.scrollHeight - 100) return;

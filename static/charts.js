@@ -10,14 +10,34 @@ const HISTORY_MS = 3_600_000;
 const toSeconds = (ms) => Math.floor(ms / 1000);
 
 export class PairCharts {
-  constructor(container, template, labels, colours) {
+  constructor(container, template, labels, colours, onShown = () => {}) {
     this.container = container;
     this.template = template;
     this.labels = labels;
     this.colours = { ...colours }; // exchange -> colour, from each exchange module
     this.charts = new Map(); // pair -> { el, chart, series: {exchange: {bid, ask, last}}, last: Map, ready, early }
-    this.pending = new Map(); // series -> Map(time -> point): drawn by flush(), once a frame, the newest of each second
+    // entries with points put and not drawn yet: each has its own pending, series -> Map(time -> point), the newest
+    // point of each second; flush() draws those of the charts in view (a chart's canvas is repainted on every update,
+    // in view or not: 15 charts below 20 panels cost a long task every flush)
+    this.pending = new Set();
+    this.onShown = onShown; // called when a chart with points waiting comes into view
+    this.visibility = new IntersectionObserver((changes) => {
+      let shown = false;
+      for (const change of changes) {
+        const entry = this.charts.get(change.target.dataset.pair);
+        if (!entry) continue;
+        entry.visible = change.isIntersecting;
+        shown ||= entry.visible && this.pending.has(entry);
+      }
+      if (shown) this.onShown();
+    }, { rootMargin: "50% 0px" }); // drawn half a screen before it scrolls into view
     window.__charts = this.charts; // for the browser tests
+  }
+
+  // Whether a flush() would draw anything now.
+  get due() {
+    for (const entry of this.pending) if (entry.visible) return true;
+    return false;
   }
 
   colour(exchange) {
@@ -42,16 +62,18 @@ export class PairCharts {
     // blanks: the whitespace points put for gaps (the chart does not list them back), for the tests
     // breaks: the whitespace points put for a null bid or ask (an empty book side), for the tests too
     const entry = { el, chart, series: {}, last: new Map(), precision: new Map(), blanks: [], breaks: [],
-      broken: new Set(), ready: false, early: [], empty: el.querySelector(".chart-empty") };
+      broken: new Set(), ready: false, early: [], empty: el.querySelector(".chart-empty"), pending: new Map(),
+      visible: false };
     entry.empty.textContent = `no data yet for ${pair}`;
     this.charts.set(pair, entry);
+    this.visibility.observe(el);
     const params = new URLSearchParams({ pair, from: Math.max(0, Math.floor(serverNow - HISTORY_MS)) });
     fetch(`/api/chart?${params}`).then((r) => r.json()).then((data) => {
       for (const [exchange, { points, gaps }] of Object.entries(data.series || {})) this.load(entry, exchange, points, gaps);
     }).catch(() => { /* no history: live ticks still draw */ }).finally(() => {
       entry.ready = true;
       this.apply(entry, entry.early);
-      this.flush();
+      this.flush(entry);
       entry.early = [];
       entry.chart.timeScale().fitContent(); // open on the data there is, not on an empty hour
     });
@@ -60,7 +82,8 @@ export class PairCharts {
   remove(pair) {
     const entry = this.charts.get(pair);
     if (!entry) return;
-    for (const sides of Object.values(entry.series)) for (const series of Object.values(sides)) this.pending.delete(series);
+    this.pending.delete(entry);
+    this.visibility.unobserve(entry.el);
     entry.chart.remove();
     entry.el.remove();
     this.charts.delete(pair);
@@ -165,18 +188,24 @@ export class PairCharts {
   put(entry, series, point) {
     const last = entry.last.get(series);
     if (last !== undefined && point.time < last) return; // older than what is drawn: the history had it
-    if (!this.pending.has(series)) this.pending.set(series, new Map());
-    this.pending.get(series).set(point.time, point);
+    if (!entry.pending.has(series)) entry.pending.set(series, new Map());
+    entry.pending.get(series).set(point.time, point);
+    this.pending.add(entry);
     entry.last.set(series, point.time);
     this.drawn(entry);
   }
 
-  // Draw what put() kept, in time order; the app calls it once per animation frame.
-  flush() {
-    for (const [series, points] of this.pending) {
-      for (const time of [...points.keys()].sort((a, b) => a - b)) series.update(points.get(time));
+  // Draw what put() kept, in time order: of one chart, or of every chart in view (or of all, for `all`). The app
+  // calls it in an animation frame.
+  flush(only = null, all = false) {
+    for (const entry of only ? [only] : this.pending) {
+      if (!only && !all && !entry.visible) continue;
+      for (const [series, points] of entry.pending) {
+        for (const time of [...points.keys()].sort((a, b) => a - b)) series.update(points.get(time));
+      }
+      entry.pending.clear();
+      this.pending.delete(entry);
     }
-    this.pending.clear();
   }
 
   // The "no data yet" line goes once something is drawn.

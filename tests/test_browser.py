@@ -409,6 +409,33 @@ def test_a_null_bid_breaks_the_chart_line(page):
     assert [(p["time"], p["value"]) for p in drawn["ask"]] == [(t, 0.7911), (t + 2, 0.7911), (t + 4, 0.7911)]
 
 
+FRAMES = "(n) => new Promise((done) => { const next = () => (n-- > 0 ? requestAnimationFrame(next) : done()); next(); })"
+
+
+def test_a_chart_out_of_view_is_drawn_when_it_comes_into_view_and_a_list_out_of_view_still_fills(page):
+    """What is out of view waits (a chart's canvas is repainted on every update, seen or not), and is current once
+    it is in view; a list out of view is still kept current, less often."""
+    first_rows(page, MARKET)
+    page.wait_for_function("window.__charts.get('SKL-USD')?.ready === true", timeout=30_000)
+    page.set_viewport_size({"width": 1400, "height": 300})
+    page.evaluate("window.scrollTo(0, 0)")
+    chart = "window.__charts.get('SKL-USD')"
+    page.wait_for_function(f"{chart}.visible === false")
+    later = page.evaluate("Date.now()") + 7_200_000  # after anything drawn so far
+    seq = page.evaluate(f"""Math.max(...[...document.querySelectorAll('.panel[data-market="{MARKET}"] tbody tr')]
+                            .map((tr) => Number(tr.dataset.seq))) + 1e9""")
+    page.evaluate("([market, ticks]) => window.__receive('ticks', { market, ticks })",
+                  [MARKET, [injected_tick(received=later, seq=seq, last="0.7999")]])
+    page.evaluate(FRAMES, 60)  # a second of frames: the charts' cadence is 500 ms
+    drawn = f"{chart}.series.coinbase.last.data().some((p) => p.time === {later // 1000})"
+    assert page.evaluate(drawn) is False and page.evaluate(f"{chart}.pending.size") > 0
+    # the list of that market, out of view too, has its row all the same
+    panel(page, MARKET).locator(f'tbody tr[data-seq="{int(seq)}"]').wait_for(state="attached", timeout=10_000)
+    page.locator("#charts .pair-chart[data-pair='SKL-USD']").scroll_into_view_if_needed()
+    page.wait_for_function(drawn, timeout=10_000)
+    assert page.evaluate(f"{chart}.pending.size") == 0
+
+
 # --- a trader's screen: shareable layouts, the dark theme, the keyboard ---------------------------------------------
 def markets_in_url(page):
     return page.evaluate("new URLSearchParams(location.search).get('markets')")
