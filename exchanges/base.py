@@ -508,12 +508,14 @@ class ExchangeListener:
 
     def _bad(self, reason: str, frame) -> None:
         self.bad_frames += 1
-        self.bad_by_reason[reason] = self.bad_by_reason.get(reason, 0) + 1
+        seen = self.bad_by_reason.get(reason, 0)
+        self.bad_by_reason[reason] = seen + 1
         self.last_bad_reason = str(reason)[:200]
         snippet = frame if isinstance(frame, str) else repr(frame[:BAD_FRAME_SNIPPET])
         self.last_bad_frame = snippet[:BAD_FRAME_SNIPPET]
-        if self.bad_frames & (self.bad_frames - 1) == 0:  # log the 1st, 2nd, 4th, 8th ... not every one
-            log.warning("%s: bad frame #%d skipped: %s", self.name, self.bad_frames, self.last_bad_reason)
+        if not seen:  # logged once per kind (a new kind is never hidden behind a flood of another): counted after
+            log.warning("%s: bad frame #%d skipped: %s (the first of this kind; the feed's details count them)",
+                        self.name, self.bad_frames, self.last_bad_reason)
 
     def _apply_ops(self) -> None:
         if time.monotonic() < self._next_send_at:

@@ -283,3 +283,17 @@ def test_markets_configured_beyond_the_limit_are_refused_on_their_panels():
     listener = Binance(None, [f"A{i:03d}-USDT" for i in range(514)], on_market=markets)
     assert len(listener.symbols()) == 512
     assert markets.items == [("binance:A512-USDT", "error", STREAM_LIMIT), ("binance:A513-USDT", "error", STREAM_LIMIT)]
+
+
+def test_each_kind_of_bad_frame_is_logged_once_and_every_one_counted(caplog):
+    """A flood of one kind of bad frame logs it once, and a new kind after it is logged at once (it was hidden until
+    the next power of two of all bad frames); every frame is counted under its reason."""
+    listener = Binance()
+    with caplog.at_level("WARNING", logger="exchanges.base"):
+        for _ in range(100):
+            listener._handle(websocket.ABNF.OPCODE_TEXT, b"not json")
+        listener._handle(websocket.ABNF.OPCODE_TEXT, b"[1, 2]")
+        listener._handle(websocket.ABNF.OPCODE_TEXT, b"not json either")
+    logged = [record.getMessage() for record in caplog.records if "bad frame" in record.getMessage()]
+    assert len(logged) == 2 and "JSONDecodeError" in logged[0] and "not a JSON object" in logged[1]
+    assert listener.bad_by_reason == {"JSONDecodeError": 101, "not a JSON object": 1} and listener.bad_frames == 102
