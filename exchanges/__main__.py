@@ -24,8 +24,8 @@ WRITE_EVERY = 1000  # ticks per write
 
 
 def _texts(path, exchange, derived):
-    """In play order: a raw frame's bytes where `exchange` is named and nothing is derived (read_raw: no decode,
-    no Frame a line), else (frame, text): the recorded frames, with what each venue derives beside them if
+    """In play order: blocks of raw frames' bytes where `exchange` is named and nothing is derived (read_raw: no
+    decode, no Frame a line), else (frame, text): the recorded frames, with what each venue derives beside them if
     `derived`."""
     if not derived:
         if exchange is not None:
@@ -49,10 +49,10 @@ def normalize(path, exchange=None, stats=None, derived=False):
     name = parse = apply = None
     try:
         for entry in _texts(path, exchange, derived):
-            if type(entry) is bytes:  # a raw frame of `exchange`, with no receipt time: the hot path
-                text, received = entry, None
+            if type(entry) is list:  # a block of raw frames of `exchange`, with no receipt time: the hot path
+                texts, received = entry, None
                 if name != exchange:
-                    name, parse, apply = exchange, *_reader(exchange, None, derived, parsers, books)
+                    name, (parse, apply) = exchange, _reader(exchange, None, derived, parsers, books)
             else:
                 frame, text = (entry, entry.frame) if type(entry) is Frame else entry  # read_raw's, or _texts' pairs
                 if frame.exchange != name:
@@ -61,19 +61,20 @@ def normalize(path, exchange=None, stats=None, derived=False):
                         raise SystemExit(f"{path}: cannot tell the exchange of its frames; pass --exchange "
                                          f"({', '.join(EXCHANGES)})")
                     parse, apply = _reader(name, frame.url, derived, parsers, books)
-                received = None if frame.received is None else int(frame.received * 1000)
-            frames += 1
-            try:
-                items = parse(text, received)
-            except Exception:  # counted and skipped, as the listener does
-                bad += 1
-                continue
-            for item in items:
-                if type(item) is Update:
-                    tick = apply(item, received)
-                    if tick is not None:  # None: older than the state (by the venue's sequence)
-                        ticks += 1
-                        yield tick
+                texts, received = (text,), None if frame.received is None else int(frame.received * 1000)
+            for text in texts:
+                frames += 1
+                try:
+                    items = parse(text, received)
+                except Exception:  # counted and skipped, as the listener does
+                    bad += 1
+                    continue
+                for item in items:
+                    if type(item) is Update:
+                        tick = apply(item, received)
+                        if tick is not None:  # None: older than the state (by the venue's sequence)
+                            ticks += 1
+                            yield tick
     finally:
         stats.update(frames=frames, ticks=ticks, bad_frames=bad)
 

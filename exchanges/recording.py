@@ -17,6 +17,7 @@ import re
 import threading
 from datetime import datetime, timezone
 from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Union
 
@@ -58,29 +59,46 @@ def read_frames(path, exchange: Optional[str] = None) -> Iterator[Frame]:
         yield from _frames(lines, exchange)
 
 
-def read_raw(path, exchange: str) -> Iterator[Union[bytes, Frame]]:
-    """The frames of a recording as `normalize` reads them fastest: a raw frame's line (one frame per line, no
-    receipt time; `exchange` sent it) as its bytes, read in the file's blocks with no decode and no Frame made (a
-    parser takes the socket's bytes anyway). From the first line of another kind on (or one holding a lone carriage
-    return, which text mode reads as a line end), the Frames read_frames gives for the same lines: any file reads
-    as read_frames reads it."""
-    with open(path, "rb") as lines:
-        for line in lines:
-            frame = line.rstrip(b"\r\n")
-            if not frame:
-                continue
-            if (frame[:1] in b"{[" and not frame.startswith(b'{"exchange"') and b" <-" not in frame
-                    and b" -> " not in frame and b"\r" not in frame):
-                yield frame
-                continue
-            start = lines.tell() - len(line)  # a binary file tells its place while iterated
-            break
-        else:
-            return
-    # nothing before that line changed read_frames' state (only a "URL <-> TS" line does): on from there, as text
+def read_raw(path, exchange: str, block_bytes: int = 1 << 20) -> Iterator[Union[list, Frame]]:
+    """The frames of a recording as `normalize` reads them fastest: a file of raw frames (one per line, no receipt
+    time; `exchange` sent them) in lists of their lines' bytes, a block of the file at a time: read, split and
+    checked by whole-block C calls, with no decode and no Frame a line (a parser takes the socket's bytes anyway).
+    From the first block holding a line of another kind on (or anything a capture line or a project record has,
+    or a carriage return, which text mode reads as a line end), the Frames read_frames gives for the same lines:
+    any file reads as read_frames reads it (but a line that is not UTF-8 is handed on as bytes, a bad frame for
+    its parser, where read_frames raises)."""
+    start = 0  # where the block being read begins in the file
+    with open(path, "rb") as source:
+        tail = b""
+        while True:
+            chunk = source.read(block_bytes)
+            block = tail + chunk
+            if not chunk:  # the end: the last line may have no line end
+                cut, tail = len(block), b""
+            else:
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:  # a line longer than a block: read on
+                    tail = block
+                    continue
+                block, tail = block[:cut], block[cut:]
+            if not block:
+                return
+            if b" <-" in block or b" -> " in block or b"\r" in block or b'{"exchange"' in block:
+                break
+            lines = list(filter(None, block.split(b"\n")))  # blank lines are no frames
+            if not all(map(bytes.startswith, lines, repeat(_RAW_START))):
+                break
+            yield lines
+            start += cut
+            if not chunk:
+                return
+    # nothing before this block changed read_frames' state (only a "URL <-> TS" line does): on from it, as text
     with open(path, encoding="utf-8") as rest:
         rest.seek(start)
         yield from _frames(rest, exchange)
+
+
+_RAW_START = (b"{", b"[")  # a raw frame's first byte (read_frames' test)
 
 
 def _frames(lines, exchange: Optional[str]) -> Iterator[Frame]:

@@ -54,12 +54,15 @@ def test_read_raw_reads_every_file_as_read_frames_does(tmp_path):
         f"{record}\n{quote}\n",  # a project-format file
         "",
     ]
+    contents.append("".join(f"{quote}\n{trade}\n\n" for _ in range(50)) + f"{quote} <- is text in a frame\n")
     for index, content in enumerate(contents):
         path = tmp_path / f"{index}.txt"
         path.write_bytes(content.encode())
-        fast = [Frame("binance", "", None, entry.decode()) if type(entry) is bytes else entry
-                for entry in read_raw(path, "binance")]
-        assert fast == list(read_frames(path, "binance")), content
+        for block_bytes in (64, 1000, 1 << 20):  # blocks cutting lines anywhere, and one block for the file
+            fast = [frame for entry in read_raw(path, "binance", block_bytes)
+                    for frame in ([Frame("binance", "", None, line.decode()) for line in entry]
+                                  if type(entry) is list else [entry])]
+            assert fast == list(read_frames(path, "binance")), (content, block_bytes)
 
 
 def test_rest_capture_is_read_as_rest():
