@@ -856,6 +856,8 @@ function fillPairList() {
   const symbols = exchangeSelect.value === EVERY
     ? [...new Set(Object.values(available).flat())].sort() : available[exchangeSelect.value] || [];
   pairList.replaceChildren(...symbols.map((s) => new Option(s, s)));
+  // the example in the empty field is a pair this exchange lists (its listing's BTC pair if it has one)
+  pairInput.placeholder = ["BTC-USD", "BTC-USDT", "BTC-EUR"].find((s) => symbols.includes(s)) ?? symbols[0] ?? "BTC-USD";
   showListedOn();
 }
 // Which exchanges list the pair being typed, from their listings.

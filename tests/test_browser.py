@@ -233,6 +233,17 @@ def test_a_pair_is_added_on_every_exchange_that_lists_it(page):
     assert panel(page, "binance:BTC-USD").count() == 0  # no recorded listing says Binance has it
 
 
+def test_the_pair_fields_example_is_a_pair_the_chosen_exchange_lists(page):
+    examples = {}
+    for exchange in ("coinbase", "kraken", "binance"):
+        page.select_option("#exchange", exchange)
+        page.wait_for_function("document.querySelectorAll('#pairs option').length > 0")
+        listed = page.locator("#pairs option").evaluate_all("options => options.map(o => o.value)")
+        examples[exchange] = page.locator("#pair").get_attribute("placeholder")
+        assert examples[exchange] in listed
+    assert examples["coinbase"] == "BTC-USD" and examples["kraken"] != "BTC-USD"  # Kraken's recordings have none
+
+
 def test_a_geo_block_shows_a_banner_with_the_alternative_and_dims_its_panels(browser):
     server = ServerProcess("--replay", "--fault", "binance:http=451+600s", "--fault", "binance:drop")
     try:
