@@ -18,7 +18,8 @@ of clients. Ours and its packets per second per core (client packets delivered /
 Reported per N: clients connected, packets and ticks per client per second (mean and the slowest client: nobody
 starved), tick age p50/p99/max over the sampled clients, server CPU % and RSS, frames/s into the listeners, the emit
 interval in force (dashboard_emit_interval_ms, at the end and the longest seen), the peer's packets per client per
-second and CPU %, and ours / peer in packets per second per core.
+second and CPU %, ours / peer in packets per second per core, and the ramp: how long the N clients took to connect
+and subscribe (every subscribe's backfill, before the measured window).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import resource
 import shutil
 import signal
@@ -101,13 +103,20 @@ def wait_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None
     raise SystemExit("the server did not listen in time")
 
 
-def start_server(port: int, speed: str, ring_size: int, interval_ms: int) -> subprocess.Popen:
+def start_server(port: int, speed: str, ring_size: int, interval_ms: int, log_to: str = None) -> subprocess.Popen:
+    """`log_to`: a file for the server's log at INFO (the pacing's steps and why), appended to; else no log."""
     command = [sys.executable, str(ROOT / "server.py"), "--replay", "--speed", speed, "--port", str(port),
-               "--no-history", "--no-rest", "--log-level", "WARNING", "--subscribe-rate", "1000",
-               "--ring-size", str(ring_size), "--emit-interval-ms", str(interval_ms), "--max-pending-headers", "1024"]
+               "--no-history", "--no-rest", "--log-level", "INFO" if log_to else "WARNING", "--subscribe-rate",
+               "1000", "--ring-size", str(ring_size), "--emit-interval-ms", str(interval_ms),
+               "--max-pending-headers", "1024"]
     if pinning():
         command = ["taskset", "-c", str(SERVER_CORE), *command]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(log_to, "a") if log_to else subprocess.DEVNULL
+    try:
+        server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
+    finally:
+        if log_to:
+            log.close()
     wait_port(port, server)
     if pinning():
         for child in children(server.pid):  # the local exchange: with the load, not on the server's core
@@ -263,7 +272,10 @@ async def load(port: int, kind: str, first: int, count: int, markets: list, seco
                     now = time.time() * 1000
                     stats.full_ages.extend(now - t["received"] for t in batch["ticks"] if "received" in t)
             listen(sio, "ticks", on_ticks)
-            await sio.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=30)
+            try:  # a server still busy with the ramp may refuse one: the raw clients' figures stand without it
+                await sio.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=30)
+            except socketio.exceptions.ConnectionError:
+                continue
             for market in markets:
                 await sio.emit("subscribe", {"market": market})
             full_clients.append(sio)
@@ -305,8 +317,18 @@ def run_load(port: int, kind: str, clients: int, procs: int, markets: list, warm
          start_at), results)) for p in range(procs) if share[p]]
     for worker in workers:
         worker.start()
+    ramp_from = time.monotonic()
     for _ in workers:
-        ready.get(timeout=600)
+        while True:  # a load process that died says so, not a 10-minute wait
+            try:
+                ready.get(timeout=1)
+                break
+            except queue.Empty:
+                if any(worker.exitcode not in (None, 0) for worker in workers):
+                    raise SystemExit("a load process failed (see above)")
+                if time.monotonic() - ramp_from > 900:
+                    raise SystemExit("the clients did not all connect and subscribe within 15 minutes")
+    ramp_s = time.monotonic() - ramp_from
     start_at.value = time.time() + warmup
     go.set()
     readings = []
@@ -321,7 +343,7 @@ def run_load(port: int, kind: str, clients: int, procs: int, markets: list, warm
                 peak = max(peak, sample_server()["interval"])
             except OSError:
                 pass
-        readings.append({**sample_server(), "peak_interval": peak})
+        readings.append({**sample_server(), "peak_interval": peak, "ramp": ramp_s})
     merged = {"connected": 0, "packets": [], "ticks": [], "ages": [], "full_ages": [], "bytes": 0, "sizes": 0}
     for _ in workers:
         part = results.get(timeout=seconds + 120)
@@ -367,7 +389,10 @@ def fmt(value, digits=0) -> str:
 
 def point(clients: int, args) -> dict:
     port = free_port()
-    server = start_server(port, args.speed, args.ring_size, args.interval_ms)
+    if args.server_log:
+        with open(args.server_log, "a") as log:
+            log.write(f"--- {clients} clients, {time.strftime('%H:%M:%S')}\n")
+    server = start_server(port, args.speed, args.ring_size, args.interval_ms, args.server_log)
     try:
         markets = json.loads(get(f"http://127.0.0.1:{port}/api/markets"))["watchlist"]
 
@@ -390,7 +415,7 @@ def point(clients: int, args) -> dict:
            "p50": percentile(ours["ages"], 0.5), "p99": percentile(ours["ages"], 0.99),
            "max": max(ours["ages"], default=None), "full_p99": percentile(ours["full_ages"], 0.99),
            "cpu": 100 * cpu, "rss": after["rss"], "frames": (after["frames"] - before["frames"]) / elapsed,
-           "interval": interval, "peak_interval": int(after["peak_interval"]), "size": size}
+           "interval": interval, "peak_interval": int(after["peak_interval"]), "size": size, "ramp": after["ramp"]}
     row["per_core"] = sum(ours["packets"]) / cpu if cpu > 0 else None
     if not args.no_peer:
         port = free_port()
@@ -419,7 +444,8 @@ def point(clients: int, args) -> dict:
 
 COLUMNS = ("clients", "connected", "packets/s/client", "slowest", "ticks/s/client", "age p50 ms", "p99 ms",
            "max ms", "full clients p99 ms", "server CPU %", "RSS MB", "frames/s in", "interval ms (peak)",
-           "packet bytes", "peer packets/s/client", "peer CPU %", "peer p99 ms", "ours / peer per core")
+           "packet bytes", "peer packets/s/client", "peer CPU %", "peer p99 ms", "ours / peer per core",
+           "ramp s")
 
 
 def table_row(row: dict) -> list:
@@ -428,7 +454,7 @@ def table_row(row: dict) -> list:
             fmt(row["ticks"], 1), fmt(row["p50"], 1), fmt(row["p99"], 1), fmt(row["max"], 1),
             fmt(row["full_p99"], 1), fmt(row["cpu"]), fmt(row["rss"]), fmt(row["frames"]),
             f"{row['interval']} ({row['peak_interval']})", f"{row['size']:,}", fmt(row.get("peer_packets"), 1),
-            fmt(row.get("peer_cpu")), fmt(row.get("peer_p99"), 1), fmt(ratio, 2)]
+            fmt(row.get("peer_cpu")), fmt(row.get("peer_p99"), 1), fmt(ratio, 2), fmt(row["ramp"])]
 
 
 def main(argv=None) -> int:
@@ -444,6 +470,7 @@ def main(argv=None) -> int:
                         "backfill is start-up cost, not what is measured")
     parser.add_argument("--interval-ms", type=int, default=50, help="the server's EMIT_INTERVAL_MS")
     parser.add_argument("--no-peer", action="store_true", help="skip the websockets broadcast() peer")
+    parser.add_argument("--server-log", help="append the server's log (INFO: the pacing's steps) to this file")
     parser.add_argument("--peer-serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--peer-interval-ms", type=int, default=50, help=argparse.SUPPRESS)

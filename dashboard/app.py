@@ -115,19 +115,29 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
         metrics.registry.register(guard.bad)
     exchanges = {name: EXCHANGES[name].label for name in settings.exchanges}
     rest = RestClient(settings.rest_urls, replay=mode == "replay") if settings.rest else None
+    offer = {"kept": None, "version": 0}  # the offer as last built, until a listing changes
+
+    def listings_changed() -> None:
+        offer["kept"], offer["version"] = None, offer["version"] + 1
+        socketio.emit("markets", markets_offer())
+
     listings = None
     if rest is not None:
         served = {name: set((available or {}).get(name, [])) | {m.partition(":")[2] for m in settings.markets
                                                                   if m.startswith(name + ":")}
                   for name in settings.exchanges}
-        listings = Listings(feeds.listeners, rest, ROOT / settings.listings_dir,
-                            on_change=lambda: socketio.emit("markets", markets_offer()), mode=mode, also=served)
+        listings = Listings(feeds.listeners, rest, ROOT / settings.listings_dir, on_change=listings_changed,
+                            mode=mode, also=served)
         feeds.listed = listings.lists  # a known listing refuses what it does not name
 
     def markets_offer() -> dict:
-        """What the server can serve: the exchanges' listings, the recordings' markets, the watchlist."""
+        """What the server can serve: the exchanges' listings, the recordings' markets, the watchlist. The same
+        object (read-only) until a listing changes, so every client connecting meanwhile shares its encoding."""
+        kept, version = offer["kept"], offer["version"]
+        if kept is not None:
+            return kept
         listed = listings.symbols if listings is not None else {}
-        return {
+        built = {
             "watchlist": settings.markets,
             "available": {name: sorted(set((available or {}).get(name, [])) | set(listed.get(name, [])) |
                                        {m.partition(":")[2] for m in settings.markets if m.startswith(name + ":")})
@@ -135,6 +145,9 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
             "listing_source": dict(listings.source) if listings is not None else {},
             "exchanges": exchanges,
         }
+        if offer["version"] == version:  # no listing changed while it was built
+            offer["kept"] = built
+        return built
 
     _health_routes(app, feeds, metrics)
     dashboard = Dashboard(app, socketio, hub, feeds, listings, rest, role=settings.role)
@@ -230,9 +243,11 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
     @socketio.on("connect")
     def connected(auth=None):
         hub.clients += 1
-        hub.follow(request.sid)  # the empty watch-set's room: the feeds' changes reach it
-        emit("markets", markets_offer(), ignore_queue=True)
-        hub.greet_feeds(lambda statuses: emit("feeds", statuses, ignore_queue=True))  # then only changes
+        sid = request.sid
+        hub.follow(sid)  # the empty watch-set's room: the feeds' changes reach it
+        # both the same objects for every client connecting meanwhile: encoded once (Fanout.send_shared)
+        hub.fanout.send_shared(sid, "markets", markets_offer())
+        hub.greet_feeds(lambda statuses: hub.fanout.send_shared(sid, "feeds", statuses))  # then only changes
         if dashboard.role == "web" and not hub.health.up:
             emit("service", hub.service(), ignore_queue=True)
 
@@ -250,14 +265,16 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
             # the collector would answer; the collector checks again)
             why = feeds.refusal(market)
             if why is None:
-                hub.watch(sid, market)
+                if hub.watch(sid, market):
+                    hub.fanout.first_watcher(market)
                 new = feeds.ensure(market)
         if why is not None:
             return _reject("subscribe", why, market)
-        hub.follow(sid)
         if new:
             dashboard.backfill_later(market)
-        emit("backfill", hub.backfill(market), ignore_queue=True)
+        # Its new watch-set's room and its backfill together, before any batch can reach it (fanout.Fanout.join);
+        # the backfill is encoded once for every client subscribing to the market this interval.
+        hub.fanout.join(sid, hub.watched_by(sid), backfill=market)
         spread_row = hub.spread_of(market.partition(":")[2])
         if spread_row is not None:
             emit("spread", spread_row, ignore_queue=True)

@@ -14,10 +14,12 @@ BACKLOG = 2        # packets waiting that count a client as "has a backlog" for 
 
 
 class Conflation:
-    def __init__(self, server, backfill: Callable[[str], dict], greet: Optional[Callable[[str], None]] = None):
-        """`server`: the python-socketio Server whose clients these are; `backfill`: market -> backfill event;
+    def __init__(self, server, send_backfill: Callable[[str, str], None],
+                 greet: Optional[Callable[[str], None]] = None):
+        """`server`: the python-socketio Server whose clients these are; `send_backfill(sid, market)`: send one
+        client a market's backfill event (Fanout.send_backfill: encoded once for all who need it this interval);
         `greet(sid)`: send one client the feeds' status in full."""
-        self.server, self.backfill, self.greet = server, backfill, greet
+        self.server, self.send_backfill, self.greet = server, send_backfill, greet
         self._behind: dict[str, set] = {}  # slow client sid -> the markets whose batches it was not sent
         self._missed_feeds: set = set()    # slow clients that missed a change of the feeds' status
         self.batches_conflated = 0
@@ -62,7 +64,7 @@ class Conflation:
 
     def resync_caught_up(self) -> None:
         """A slow client whose queue has drained gets the latest state of what it missed, in one backfill each
-        (sent directly: it is this process's client, the message queue has nothing to add)."""
+        (to this process's client only: the message queue has nothing to add)."""
         for sid, markets in list(self._behind.items()):
             eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
             if eio_sid is None:  # gone
@@ -71,7 +73,7 @@ class Conflation:
             elif self._queued(eio_sid) <= RESUME_QUEUED:
                 del self._behind[sid]
                 for market in sorted(markets):
-                    self.server.emit("backfill", self.backfill(market), to=sid, ignore_queue=True)
+                    self.send_backfill(sid, market)
                 if sid in self._missed_feeds:
                     self._missed_feeds.discard(sid)
                     if self.greet is not None:

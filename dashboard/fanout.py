@@ -17,11 +17,18 @@ rows, a change of the feeds' status) is added here by the hub (or, in a web proc
 (only the keys that have something; a client applies them in that order). `unpack` gives a Python client the
 parts one by one, as the old events.
 
+What else every client is sent alike is encoded once and written the same way: a market's `backfill` once per
+interval for every client subscribing to it or resynced (backfills.py; `join` sends it with the room change, so no
+batch comes before it), a connect's `markets` offer and `feeds` status once per version (`send_shared`).
+
 Pacing: the interval starts at the configured one (EMIT_INTERVAL_MS) and steps up a ladder of doublings (50, 100,
-200, 400, 800, 1000 ms: MAX_INTERVAL_MS at most) when, for HOT_S in a row, a flush takes more than half of it, the
-task wakes late by more than half of it (the process is out of CPU), or more than a quarter of the clients (4 at
-least) have packets queued; after COOL_S of quiet rounds it steps back down. A slow client alone does not slow the
-others: it is conflated (conflation.py).
+200, 400, 800, 1000 ms: MAX_INTERVAL_MS at most) when, for HOT_S in a row, a round's work takes more than half of it
+in CPU time, the task wakes late by more than half of it (the process is out of CPU), or more than a quarter of the
+clients (4 at least) have packets queued; after COOL_S of quiet rounds it steps back down. A round's work is
+counted in the CPU time it took, not on the clock: on a core shared with other processes, the clock also counts the
+time they were given, and a longer interval (bigger packets, the same bytes a second) does not give it back, so the
+clock made the interval climb to 1 s while the server used a fifth of its core. A slow client alone does not slow
+the others: it is conflated (conflation.py).
 """
 from __future__ import annotations
 
@@ -31,15 +38,13 @@ import threading
 import time
 from typing import Callable, Iterator, Optional
 
-from engineio import packet as eio_packet
-from socketio import packet as sio_packet
-
 from . import direct as direct_writes
+from .backfills import SharedBackfills, encode_event
 from .conflation import Conflation
 from .feeds import merge_feeds
 
 MAX_INTERVAL_MS = 1000
-HOT_SHARE = 0.5       # a flush (or a late wake-up) longer than this share of the interval is a hot round
+HOT_SHARE = 0.5       # a round's CPU time (or a late wake-up) longer than this share of the interval is a hot round
 BACKLOG_SHARE = 0.25  # ... as is a round where more than this share of the clients have packets waiting ...
 BACKLOG_CLIENTS = 4   # ... and at least this many (one slow client among few is conflated, not paced for)
 HOT_S = 0.25          # hot rounds for this long in a row (2 at least) double the interval: a start-up burst is not load
@@ -160,12 +165,15 @@ class Pacing:
     def interval_s(self) -> float:
         return self.interval_ms / 1000
 
-    def note(self, busy_s: float, late_s: float, backlogged: int = 0, seen: int = 0) -> None:
-        """One round: how long its flush took, how late the task woke, how many of the clients looked at had
-        packets queued."""
+    def note(self, busy_s: float, late_s: float, backlogged: int = 0, seen: int = 0,
+             wall_s: Optional[float] = None) -> None:
+        """One round: the CPU time its work took (s), how late the task woke (s, on the clock), how many of the
+        clients looked at had packets queued; `wall_s`, the round's time on the clock, is only logged."""
         load = max(busy_s, late_s) / self.interval_s
         backlog_share = backlogged / seen if seen else 0.0
-        why = f"flush {busy_s * 1000:.1f} ms, woke {late_s * 1000:.1f} ms late, {backlogged} of {seen} clients behind"
+        clock = f" ({wall_s * 1000:.1f} ms on the clock)" if wall_s is not None else ""
+        why = (f"round {busy_s * 1000:.1f} ms CPU{clock}, woke {late_s * 1000:.1f} ms late, {backlogged} of {seen} "
+               f"clients behind")
         if load > HOT_SHARE or (backlogged >= BACKLOG_CLIENTS and backlog_share > BACKLOG_SHARE):
             self._hot, self._cool = self._hot + 1, 0
             if self._hot >= self._rounds(HOT_S) and self.interval_ms < self.max_ms:
@@ -200,11 +208,16 @@ class Fanout:
         self.server = server
         self.direct = direct_writes.install(server) if direct else None  # None: not eventlet, or off
         self.pacing = Pacing(interval_ms, max_interval_ms)
-        self.conflation = Conflation(server, backfill, greet)
+        self.backfills = SharedBackfills(server, backfill, framed=self.direct is not None)
+        self.conflation = Conflation(server, self.send_backfill, greet)
         self._lock = threading.Lock()
+        # Held by a whole round (what is due taken, then sent) and by a client's join with its backfill (`join`):
+        # under ASYNC_MODE=threading no batch gets between a join and its backfill.
+        self._sending = threading.RLock()
         self._sets: dict[str, tuple] = {}    # room -> its markets (sorted)
         self._members: dict[str, int] = {}   # room -> clients in it on this process
         self._room_of: dict[str, str] = {}   # sid -> its room
+        self._shared: dict[str, tuple] = {}  # event -> (payload, its encoding) last sent by send_shared
         self._ticks: dict[str, list] = {}
         self._states: dict[str, dict] = {}
         self._spreads: dict[str, dict] = {}
@@ -213,6 +226,7 @@ class Fanout:
         self.client_packets = 0   # packets sent to clients (a room emit counts once per member)
         self.frames = 0           # websocket frames built for direct writes (one per room emit under eventlet)
         self.direct_packets = 0   # ... and written directly (the other client packets went through engine.io's queue)
+        self.backfills_sent = 0   # backfill events sent (subscribes and resyncs; backfills.encodings were encoded)
         self.on_batch: Callable[[int, object], None] = lambda size, oldest_received: None  # metrics
 
     @property
@@ -224,22 +238,68 @@ class Fanout:
         return self.pacing.interval_s
 
     # Watch-sets (from the Socket.IO handlers) ------------------------------------------------------------------
-    def join(self, sid: str, markets) -> None:
-        """`sid` watches exactly `markets` now (its whole set; [] on connect): it moves to that set's room."""
+    def join(self, sid: str, markets, backfill: Optional[str] = None) -> None:
+        """`sid` watches exactly `markets` now (its whole set; [] on connect): it moves to that set's room. With
+        `backfill` (the market it just subscribed to), that market's backfill is sent to it in the same step: no
+        flush can send it a batch in between (ASYNC_MODE=threading)."""
         markets = tuple(sorted(set(markets)))
         room = watch_room(markets)
+        if backfill is not None:
+            self.backfills.get(backfill)  # read and encoded outside the lock (a web process asks Redis)
+        with self._sending:
+            with self._lock:
+                old = self._room_of.get(sid)
+                if old != room:
+                    self._room_of[sid] = room
+                    self._sets.setdefault(room, markets)
+                    self._members[room] = self._members.get(room, 0) + 1
+                    if old is not None:
+                        self._leave_locked(old)
+            if old != room:
+                if old is not None:
+                    self.server.leave_room(sid, old, namespace="/")
+                self.server.enter_room(sid, room, namespace="/")
+            if backfill is not None:
+                self.send_backfill(sid, backfill)  # the copy above, unless a flush came in between
+
+    def send_backfill(self, sid: str, market: str) -> None:
+        """The market's `backfill` event to client `sid` of this process, encoded once for every client that
+        asks for it this interval (backfills.py) and sent like a batch: written directly when it can take it now,
+        else queued by engine.io. Called by `join` (a subscribe) and by a flush (a resync)."""
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is None:  # gone
+            return
+        encoded, payload = self.backfills.get(market)
+        self.backfills_sent += 1
+        self._write(sid, eio_sid, encoded, "backfill", payload)
+
+    def send_shared(self, sid: str, event: str, payload) -> None:
+        """`event` with `payload` to client `sid` of this process, encoded once for every client sent that same
+        object (a connect's `markets` offer and `feeds` status, read-only while they are current): a storm of
+        connects costs one encoding each, not one per client."""
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is None:
+            return
         with self._lock:
-            old = self._room_of.get(sid)
-            if old == room:
-                return
-            self._room_of[sid] = room
-            self._sets.setdefault(room, markets)
-            self._members[room] = self._members.get(room, 0) + 1
-            if old is not None:
-                self._leave_locked(old)
-        if old is not None:
-            self.server.leave_room(sid, old, namespace="/")
-        self.server.enter_room(sid, room, namespace="/")
+            kept = self._shared.get(event)
+        if kept is None or kept[0] is not payload:
+            kept = (payload, encode_event(self.server, event, payload, framed=self.direct is not None))
+            with self._lock:
+                self._shared[event] = kept  # the payload held with it: its id is not reused meanwhile
+        self._write(sid, eio_sid, kept[1], event, payload)
+
+    def _write(self, sid: str, eio_sid: str, encoded, event: str, payload) -> None:
+        """An encoded event to one client: written directly when it can take it now, else queued by engine.io."""
+        if encoded is None:  # binary attachments: never in what we send, but then the normal way
+            self.server.emit(event, payload, to=sid, namespace="/", ignore_queue=True)
+        elif encoded.frame is None or not self.direct.write(eio_sid, encoded.frame):
+            self.server._send_eio_packet(eio_sid, encoded.packet)  # python-socketio 5.18's emit does this per client
+        else:
+            self.direct_packets += 1
+
+    def first_watcher(self, market: str) -> None:
+        """`market` has its first watcher on this process: a backfill encoded before is not shared any more."""
+        self.backfills.forget(market)
 
     def forget(self, sid: str) -> None:
         """A client left (Socket.IO drops it from its rooms itself)."""
@@ -282,13 +342,19 @@ class Fanout:
     def flush(self, max_batch: int = 500) -> int:
         """Send every watch-set with something due its one packet; returns the packets sent. A market's ticks
         beyond `max_batch` (the rows a page keeps) are left out, oldest first."""
+        with self._sending:
+            return self._flush(max_batch)
+
+    def _flush(self, max_batch: int) -> int:
         with self._lock:
             ticks, self._ticks = self._ticks, {}
             states, self._states = self._states, {}
             spreads, self._spreads = self._spreads, {}
             feeds, self._feeds = self._feeds, None
             sets = list(self._sets.items())
+        self.backfills.expire()  # what this round sends may be missing from a backfill read before it
         if not (ticks or states or spreads or feeds is not None):
+            self.conflation.resync_caught_up()
             return 0
         for market, entries in ticks.items():
             if len(entries) > max_batch:
@@ -331,14 +397,11 @@ class Fanout:
         Only this process's clients: a web process's relay already came through the message queue. Without direct
         writes (threading), python-socketio 5.18's `emit(..., ignore_queue=True)`, which does the same but them."""
         direct = self.direct
-        encoded = None
-        if direct is not None:
-            encoded = self.server.packet_class(sio_packet.EVENT, namespace="/", data=["batch", packet]).encode()
-        if not isinstance(encoded, str):  # no direct writes (threading), or binary attachments (never in a batch)
+        encoded = encode_event(self.server, "batch", packet, framed=True) if direct is not None else None
+        if encoded is None:  # no direct writes (threading), or binary attachments (never in a batch)
             self.server.emit("batch", packet, to=room, skip_sid=slow or None, namespace="/", ignore_queue=True)
             return
-        eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        frame = direct_writes.text_frame(eio_pkt.encode().encode())
+        eio_pkt, frame = encoded.packet, encoded.frame
         self.frames += 1
         skip = set(slow)
         for sid, eio_sid in self.server.manager.get_participants("/", room):
@@ -358,12 +421,13 @@ class Fanout:
             asked = self.pacing.interval_s
             slept_from = time.monotonic()
             sleep(asked)
-            started = time.monotonic()
+            started, cpu_from = time.monotonic(), time.thread_time()  # eventlet: the hub's thread, not left by a round
             try:
-                before()
-                self.conflation.start_round()
-                self.flush(max_batch)
-                self.pacing.note(time.monotonic() - started, max(0.0, started - slept_from - asked),
-                                 *self.conflation.backlog())
+                with self._sending:  # what is due taken and sent in one go: no join gets between them
+                    before()
+                    self.conflation.start_round()
+                    self.flush(max_batch)
+                self.pacing.note(time.thread_time() - cpu_from, max(0.0, started - slept_from - asked),
+                                 *self.conflation.backlog(), wall_s=time.monotonic() - started)
             except Exception:  # an emit failure must not end the only emitting task
                 on_error()
