@@ -3,7 +3,7 @@
 import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
 import { Board } from "./board.js";
-import { Alignment, element, emptyMark, isEmptySide, numberSpan, seconds, sizeSpan, utc } from "./cells.js";
+import { Alignment, element, emptyMark, isEmptySide, numberSpan, seconds, setText, sizeSpan, utc } from "./cells.js";
 import { dropSiblingWildcards } from "./styles.js";
 
 window.__droppedRules = dropSiblingWildcards(); // before any row exists (static/styles.js says why)
@@ -417,7 +417,7 @@ function draw(all = false) {
       panel.drawnAt = now;
     }
     const empty = panel.tbody.rows.length === 0;
-    panel.emptyState.textContent = empty ? whyEmpty(panel) : "";
+    setText(panel.emptyState, empty ? whyEmpty(panel) : "");
     panel.emptyState.classList.toggle("d-none", !empty);
     dirty.delete(panel);
   }

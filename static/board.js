@@ -2,7 +2,10 @@
 // last trade with its side, the time to the millisecond and the age), the same pair's venues on adjacent lines,
 // the best bid and best ask across venues marked. Lines are updated in place, so a price that moved can flash.
 import { compareDecimal, spreadBps } from "./decimal.js";
-import { Alignment, FLASH_MS, element, emptyMark, flash, isEmptySide, numberSpan, seconds, sizeSpan, unflash, utc } from "./cells.js";
+import {
+  Alignment, FLASH_MS, element, emptyMark, flash, isEmptySide, numberSpan, seconds, setAttribute, setText, sizeSpan,
+  unflash, utc,
+} from "./cells.js";
 
 const SIDES = ["bid", "ask", "last"];
 
@@ -86,8 +89,8 @@ export class Board {
       line.tr.append(td);
       line.cells = { why: td };
     }
-    line.cells.why.textContent = why;
-    line.tr.dataset.state = "empty";
+    setText(line.cells.why, why);
+    setAttribute(line.tr, "data-state", "empty");
   }
 
   drawQuote(line, { now, down, best }) {
@@ -99,6 +102,7 @@ export class Board {
         cells[name] = element("td", `text-end ${name}`);
         line.tr.append(cells[name]);
       }
+      cells.age.title = "since this server received it";
       line.cells = cells;
     }
     const { tick, cells, shown } = line;
@@ -120,7 +124,7 @@ export class Board {
       shown.today = today;
       const bps = spreadBps(isEmptySide(tick.empty, "bid") ? null : tick.bid,
         isEmptySide(tick.empty, "ask") ? null : tick.ask);
-      cells.bps.textContent = bps ?? "–";
+      setText(cells.bps, bps ?? "–");
       const exchangeTime = tick.time != null;
       const when = utc(exchangeTime ? tick.time : tick.received);
       cells.time.replaceChildren();
@@ -133,17 +137,16 @@ export class Board {
       cells.time.title = exchangeTime ? `${when.date} ${when.time} UTC, exchange time`
         : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
     }
-    cells.age.textContent = seconds(now - tick.received);
-    cells.age.title = "since this server received it";
+    setText(cells.age, seconds(now - tick.received));
     const trouble = down(line.tr.dataset.exchange);
     line.tr.classList.toggle("feed-down", Boolean(trouble));
-    line.tr.title = trouble ? `not live: ${trouble}` : "";
-    line.tr.dataset.state = trouble ? "down" : "quote";
+    setAttribute(line.tr, "title", trouble ? `not live: ${trouble}` : "");
+    setAttribute(line.tr, "data-state", trouble ? "down" : "quote");
     const marks = best(line.tr.dataset.pair) ?? {};
     for (const side of ["bid", "ask"]) {
       const isBest = marks[side] === line.tr.dataset.exchange;
       cells[side].classList.toggle(`best-${side}`, isBest);
-      cells[side].title = isBest ? `best ${side} across venues` : "";
+      setAttribute(cells[side], "title", isBest ? `best ${side} across venues` : "");
     }
   }
 

@@ -10,6 +10,22 @@ export function element(tag, className = "", text = null) {
   return el;
 }
 
+// An element's text, set only if it changed, in the text node it has (a new node on every draw re-styles and
+// re-lays out more than a changed string does: the board sets its ages ten times a second).
+export function setText(el, text) {
+  const node = el.firstChild;
+  if (node !== null && node === el.lastChild && node.nodeType === Node.TEXT_NODE) {
+    if (node.data !== text) node.data = text;
+  } else if (text !== "" || node !== null) {
+    el.textContent = text;
+  }
+}
+
+// An attribute set only if it changed (setting the same value still invalidates the element's style).
+export function setAttribute(el, name, value) {
+  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+}
+
 // Per table: the longest fraction seen of each kind of number ("price", "size"), as a CSS variable the fractions
 // are padded to, so every point in a column sits at one place (monospace digits: 1ch each).
 export class Alignment {

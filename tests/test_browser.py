@@ -706,6 +706,13 @@ def test_the_board_groups_a_pairs_venues_marks_the_best_and_flashes_a_move(page,
     # an older tick (a lower seq) never replaces the line's newest
     older = page.evaluate(BOARD_AFTER, ["ticks", ticks(seq=NEWEST - 1, bid="0.5"), MARKET])
     assert older["bid"]["text"] == "empty"
+    # a line's age is redrawn ten times a second in the text node it has (a new node each time cost style and
+    # layout work on every line of the board)
+    age = f'#board tr[data-market="{MARKET}"] td.age'
+    page.evaluate(f"[window.__age, window.__was] = [document.querySelector('{age}').firstChild, "
+                  f"document.querySelector('{age}').textContent]")
+    page.wait_for_function(f"document.querySelector('{age}').textContent !== window.__was", timeout=5_000)
+    assert page.evaluate(f"window.__age === document.querySelector('{age}').firstChild")
 
 
 # Where each number's decimal point is (or would be): the right edge of its last whole digit, as drawn.
