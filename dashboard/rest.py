@@ -37,18 +37,21 @@ class RestClient:
 
 def backfill(rest: RestClient, listener, symbol: str) -> list[dict]:
     """Ask the exchange for the market's recent trades and top of book: ticks marked `"source": "rest"`, oldest
-    first. A failure is logged and gives none; it costs nothing else."""
+    first. Each request stands alone: one that fails (network, HTTP status, an answer of the wrong shape) is logged
+    and gives nothing, and what the others answered is kept (the trades without the ticker still say the last
+    trade; a side never asked for stays unknown, never empty). Raises nothing."""
     book = TickBook(listener.name)  # its own: the listener's book belongs to the listener's thread
     ticks = []
-    try:
-        for path, params in listener.backfill_requests(symbol):
+    for path, params in listener.backfill_requests(symbol):
+        try:
             received = time.time_ns() // 1_000_000
-            for update in listener.parse_backfill(symbol, path, rest.get(listener.name, path, params)):
-                tick = book.apply(update, received)
-                if tick is not None:
-                    ticks.append({**tick, "source": "rest"})
-    except Exception as failure:  # network, HTTP status, or an answer of the wrong shape
-        log.log(getattr(rest, "miss_level", logging.WARNING), "%s:%s REST backfill failed: %s", listener.name,
-                symbol, failure)
-        return []
+            updates = listener.parse_backfill(symbol, path, rest.get(listener.name, path, params))
+        except Exception as failure:  # noqa: BLE001 - whatever it is, the other requests' answers stand
+            log.log(getattr(rest, "miss_level", logging.WARNING), "%s:%s REST backfill %s failed: %s",
+                    listener.name, symbol, path, failure)
+            continue
+        for update in updates:
+            tick = book.apply(update, received)
+            if tick is not None:
+                ticks.append({**tick, "source": "rest"})
     return ticks

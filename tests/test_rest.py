@@ -87,3 +87,21 @@ def test_rest_backfill_from_the_local_exchange(playing_exchange):
 def test_a_rest_failure_gives_no_ticks_and_raises_nothing():
     rest = RestClient({"coinbase": "http://127.0.0.1:9"})  # nothing listens there
     assert backfill(rest, Coinbase(), "BTC-USD") == []
+
+
+class TickerDown(FakeRest):
+    """Coinbase's trades answered (the documented body), its ticker failing as an unreachable host does."""
+
+    def get(self, exchange, path, params=None):
+        if path.endswith("/ticker"):
+            raise ConnectionError("unreachable")
+        return documented("coinbase_rest_trades")
+
+
+def test_a_failed_request_loses_only_its_own_answer(caplog):
+    ticks = backfill(TickerDown({}), Coinbase(), "BTC-USD")
+    # the trades stand, oldest first; the book was never answered: its sides are unknown (null), not empty
+    assert [(t["last"], t["last_side"]) for t in ticks] == [("6268.40", "buy"), ("6268.48", "sell")]
+    assert all(t["bid"] is None and t["ask"] is None and t["empty"] is None for t in ticks)
+    assert [r.getMessage() for r in caplog.records if "REST backfill" in r.getMessage()] == [
+        "coinbase:BTC-USD REST backfill /products/BTC-USD/ticker failed: unreachable"]
