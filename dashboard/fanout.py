@@ -23,12 +23,13 @@ batch comes before it), a connect's `markets` offer and `feeds` status once per 
 
 Pacing: the interval starts at the configured one (EMIT_INTERVAL_MS) and steps up a ladder of doublings (50, 100,
 200, 400, 800, 1000 ms: MAX_INTERVAL_MS at most) when, for HOT_S in a row, a round's work takes more than half of it
-in CPU time, the task wakes late by more than half of it (the process is out of CPU), or more than a quarter of the
-clients (4 at least) have packets queued; after COOL_S of quiet rounds it steps back down. A round's work is
-counted in the CPU time it took, not on the clock: on a core shared with other processes, the clock also counts the
-time they were given, and a longer interval (bigger packets, the same bytes a second) does not give it back, so the
-clock made the interval climb to 1 s while the server used a fifth of its core. A slow client alone does not slow
-the others: it is conflated (conflation.py).
+in CPU time, the task wakes late by more than half of it because of our own work (the process is out of CPU), or
+more than a quarter of the clients (4 at least) have packets queued; after COOL_S of quiet rounds it steps back down.
+Neither counts the time other processes had the core: a round's work is its CPU time, and a late wake-up leaves out
+the time the task was ready but not run (the kernel's run delay). On a shared core the clock counted theirs, and a
+longer interval (bigger packets, the same bytes a second) cannot give it back: it walked the interval up to 1 s
+while the server used a fifth of its core. A slow client alone does not slow the others: it is conflated
+(conflation.py).
 """
 from __future__ import annotations
 
@@ -114,6 +115,16 @@ def combine_feeds(first, then):
             merged["markets"] = {**earlier["markets"], **fields["markets"]}
         changed[name] = merged
     return {"now": then.get("now", first.get("now")), "changed": changed}
+
+
+def thread_run_delay() -> float:
+    """Seconds the calling OS thread has spent ready to run but waiting for a CPU (Linux schedstat's run delay;
+    0.0 where there is none). Read with the builtin open: eventlet's green os.read could switch green threads."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb", buffering=0) as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class FanoutFigures:
@@ -414,20 +425,25 @@ class Fanout:
 
     def run(self, sleep: Callable[[float], None], stopping: Callable[[], bool],
             before: Callable[[], None] = lambda: None, max_batch: int = 500,
-            on_error: Callable[[], None] = lambda: None) -> None:
+            on_error: Callable[[], None] = lambda: None, run_delay: Callable[[], float] = None) -> None:
         """The emitting loop: every interval in force, `before()` (the hub adds what is due), then `flush`, then
-        the pacing notes how the round went."""
+        the pacing notes how the round went. `run_delay()`: this thread's time so far waiting for a CPU while it
+        could run (s; `thread_run_delay`)."""
+        run_delay = run_delay or thread_run_delay
         while not stopping():
             asked = self.pacing.interval_s
-            slept_from = time.monotonic()
+            slept_from, waited_from = time.monotonic(), run_delay()
             sleep(asked)
             started, cpu_from = time.monotonic(), time.thread_time()  # eventlet: the hub's thread, not left by a round
+            # woke late: by our own work (other green threads, or threads holding the GIL), not by the time other
+            # processes had the core while this thread was ready to run
+            late = max(0.0, started - slept_from - asked - (run_delay() - waited_from))
             try:
                 with self._sending:  # what is due taken and sent in one go: no join gets between them
                     before()
                     self.conflation.start_round()
                     self.flush(max_batch)
-                self.pacing.note(time.thread_time() - cpu_from, max(0.0, started - slept_from - asked),
-                                 *self.conflation.backlog(), wall_s=time.monotonic() - started)
+                self.pacing.note(time.thread_time() - cpu_from, late, *self.conflation.backlog(),
+                                 wall_s=time.monotonic() - started)
             except Exception:  # an emit failure must not end the only emitting task
                 on_error()

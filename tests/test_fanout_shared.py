@@ -159,6 +159,24 @@ def test_a_round_long_on_the_clock_but_short_in_cpu_time_does_not_lengthen_the_i
     assert rounds == [50] * 12 and fanout.pacing.changes == 0
 
 
+def test_a_late_wake_up_while_other_processes_had_the_core_does_not_lengthen_the_interval():
+    """The task wakes 60 ms late each round, but the kernel says it was ready and not run for longer than that: the
+    core went to other processes, not to our own work; the interval stays. The same lateness without that run delay
+    (our own green threads or threads kept it) lengthens it."""
+    from dashboard.fanout import thread_run_delay
+    for delay_per_round, stays in ((0.1, True), (0.0, False)):
+        fanout, server, sent, reads = recording_fanout()
+        rounds, delay = [], [0.0]
+
+        def late_sleep(seconds):
+            delay[0] += delay_per_round
+            threading.Event().wait(seconds + 0.06)
+        fanout.run(sleep=late_sleep, stopping=lambda: len(rounds) >= 8, before=lambda: rounds.append(
+            fanout.interval_ms), run_delay=lambda: delay[0])
+        assert (rounds == [50] * 8) is stays, rounds
+    assert thread_run_delay() >= 0.0  # this machine's own reading (0.0 where the kernel has none)
+
+
 def test_a_connect_storm_lengthens_the_interval_and_it_comes_back_once_the_storm_is_over():
     from dashboard.fanout import Pacing
     pacing = Pacing(50)
