@@ -288,6 +288,8 @@ async def load(port: int, kind: str, first: int, count: int, markets: list, seco
     await asyncio.sleep(seconds)
     stats.measuring = False
     elapsed = time.monotonic() - started
+    while go.is_set():  # connected until the server's last reading: thousands of disconnects are not measured
+        await asyncio.sleep(0.05)
     for client in clients:
         client.transport.close()
     for sio in full_clients:
@@ -344,6 +346,7 @@ def run_load(port: int, kind: str, clients: int, procs: int, markets: list, warm
             except OSError:
                 pass
         readings.append({**sample_server(), "peak_interval": peak, "ramp": ramp_s})
+    go.clear()  # the load processes may disconnect now
     merged = {"connected": 0, "packets": [], "ticks": [], "ages": [], "full_ages": [], "bytes": 0, "sizes": 0}
     for _ in workers:
         part = results.get(timeout=seconds + 120)

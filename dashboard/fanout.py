@@ -238,6 +238,7 @@ class Fanout:
         self.frames = 0           # websocket frames built for direct writes (one per room emit under eventlet)
         self.direct_packets = 0   # ... and written directly (the other client packets went through engine.io's queue)
         self.backfills_sent = 0   # backfill events sent (subscribes and resyncs; backfills.encodings were encoded)
+        self.direct_events = 0    # backfills and connect events written directly (direct_packets: batches only)
         self.on_batch: Callable[[int, object], None] = lambda size, oldest_received: None  # metrics
 
     @property
@@ -306,7 +307,7 @@ class Fanout:
         elif encoded.frame is None or not self.direct.write(eio_sid, encoded.frame):
             self.server._send_eio_packet(eio_sid, encoded.packet)  # python-socketio 5.18's emit does this per client
         else:
-            self.direct_packets += 1
+            self.direct_events += 1
 
     def first_watcher(self, market: str) -> None:
         """`market` has its first watcher on this process: a backfill encoded before is not shared any more."""

@@ -89,7 +89,7 @@ def test_the_backfill_frame_is_built_once_and_written_directly_to_who_can_take_i
     frames = [frame for _, frame in Direct.writes]
     assert len(frames) == 6 and all(frame is frames[0] for frame in frames)
     assert frames[0] == text_frame(b"4" + sent[0][1].encode()[1:].encode())
-    assert [eio for eio, _ in sent] == ["eio1", "eio3", "eio5"] and fanout.direct_packets == 3
+    assert [eio for eio, _ in sent] == ["eio1", "eio3", "eio5"] and fanout.direct_events == 3 and fanout.direct_packets == 0
 
 
 def test_under_threading_no_batch_gets_between_a_clients_join_and_its_backfill():
