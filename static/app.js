@@ -3,7 +3,9 @@
 import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
 import { Board } from "./board.js";
-import { Alignment, element, emptyMark, isEmptySide, numberSpan, seconds, setText, sizeSpan, utc } from "./cells.js";
+import {
+  Alignment, element, emptyMark, inViewWatcher, isEmptySide, numberSpan, seconds, setText, sizeSpan, utc,
+} from "./cells.js";
 import { dropSiblingWildcards } from "./styles.js";
 
 window.__droppedRules = dropSiblingWildcards(); // before any row exists (static/styles.js says why)
@@ -276,7 +278,6 @@ function addPanel(market, { reveal = false } = {}) {
   sized.set(panel.scroller, panel).set(panel.tbody, panel);
   sizes.observe(panel.scroller);
   sizes.observe(panel.tbody);
-  inView.set(el, panel);
   visibility.observe(el);
   setCsvHref(panel);
   panels.set(market, panel);
@@ -304,7 +305,6 @@ function removePanel(market) {
   panel.el.remove();
   for (const target of [panel.scroller, panel.tbody]) { sizes.unobserve(target); sized.delete(target); }
   visibility.unobserve(panel.el);
-  inView.delete(panel.el);
   panels.delete(market);
   board.sync([...panels.keys()]);
   saveWatchlist();
@@ -363,8 +363,8 @@ function whyEmpty(panel) {
 // lists with something queued are drawn every LISTS_EVERY_MS, PANELS_PER_FRAME of them a frame in the frames that
 // follow, the board every BOARD_EVERY_MS (it is read, not watched tick by tick), the charts every CHARTS_EVERY_MS
 // (a point a second). Lists and charts out of view wait: a list is drawn every OFF_SCREEN_EVERY_MS, a chart once it
-// comes into view (both half a screen early, so a scroll finds them current). A hidden tab draws nothing: each panel's queue keeps at most a few screens of entries (the
-// rest would be cut by maxRows anyway).
+// comes into view (both half a screen early, so a scroll finds them current). A hidden tab draws nothing: each
+// panel's queue keeps at most a few screens of entries (the rest would be cut by maxRows anyway).
 const LISTS_EVERY_MS = 250;
 const OFF_SCREEN_EVERY_MS = 2000; // a list out of view: kept current for find-in-page and a glance, not every 250 ms
 const BOARD_EVERY_MS = 100;
@@ -482,15 +482,10 @@ const sizes = new ResizeObserver((changes) => {
   for (const panel of new Set(changes.map((change) => sized.get(change.target)))) if (panel) showMore(panel);
 });
 // Whether a panel is in view, or within half a screen of it (see draw()); one coming into view is drawn at once.
-const inView = new Map(); // a panel's element -> its panel
-const visibility = new IntersectionObserver((changes) => {
-  for (const change of changes) {
-    const panel = inView.get(change.target);
-    if (!panel) continue;
-    panel.visible = change.isIntersecting;
-    if (panel.visible && panel.queue.length) schedule(panel);
-  }
-}, { rootMargin: "50% 0px" });
+const visibility = inViewWatcher((el) => {
+  const panel = panels.get(el.dataset.market);
+  return panel?.el === el ? panel : null; // not a closed panel's element, whatever was added since
+}, (panel) => { if (panel.queue.length) schedule(panel); });
 function showMore(panel) {
   const scroller = panel.scroller;
   if (scroller.scrollTop + scroller.clientHeight < scroller.scrollHeight - 100) return;

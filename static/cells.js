@@ -26,6 +26,20 @@ export function setAttribute(el, name, value) {
   if (el.getAttribute(name) !== value) el.setAttribute(name, value);
 }
 
+// Tells the object of each watched element (`objectOf(element)`, or none) whether it is in view or within half a
+// screen of it (its `visible`), so what is out of view can wait and still be current when it is scrolled to;
+// `shown(object)` when one comes into view.
+export function inViewWatcher(objectOf, shown) {
+  return new IntersectionObserver((changes) => {
+    for (const change of changes) {
+      const object = objectOf(change.target);
+      if (!object) continue;
+      object.visible = change.isIntersecting;
+      if (object.visible) shown(object);
+    }
+  }, { rootMargin: "50% 0px" });
+}
+
 // Per table: the longest fraction seen of each kind of number ("price", "size"), as a CSS variable the fractions
 // are padded to, so every point in a column sits at one place (monospace digits: 1ch each).
 export class Alignment {

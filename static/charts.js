@@ -2,6 +2,7 @@
 // history from the server (downsampled there) plus live ticks, UTC time axis, zoom and pan.
 // A gap in the data is a gap in the line (whitespace points), never a straight line across it.
 import { createChart, LineSeries, LineStyle } from "/vendor/lightweight-charts/dist/lightweight-charts.standalone.production.mjs";
+import { inViewWatcher } from "./cells.js";
 
 const SPARE_COLOURS = ["#8e24aa", "#d84315", "#00838f", "#6d4c41", "#c2185b"];
 const SIDES = { bid: LineStyle.Dashed, ask: LineStyle.Dotted, last: LineStyle.Solid };
@@ -20,17 +21,11 @@ export class PairCharts {
     // point of each second; flush() draws those of the charts in view (a chart's canvas is repainted on every update,
     // in view or not: 15 charts below 20 panels cost a long task every flush)
     this.pending = new Set();
-    this.onShown = onShown; // called when a chart with points waiting comes into view
-    this.visibility = new IntersectionObserver((changes) => {
-      let shown = false;
-      for (const change of changes) {
-        const entry = this.charts.get(change.target.dataset.pair);
-        if (!entry) continue;
-        entry.visible = change.isIntersecting;
-        shown ||= entry.visible && this.pending.has(entry);
-      }
-      if (shown) this.onShown();
-    }, { rootMargin: "50% 0px" }); // drawn half a screen before it scrolls into view
+    // onShown: called when a chart with points waiting comes into view
+    this.visibility = inViewWatcher((el) => {
+      const entry = this.charts.get(el.dataset.pair);
+      return entry?.el === el ? entry : null;
+    }, (entry) => { if (this.pending.has(entry)) onShown(); });
     window.__charts = this.charts; // for the browser tests
   }
 
