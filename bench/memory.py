@@ -69,11 +69,10 @@ def offered_markets(port: int, count: int) -> list[str]:
 def page_heap(minutes: float, speed: str = "max", panels: int = 0,
               split: bool = False) -> list[tuple[float, float, int, int, float, float]]:
     """(minutes, used JS heap MB, rows in the DOM, long tasks since the last sample, their total and the longest in
-    ms), sampled
-    every 30 s (or at the end) at `speed` (a multiple of the recorded pace, or max). `panels`: open that many
-    markets (a ?markets= link), else the watchlist. `split`: the server and its local exchange on core 0, the
-    browser on the others, so the page's own cost is what is measured. A long task (> 50 ms) is a moment the page
-    could not answer."""
+    ms), sampled every 30 s (or at the end) at `speed` (a multiple of the recorded pace, or max). `panels`: open
+    that many markets (a ?markets= link), else the watchlist. `split`: the server and its local exchange on core 0,
+    the browser on the others, so the page's own cost is what is measured. A long task (> 50 ms) is a moment the
+    page could not answer."""
     from playwright.sync_api import sync_playwright
     split = split and (os.cpu_count() or 1) > 1
     if split:  # the server, and the local exchange it starts once it is up, inherit core 0

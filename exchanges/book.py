@@ -53,6 +53,13 @@ def any_none(values: list) -> bool:
 _BID_NAMES, _SIDE_NAMES = frozenset(("bid", "buy")), frozenset(("bid", "buy", "ask", "sell"))
 
 
+def _heap(keys) -> list:
+    """A heap of `keys` (a side's, the bids' negated), built in C: a snapshot holds thousands of levels."""
+    heap = list(keys)
+    heapify(heap)
+    return heap
+
+
 def book_to_update(books: dict, dropped: set, key: str, kind: str) -> Optional[OrderBook]:
     """The kept book an update of `key` applies to; None for an update sent before our unsubscribe reached the
     exchange (in flight: skipped). Raises BadFrame "<kind> before its snapshot" when there is no book to apply it
@@ -120,10 +127,7 @@ class OrderBook:
     def replace(self, bids: dict, asks: dict) -> None:
         """A whole book at once (a snapshot): {Decimal(price): (price, size)} per side, checked by the caller."""
         self.bids, self.asks = bids, asks
-        self._bid_heap = list(map(neg, bids))  # C throughout: a snapshot holds thousands of levels
-        heapify(self._bid_heap)
-        self._ask_heap = list(asks)
-        heapify(self._ask_heap)
+        self._bid_heap, self._ask_heap = _heap(map(neg, bids)), _heap(asks)
         self._bid = self._ask = None
 
     def levels(self, side: str) -> list[tuple[str, str]]:
@@ -196,8 +200,7 @@ class OrderBook:
                         heap = self._bid_heap
                         heappush(heap, -key)
                         if len(heap) > 2 * len(bids) + 64:  # stale keys outnumber live ones: rebuilt (flat memory)
-                            self._bid_heap = list(map(neg, bids))
-                            heapify(self._bid_heap)
+                            self._bid_heap = _heap(map(neg, bids))
                         if bid is not None and key > bid:
                             bid = key
                 elif side == "ask" or side == "sell":
@@ -211,8 +214,7 @@ class OrderBook:
                         heap = self._ask_heap
                         heappush(heap, key)
                         if len(heap) > 2 * len(asks) + 64:
-                            self._ask_heap = list(asks)
-                            heapify(self._ask_heap)
+                            self._ask_heap = _heap(asks)
                         if ask is not None and key < ask:
                             ask = key
                 else:

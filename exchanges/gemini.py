@@ -546,10 +546,10 @@ def _trade(symbol, trade: _V2Trade) -> tuple[tuple, Update]:
     `side` is the taker's."""
     if trade.price not in checked or trade.quantity not in checked:
         decimals(trade.price, trade.quantity)
-    event_id = trade.event_id if type(trade.event_id) is int else 0  # none, or not an id: unordered
+    order = _trade_order(trade)
     # event_id orders trades: an older one never becomes the last trade (TickBook drops it)
-    return (trade.timestamp, event_id), Update(symbol, trade.timestamp, None, None, None, None, trade.price,
-                                                 trade.quantity, trade.side, event_id or None)
+    return order, Update(symbol, trade.timestamp, None, None, None, None, trade.price, trade.quantity, trade.side,
+                         order[1] or None)
 
 
 def _newest_trade(symbol, trades: list) -> Optional[tuple[tuple, Update]]:
@@ -564,6 +564,7 @@ def _newest_trade(symbol, trades: list) -> Optional[tuple[tuple, Update]]:
 
 
 def _trade_order(trade: _V2Trade) -> tuple:
+    """(timestamp, event_id): how trades are ordered; an event_id that is none, or not an id, is 0 (unordered)."""
     return trade.timestamp, trade.event_id if type(trade.event_id) is int else 0
 
 

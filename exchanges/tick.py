@@ -275,11 +275,12 @@ def iso_to_ms(value) -> int:
     BadFrame "bad time" or "time without zone"."""
     # Coinbase's shape (six digits, Z): the second's "YYYY-MM-DDTHH:MM:SS" read by datetime once and remembered
     # (a second holds many frames), the milliseconds are the first three digits (the parse benchmark's profile).
-    if type(value) is str and len(value) == 27 and value[19] == "." and value[26] == "Z":
+    shaped = (type(value) is str and len(value) == 27 and value[19] == "." and value[26] == "Z"
+              and value[20:26].isdigit() and value[20:26].isascii())
+    if shaped:
         second = _SECONDS.get(value[:19])
-        digits = value[20:26]
-        if second is not None and digits.isdigit() and digits.isascii():
-            return second + int(digits[:3])
+        if second is not None:
+            return second + int(value[20:23])
     try:
         moment = datetime.fromisoformat(value)
     except (TypeError, ValueError):
@@ -288,7 +289,7 @@ def iso_to_ms(value) -> int:
         raise BadFrame(f"time without zone: {value[:40]!r}")
     delta = moment - _EPOCH
     ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-    if len(value) == 27 and value[19] == "." and value[26] == "Z" and value[20:26].isdigit() and value[20:26].isascii():
+    if shaped:
         if len(_SECONDS) >= _SECONDS_MAX:
             _SECONDS.clear()
         _SECONDS[value[:19]] = ms - int(value[20:23])  # that second, in epoch ms
