@@ -4,7 +4,7 @@ import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
 import { Board } from "./board.js";
 import {
-  Alignment, element, emptyMark, inViewWatcher, isEmptySide, numberSpan, seconds, setText, sizeSpan, utc,
+  Alignment, element, emptyMark, fillSide, inViewWatcher, numberSpan, seconds, setAttribute, setText, utc,
 } from "./cells.js";
 import { dropSiblingWildcards } from "./styles.js";
 
@@ -156,46 +156,53 @@ function syncUrl() {
 }
 
 // --- formatting ----------------------------------------------------------------------------------------------
-function cell(price, size, extraClass, alignment) {
-  const td = document.createElement("td");
-  td.className = "text-end" + (extraClass ? " " + extraClass : "");
-  if (price == null) td.textContent = "–";
-  else td.append(numberSpan(price, alignment));
-  if (size != null) td.append(sizeSpan(size, alignment));
+function cell(value) { // a spread's number, or – when there is none
+  const td = element("td", "text-end");
+  if (value == null) td.textContent = "–";
+  else td.append(numberSpan(value));
   return td;
 }
-// An empty book side (named in the tick's "empty") shows as empty, never as an old price. A null price not named
-// there is not known yet (only trades so far): a dash, as any unknown field.
-function sideCell(tick, side, alignment) {
-  if (!isEmptySide(tick.empty, side)) return cell(tick[side], tick[`${side}_size`], side, alignment);
-  const td = document.createElement("td");
-  td.className = `text-end ${side}`;
-  td.dataset.empty = side;
-  td.title = side === "bid" ? "no bids in the book" : "no asks in the book";
-  td.append(emptyMark("empty"));
-  return td;
+// A running list's rows are kept and filled in place: a draw puts each entry, newest first, in the row at its place,
+// so only text changes (a row put on top re-styled, re-laid out and re-painted every row below it). A row is
+// rebuilt only to change its kind (a tick, a gap, a restart).
+const rowKind = (entry) => (entry.kind === "gap" || entry.kind === "restart" ? entry.kind : "tick");
+function newRow(kind) {
+  const tr = element("tr", kind === "tick" ? "" : `${kind}-row`);
+  tr.kind = kind;
+  if (kind === "tick") {
+    tr.append(element("td"), element("td", "text-end bid"), element("td", "text-end ask"), element("td", "text-end last"));
+  } else {
+    const note = element("td");
+    note.colSpan = 4;
+    tr.append(note);
+  }
+  return tr;
 }
-// Each clock's date is said once, above the panel's rows (clock-dates); a row shows its date only when it is not
-// that one (a panel that ran past midnight).
-function tickRow(tick, panel) {
-  const tr = document.createElement("tr");
+function fillRow(tr, entry, panel) {
+  tr.entry = entry;
+  setAttribute(tr, "data-seq", String(entry.seq));
+  if (entry.kind === "gap") setText(tr.cells[0], `no data ${hms(entry.from)}–${hms(entry.to)} UTC: ${entry.reason}`);
+  else if (entry.kind === "restart") setText(tr.cells[0], "replay: the recording starts again from its beginning here");
+  else fillTickRow(tr, entry, panel);
+  return tr;
+}
+// An empty book side (named in the tick's "empty") shows as empty, never as an old price; a side not known yet
+// (only trades so far) as a dash (cells.fillSide). Each clock's date is said once, above the panel's rows
+// (clock-dates); a row shows its date only when it is not that one (a panel that ran past midnight).
+function fillTickRow(tr, tick, panel) {
+  const [timeCell, bid, ask, last] = tr.cells;
   const exchangeTime = tick.time != null;
   const clock = exchangeTime ? "exchange" : "received";
   const when = utc(exchangeTime ? tick.time : tick.received);
-  const timeCell = document.createElement("td");
-  timeCell.textContent = when.date === panel.dates[clock] ? when.time : `${when.date} ${when.time}`;
-  timeCell.dataset.timeSource = clock;
-  timeCell.title = exchangeTime
-    ? `${when.date} ${when.time} UTC, exchange time`
+  setText(timeCell, when.date === panel.dates[clock] ? when.time : `${when.date} ${when.time}`);
+  setAttribute(timeCell, "data-time-source", clock);
+  let title = exchangeTime ? `${when.date} ${when.time} UTC, exchange time`
     : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
-  if (!exchangeTime) timeCell.className = "time-received";
-  if (tick.source === "rest") {
-    timeCell.classList.add("from-rest");
-    timeCell.title += "; filled from the exchange's REST API when the panel opened";
-  }
-  tr.append(timeCell, sideCell(tick, "bid", panel.alignment), sideCell(tick, "ask", panel.alignment),
-    cell(tick.last, tick.last_size, tick.last_side ? `last side-${tick.last_side}` : "last", panel.alignment));
-  return tr;
+  if (tick.source === "rest") title += "; filled from the exchange's REST API when the panel opened";
+  setAttribute(timeCell, "title", title);
+  const marks = [exchangeTime ? "" : "time-received", tick.source === "rest" ? "from-rest" : ""].filter(Boolean);
+  if (timeCell.className !== marks.join(" ")) timeCell.className = marks.join(" ");
+  for (const [td, side] of [[bid, "bid"], [ask, "ask"], [last, "last"]]) fillSide(td, tick, side, panel.alignment);
 }
 // The dates of a panel's clocks, from the newest rows of each: "exchange clock 2021-04-17 · received 2026-11-30".
 function setClockDates(panel, entries) {
@@ -222,21 +229,11 @@ function setClockDates(panel, entries) {
 function hms(ms) {
   return utc(ms).time;
 }
-// A row that is a note across the list, not a tick: a gap, or a replay starting again.
-function noteRow(className, text) {
-  const tr = element("tr", className);
-  const td = element("td", "", text);
-  td.colSpan = 4;
-  tr.append(td);
-  return tr;
-}
-const gapRow = (gap) => noteRow("gap-row", `no data ${hms(gap.from)}–${hms(gap.to)} UTC: ${gap.reason}`);
 // In replay, a recording played again from its start sends its first times again: a row says so, between the last
 // row of one pass and the first of the next (rows stay in the order they came, so older times are now on top).
 // exchange time going back this far within one market: the recording started again (the shipped recordings are
 // 10-30 s long; within one, a market's times step back by milliseconds at most, a trade behind a quote)
 const RESTART_MS = 5_000;
-const restartRow = () => noteRow("restart-row", "replay: the recording starts again from its beginning here");
 function markRestarts(panel, fresh) {
   if (config.mode !== "replay") return fresh;
   const marked = [];
@@ -251,12 +248,6 @@ function markRestarts(panel, fresh) {
   }
   return marked;
 }
-function entryRow(entry, panel) {
-  const row = entry.kind === "gap" ? gapRow(entry) : entry.kind === "restart" ? restartRow() : tickRow(entry, panel);
-  row.dataset.seq = entry.seq;
-  return row;
-}
-
 // --- panels --------------------------------------------------------------------------------------------------
 function addPanel(market, { reveal = false } = {}) {
   if (panels.has(market)) return panels.get(market);
@@ -363,13 +354,13 @@ function whyEmpty(panel) {
 // lists with something queued are drawn every LISTS_EVERY_MS, PANELS_PER_FRAME of them a frame in the frames that
 // follow, the board every BOARD_EVERY_MS (it is read, not watched tick by tick), the charts every CHARTS_EVERY_MS
 // (a point a second). Lists and charts out of view wait: a list is drawn every OFF_SCREEN_EVERY_MS, a chart once it
-// comes into view (both half a screen early, so a scroll finds them current). A hidden tab draws nothing: each
+// comes into view (one scrolled into view is drawn in the next frame). A hidden tab draws nothing: each
 // panel's queue keeps at most a few screens of entries (the rest would be cut by maxRows anyway).
 const LISTS_EVERY_MS = 250;
 const OFF_SCREEN_EVERY_MS = 2000; // a list out of view: kept current for find-in-page and a glance, not every 250 ms
 const BOARD_EVERY_MS = 100;
 const CHARTS_EVERY_MS = 500;
-const PANELS_PER_FRAME = 4;
+const PANELS_PER_FRAME = 2; // 4 a frame made frames of 100-150 ms at 20 panels x10 (bench/memory.py)
 let listsCycle = null; // the lists of the cycle under way not drawn yet, or null
 const drawnAt = { lists: -Infinity, board: -Infinity, charts: -Infinity };
 const dirty = new Set();
@@ -450,9 +441,10 @@ function drawBoard() {
 }
 // Render one batch in one DOM update: newest on top, at most maxRows rows.
 // A panel keeps its last maxRows entries (newest first); the page holds only the newest SHOWN_ROWS of them as rows,
-// more as the list is scrolled down: each row put on top re-lays out every row below it, so 20 panels of 500 rows
-// took most of a frame.
-const SHOWN_ROWS = 20;
+// more as the list is scrolled down (or when they do not fill it): every row is laid out and painted at each draw,
+// seen or not, so 20 panels of 500 rows took most of a frame. A wide screen's list shows 3-4 rows; 10 fill it
+// twice over, and halved the long tasks of 20 panels against 20 rows.
+const SHOWN_ROWS = 10;
 function render(panel, ticks) {
   // in seq order, whatever order they were queued in (an older entry never goes on top of a newer one), and each
   // once: a backfill and a batch that overlap it can meet in one queue
@@ -464,13 +456,26 @@ function render(panel, ticks) {
   setClockDates(panel, fresh);
   const newest = fresh.slice(-config.maxRows).reverse();
   panel.entries = newest.concat(panel.entries).slice(0, config.maxRows);
-  const fragment = document.createDocumentFragment();
-  for (const entry of newest.slice(0, panel.shown)) fragment.append(entryRow(entry, panel));
-  panel.tbody.prepend(fragment);
+  fillRows(panel, 0, Math.min(panel.shown, panel.entries.length));
+}
+// Rows `from` to `to` (not included) show entries `from` to `to`, in the rows there are (new ones added at the end
+// in one insertion); the rows past `to` go in one removal.
+function fillRows(panel, from, to) {
   const rows = panel.tbody.rows;
-  if (rows.length > panel.shown) { // the rows past what is shown go in one removal, not one at a time
+  const count = rows.length;
+  const added = document.createDocumentFragment();
+  for (let i = from; i < to; i++) {
+    const entry = panel.entries[i];
+    if (i >= count) { added.append(fillRow(newRow(rowKind(entry)), entry, panel)); continue; }
+    const row = rows[i];
+    if (row.entry === entry) continue;
+    if (row.kind === rowKind(entry)) fillRow(row, entry, panel);
+    else row.replaceWith(fillRow(newRow(rowKind(entry)), entry, panel));
+  }
+  panel.tbody.append(added);
+  if (rows.length > to) {
     const past = document.createRange();
-    past.setStartBefore(rows[panel.shown]);
+    past.setStartBefore(rows[to]);
     past.setEndAfter(rows[rows.length - 1]);
     past.deleteContents();
   }
@@ -481,7 +486,7 @@ const sized = new Map(); // a list's scroller or tbody -> its panel
 const sizes = new ResizeObserver((changes) => {
   for (const panel of new Set(changes.map((change) => sized.get(change.target)))) if (panel) showMore(panel);
 });
-// Whether a panel is in view, or within half a screen of it (see draw()); one coming into view is drawn at once.
+// Whether a panel is in view (see draw()); one coming into view is drawn at once.
 const visibility = inViewWatcher((el) => {
   const panel = panels.get(el.dataset.market);
   return panel?.el === el ? panel : null; // not a closed panel's element, whatever was added since
@@ -492,9 +497,7 @@ function showMore(panel) {
   const from = panel.tbody.rows.length;
   if (from >= panel.entries.length) return;
   panel.shown = Math.min(config.maxRows, panel.shown + SHOWN_ROWS);
-  const fragment = document.createDocumentFragment();
-  for (const entry of panel.entries.slice(from, panel.shown)) fragment.append(entryRow(entry, panel));
-  panel.tbody.append(fragment);
+  fillRows(panel, from, Math.min(panel.shown, panel.entries.length));
 }
 
 function setCsvHref(panel) { // the last 24 hours, as of now

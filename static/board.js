@@ -3,8 +3,7 @@
 // the best bid and best ask across venues marked. Lines are updated in place, so a price that moved can flash.
 import { compareDecimal, spreadBps } from "./decimal.js";
 import {
-  Alignment, FLASH_MS, element, emptyMark, flash, isEmptySide, numberSpan, seconds, setAttribute, setText, sizeSpan,
-  unflash, utc,
+  Alignment, FLASH_MS, element, fillSide, flash, isEmptySide, seconds, setAttribute, setText, unflash, utc,
 } from "./cells.js";
 
 const SIDES = ["bid", "ask", "last"];
@@ -113,7 +112,7 @@ export class Board {
       const before = shown[`${side}Price`];
       shown[side] = key;
       shown[`${side}Price`] = price;
-      this.fill(cells[side], tick, side);
+      fillSide(cells[side], tick, side, this.alignment, " ");
       const direction = price != null && before != null ? compareDecimal(price, before) : 0;
       if (direction) { flash(cells[side], direction); this.flashing.set(cells[side], performance.now() + FLASH_MS); }
     }
@@ -148,22 +147,5 @@ export class Board {
       cells[side].classList.toggle(`best-${side}`, isBest);
       setAttribute(cells[side], "title", isBest ? `best ${side} across venues` : "");
     }
-  }
-
-  fill(td, tick, side) {
-    td.replaceChildren();
-    td.classList.remove("side-buy", "side-sell");
-    delete td.dataset.empty;
-    if (side !== "last" && isEmptySide(tick.empty, side)) {
-      td.dataset.empty = side;
-      td.append(emptyMark("empty"));
-      return;
-    }
-    const price = tick[side];
-    if (price == null) { td.textContent = "–"; return; }
-    td.append(numberSpan(price, this.alignment));
-    const size = tick[`${side}_size`];
-    if (size != null) td.append(" ", sizeSpan(size, this.alignment));
-    if (side === "last" && (tick.last_side === "buy" || tick.last_side === "sell")) td.classList.add(`side-${tick.last_side}`);
   }
 }

@@ -26,9 +26,9 @@ export function setAttribute(el, name, value) {
   if (el.getAttribute(name) !== value) el.setAttribute(name, value);
 }
 
-// Tells the object of each watched element (`objectOf(element)`, or none) whether it is in view or within half a
-// screen of it (its `visible`), so what is out of view can wait and still be current when it is scrolled to;
-// `shown(object)` when one comes into view.
+// Tells the object of each watched element (`objectOf(element)`, or none) whether it is in view (its `visible`), so
+// what is out of view can wait; `shown(object)` when one comes into view, to be drawn in the next frame. (Half a
+// screen early, as it was, drew three times as many lists at 20 panels, for a frame's head start.)
 export function inViewWatcher(objectOf, shown) {
   return new IntersectionObserver((changes) => {
     for (const change of changes) {
@@ -37,7 +37,7 @@ export function inViewWatcher(objectOf, shown) {
       object.visible = change.isIntersecting;
       if (object.visible) shown(object);
     }
-  }, { rootMargin: "50% 0px" });
+  });
 }
 
 // Per table: the longest fraction seen of each kind of number ("price", "size"), as a CSS variable the fractions
@@ -59,10 +59,18 @@ export class Alignment {
 // came; the padding after it (the table's longest fraction less its own, in ch) puts its point under the others'.
 // A running list builds hundreds of these a second: one element each, not three.
 export function numberSpan(text, alignment, kind = "price") {
+  return setNumber(element("span", `num num-${kind}`), text, alignment, kind);
+}
+
+// A number span's text and padding set in place (only what changed: a draw that keeps a span keeps its style).
+export function setNumber(span, text, alignment, kind = "price") {
   const string = String(text);
   const places = decimalHalves(string)[1].length; // the fraction with its point: ".9" is 2
-  const span = element("span", `num num-${kind}`, string);
-  if (places) span.style.setProperty("--frac", places);
+  setText(span, string);
+  if ((span.places ?? 0) !== places) {
+    span.places = places;
+    span.style.setProperty("--frac", places);
+  }
   alignment?.fit(kind, places);
   return span;
 }
@@ -72,6 +80,35 @@ export function sizeSpan(size, alignment) {
   const small = element("span", "size");
   small.append("× ", numberSpan(size, alignment, "size"));
   return small;
+}
+
+// A tick's side ("bid", "ask" or "last") in its cell: the price with its size after `separator`, – when not known
+// yet, "empty" (data-empty, a title) when the exchange says the book side is empty, the last trade's side as
+// side-buy / side-sell. Filled in place: a cell that keeps its shape keeps its elements and only its text changes
+// (a running list shows each new tick in the rows it has, so a draw lays out and paints text, not new rows).
+export function fillSide(td, tick, side, alignment, separator = "") {
+  const empty = side !== "last" && isEmptySide(tick.empty, side);
+  const price = empty ? null : tick[side];
+  const size = price == null ? null : tick[`${side}_size`];
+  const shape = empty ? "empty" : price == null ? "unknown" : size == null ? "price" : "price and size";
+  if (td.shape !== shape) {
+    td.shape = shape;
+    if (empty) td.replaceChildren(emptyMark("empty"));
+    else if (price == null) td.replaceChildren("–");
+    else if (size == null) td.replaceChildren(numberSpan(price, alignment));
+    else if (separator) td.replaceChildren(numberSpan(price, alignment), separator, sizeSpan(size, alignment));
+    else td.replaceChildren(numberSpan(price, alignment), sizeSpan(size, alignment));
+    if (empty) td.dataset.empty = side;
+    else delete td.dataset.empty;
+    if (empty) td.title = side === "bid" ? "no bids in the book" : "no asks in the book";
+    else td.removeAttribute("title");
+  }
+  if (price != null) setNumber(td.firstChild, price, alignment);
+  if (size != null) setNumber(td.lastChild.lastChild, size, alignment, "size");
+  const trade = side === "last" ? tick.last_side : null;
+  if (td.classList.contains("side-buy") !== (trade === "buy")) td.classList.toggle("side-buy");
+  if (td.classList.contains("side-sell") !== (trade === "sell")) td.classList.toggle("side-sell");
+  return td;
 }
 
 export const emptyMark = (text) => element("span", "side-empty", text);
