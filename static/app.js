@@ -265,7 +265,10 @@ function addPanel(market, { reveal = false } = {}) {
     queue: [], dates: {}, clockDates: el.querySelector(".clock-dates"), emptyState: el.querySelector(".empty-state"),
     alignment: new Alignment(el.querySelector("table")), entries: [], shown: Math.min(SHOWN_ROWS, config.maxRows),
     scroller: el.querySelector(".rows-scroll"), visible: false, drawnAt: -Infinity };
-  panel.scroller.addEventListener("scroll", () => showMore(panel), { passive: true });
+  panel.scroller.addEventListener("scroll", () => { // read in the scroll event, after layout: no layout forced
+    panel.scrolled = panel.scroller.scrollTop > 0;
+    showMore(panel);
+  }, { passive: true });
   sized.set(panel.scroller, panel).set(panel.tbody, panel);
   sizes.observe(panel.scroller);
   sizes.observe(panel.tbody);
@@ -441,10 +444,11 @@ function drawBoard() {
 }
 // Render one batch in one DOM update: newest on top, at most maxRows rows.
 // A panel keeps its last maxRows entries (newest first); the page holds only the newest SHOWN_ROWS of them as rows,
-// more as the list is scrolled down (or when they do not fill it): every row is laid out and painted at each draw,
-// seen or not, so 20 panels of 500 rows took most of a frame. A wide screen's list shows 3-4 rows; 10 fill it
-// twice over, and halved the long tasks of 20 panels against 20 rows.
+// MORE_ROWS more each time the list is scrolled to its end (or when they do not fill it): every row is laid out and
+// painted at each draw, seen or not, so 20 panels of 500 rows took most of a frame. A wide screen's list shows 3-4
+// rows; 10 fill it twice over, and halved the long tasks of 20 panels against 20 rows.
 const SHOWN_ROWS = 10;
+const MORE_ROWS = 20;
 function render(panel, ticks) {
   // in seq order, whatever order they were queued in (an older entry never goes on top of a newer one), and each
   // once: a backfill and a batch that overlap it can meet in one queue
@@ -456,10 +460,19 @@ function render(panel, ticks) {
   setClockDates(panel, fresh);
   const newest = fresh.slice(-config.maxRows).reverse();
   panel.entries = newest.concat(panel.entries).slice(0, config.maxRows);
-  fillRows(panel, 0, Math.min(panel.shown, panel.entries.length));
+  if (!panel.scrolled) {
+    fillRows(panel, 0, Math.min(panel.shown, panel.entries.length));
+    return;
+  }
+  // scrolled down to older rows: the new ones are put on top, and the browser keeps the rows being read where they
+  // are (scroll anchoring); filled in place, they would change under the reader's eyes
+  const fragment = document.createDocumentFragment();
+  for (const entry of newest.slice(0, panel.shown)) fragment.append(fillRow(newRow(rowKind(entry)), entry, panel));
+  panel.tbody.prepend(fragment);
+  removeRowsFrom(panel, panel.shown);
 }
 // Rows `from` to `to` (not included) show entries `from` to `to`, in the rows there are (new ones added at the end
-// in one insertion); the rows past `to` go in one removal.
+// in one insertion); the rows past `to` go.
 function fillRows(panel, from, to) {
   const rows = panel.tbody.rows;
   const count = rows.length;
@@ -473,12 +486,15 @@ function fillRows(panel, from, to) {
     else row.replaceWith(fillRow(newRow(rowKind(entry)), entry, panel));
   }
   panel.tbody.append(added);
-  if (rows.length > to) {
-    const past = document.createRange();
-    past.setStartBefore(rows[to]);
-    past.setEndAfter(rows[rows.length - 1]);
-    past.deleteContents();
-  }
+  removeRowsFrom(panel, to);
+}
+function removeRowsFrom(panel, index) { // in one removal, not one at a time
+  const rows = panel.tbody.rows;
+  if (rows.length <= index) return;
+  const past = document.createRange();
+  past.setStartBefore(rows[index]);
+  past.setEndAfter(rows[rows.length - 1]);
+  past.deleteContents();
 }
 // Scrolled near the end of what is shown, or rows too few to fill their list: the next older entries become rows.
 // Also when a list or its rows change size (read after layout, in the observer: no layout forced in a draw).
@@ -496,7 +512,7 @@ function showMore(panel) {
   if (scroller.scrollTop + scroller.clientHeight < scroller.scrollHeight - 100) return;
   const from = panel.tbody.rows.length;
   if (from >= panel.entries.length) return;
-  panel.shown = Math.min(config.maxRows, panel.shown + SHOWN_ROWS);
+  panel.shown = Math.min(config.maxRows, panel.shown + MORE_ROWS);
   fillRows(panel, from, Math.min(panel.shown, panel.entries.length));
 }
 

@@ -836,10 +836,10 @@ def test_the_page_draws_at_most_once_an_animation_frame(page):
     }}""")
     assert same_task
     # then one draw, in a later frame, puts them on top at once, the newest first (as many as the list shows as
-    # rows, at least 20; the others wait in memory for a scroll)
+    # rows, at least 10; the others wait in memory for a scroll)
     page.wait_for_function(f"document.querySelector('{top}').dataset.seq === '{int(NEWEST + 49)}'")
     seqs = page.locator(top).evaluate_all("rows => rows.slice(0, 50).map(r => Number(r.dataset.seq))")
-    assert len(seqs) >= 20 and seqs == [NEWEST + i for i in range(49, 49 - len(seqs), -1)]
+    assert len(seqs) >= 10 and seqs == [NEWEST + i for i in range(49, 49 - len(seqs), -1)]
     # a tick queued twice before a draw (a backfill and a batch that overlap it) is one row
     again = [injected_tick(seq=NEWEST + 50), injected_tick(seq=NEWEST + 50)]
     page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": again}, "td"])
@@ -862,6 +862,83 @@ def test_a_panel_shows_its_newest_rows_and_older_ones_as_it_is_scrolled(page):
     page.wait_for_function(f"{scroller}.querySelectorAll('tbody tr').length > {shown}")
     seqs = rows.evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
     assert seqs == sorted(seqs, reverse=True) and len(seqs) == len(set(seqs))  # newest first, no row twice
+
+
+ROW_STATE = """(tr) => {
+  const [time, bid, ask, last] = tr.cells;
+  return { kind: tr.className, seq: Number(tr.dataset.seq), cells: tr.cells.length,
+    text: [...tr.cells].map((td) => td.textContent),
+    timeClass: time.className, source: time.dataset.timeSource ?? null, bidEmpty: bid?.dataset.empty ?? null,
+    bidTitle: bid?.getAttribute("title") ?? null, lastClass: last?.className ?? null };
+}"""
+
+
+def test_a_row_filled_in_place_keeps_nothing_of_the_tick_it_showed_before(page):
+    # The list keeps its rows and puts each new entry in the row at its place: whatever a row's last tick set (an
+    # empty side, a sell, a receipt time, a REST fill) must not stay on the tick shown there next.
+    first_rows(page, MARKET)
+    rows = f'.panel[data-market="{MARKET}"] tbody tr'
+    late = injected_tick(seq=NEWEST, bid=None, bid_size=None, empty="bid", last_side="sell", source="rest",
+                         received=1_618_700_000_000)
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [late]}, "td"])
+    page.evaluate(f"window.__top = document.querySelector('{rows}')")
+    row = page.locator(rows).first
+    was = row.evaluate(ROW_STATE)
+    assert was["bidEmpty"] == "bid" and was["bidTitle"] == "no bids in the book" and "side-sell" in was["lastClass"]
+    assert was["timeClass"] == "time-received from-rest" and was["source"] == "received"
+
+    fresh = injected_tick(seq=NEWEST + 1, time=1_618_700_000_500, received=1_618_700_000_600)
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [fresh]}, "td"])
+    assert page.evaluate(f"document.querySelector('{rows}') === window.__top")  # the row was kept, not replaced
+    now, before = page.locator(rows).evaluate_all(f"rows => rows.slice(0, 2).map({ROW_STATE})")
+    assert now["seq"] == NEWEST + 1 and now["bidEmpty"] is None and now["bidTitle"] is None
+    assert now["text"][1:] == ["0.7901× 10", "0.7911× 20", "0.7905× 1"]
+    assert now["timeClass"] == "" and now["source"] == "exchange"
+    assert now["lastClass"] == "text-end last side-buy"
+    assert before == {**was, "seq": NEWEST}  # the late tick moved down a row, as it was
+
+    # a gap takes the top row as one note across the list; the tick after it is a tick row again
+    gap = {"kind": "gap", "exchange": "coinbase", "symbol": "SKL-USD", "seq": NEWEST + 2, "from": 1_618_700_000_600,
+           "to": 1_618_700_009_000, "reason": "no update for 8 s"}
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [gap]}, "td"])
+    after_gap = injected_tick(seq=NEWEST + 3, time=1_618_700_009_100, received=1_618_700_009_200, last_side="sell")
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [after_gap]}, "td"])
+    top = page.locator(rows).evaluate_all(f"rows => rows.slice(0, 4).map({ROW_STATE})")
+    assert [r["seq"] for r in top] == [NEWEST + 3, NEWEST + 2, NEWEST + 1, NEWEST]
+    assert [r["kind"] for r in top] == ["", "gap-row", "", ""] and [r["cells"] for r in top] == [4, 1, 4, 4]
+    assert top[1]["text"] == ["no data 22:53:20.600–22:53:29.000 UTC: no update for 8 s"]
+    assert top[0]["lastClass"] == "text-end last side-sell" and top[0]["bidEmpty"] is None
+
+
+def test_rows_being_read_further_down_a_list_stay_where_they_are_as_ticks_come(page):
+    # At the top, a list shows each new tick in the rows it has; scrolled down to older rows, new rows go on top and
+    # the browser keeps what is being read in place (scroll anchoring): the rows must not change under the reader.
+    first_rows(page, MARKET)
+    scroller = f'document.querySelector(\'.panel[data-market="{MARKET}"] .rows-scroll\')'
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [injected_tick(seq=NEWEST + i) for i in range(30)]},
+                           "td"])
+    seq_at_top_of_view = f"""() => {{
+      const s = {scroller}, top = s.getBoundingClientRect().top + s.querySelector('thead').offsetHeight + 2;
+      const row = [...s.querySelectorAll('tbody tr')].find((r) => r.getBoundingClientRect().bottom > top);
+      return Number(row.dataset.seq);
+    }}"""
+    page.evaluate(f"{scroller}.scrollTop = 150")
+    page.evaluate(FRAMES, 2)  # the scroll event has been handled
+    reading = page.evaluate(seq_at_top_of_view)
+    assert reading < NEWEST + 29
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [injected_tick(seq=NEWEST + 30 + i) for i in range(5)]},
+                           "td"])
+    page.evaluate(FRAMES, 2)
+    assert page.evaluate(seq_at_top_of_view) == reading
+    assert page.evaluate(f"{scroller}.scrollTop") > 150  # the browser moved the view down by the rows put on top
+
+    # back at the top: the newest tick is in the top row, which is kept
+    page.evaluate(f"{scroller}.scrollTop = 0")
+    page.evaluate(FRAMES, 2)
+    page.evaluate(f"window.__top = {scroller}.querySelector('tbody tr')")
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [injected_tick(seq=NEWEST + 40)]}, "td"])
+    assert page.evaluate(f"{scroller}.querySelector('tbody tr') === window.__top")
+    assert page.evaluate(f"Number({scroller}.querySelector('tbody tr').dataset.seq)") == NEWEST + 40
 
 
 def test_no_style_rule_restyles_a_whole_list_when_a_row_is_put_on_top(page):
