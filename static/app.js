@@ -4,7 +4,7 @@ import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
 import { Board } from "./board.js";
 import {
-  Alignment, element, emptyMark, fillSide, inViewWatcher, numberSpan, seconds, setAttribute, setText, utc,
+  Alignment, element, emptyMark, fillSide, inViewWatcher, seconds, setAttribute, setText, utc,
 } from "./cells.js";
 import { dropSiblingWildcards } from "./styles.js";
 
@@ -156,12 +156,6 @@ function syncUrl() {
 }
 
 // --- formatting ----------------------------------------------------------------------------------------------
-function cell(value) { // a spread's number, or – when there is none
-  const td = element("td", "text-end");
-  if (value == null) td.textContent = "–";
-  else td.append(numberSpan(value));
-  return td;
-}
 // A running list's rows are kept and filled in place: a draw puts each entry, newest first, in the row at its place,
 // so only text changes (a row put on top re-styled, re-laid out and re-painted every row below it). A row is
 // rebuilt only to change its kind (a tick, a gap, a restart).
@@ -363,9 +357,11 @@ const LISTS_EVERY_MS = 250;
 const OFF_SCREEN_EVERY_MS = 2000; // a list out of view: kept current for find-in-page and a glance, not every 250 ms
 const BOARD_EVERY_MS = 100;
 const CHARTS_EVERY_MS = 500;
+const SPREADS_EVERY_MS = 250;
 const PANELS_PER_FRAME = 2; // 4 a frame made frames of 100-150 ms at 20 panels x10 (bench/memory.py)
 let listsCycle = null; // the lists of the cycle under way not drawn yet, or null
-const drawnAt = { lists: -Infinity, board: -Infinity, charts: -Infinity };
+const drawnAt = { lists: -Infinity, board: -Infinity, charts: -Infinity, spreads: -Infinity };
+const spreadsView = { visible: false }; // the spread table in view (observed where it is drawn)
 const dirty = new Set();
 let boardDirty = false;
 let drawPending = false;
@@ -418,7 +414,9 @@ function draw(all = false) {
   if (listsCycle) wait = 0; // the rest of this cycle's lists: the next frame
   if (due("charts", CHARTS_EVERY_MS, charts.due)) charts.flush(null, all);
   if (due("board", BOARD_EVERY_MS, boardDirty || board.flashing.size > 0)) { drawBoard(); boardDirty = false; }
-  if (spreadsDirty) renderSpreads();
+  // the spread table as a list: it was built again in every frame a spread row came, out of view below 20 panels
+  const spreadsEvery = spreadsView.visible ? SPREADS_EVERY_MS : OFF_SCREEN_EVERY_MS;
+  if (due("spreads", spreadsEvery, spreadsDirty) && spreadsDirty) renderSpreads();
   if (wait === 0) {
     schedule();
   } else if (wait < Infinity && (laterTimer === null || now + wait < laterAt)) { // a frame once the next part is due
@@ -555,13 +553,16 @@ function receiveFeeds(payload) {
   const list = Array.isArray(payload) ? payload : mergeFeeds(feedList, payload);
   if (list === null) return;
   if (list.length) clockOffset = list[0].now - Date.now();
+  const downBefore = downFeeds();
   feedList = list;
   feedStates = Object.fromEntries(list.map((f) => [f.exchange, f]));
   renderFeeds();
   renderGeoBanner();
   for (const panel of panels.values()) applyFeedState(panel);
-  renderSpreads(); // a venue whose feed went down leaves the spread at once
+  if (downFeeds() !== downBefore) renderSpreads(); // a venue whose feed went down (or came back): at once
+  else { spreadsDirty = true; schedule(); } // the ages moved on: at the table's pace
 }
+const downFeeds = () => (feedList ?? []).filter((feed) => feedDown(feed.exchange)).map((feed) => feed.exchange).join();
 // Redrawn on every feeds event and every second, so ages keep moving while nothing arrives.
 // Each badge is a real <button>, kept across redraws (updated in place) so the keyboard's focus stays on it.
 const badgeEls = new Map(); // exchange -> its button
@@ -657,8 +658,8 @@ function renderDetails() {
 details.querySelector(".close-details").addEventListener("click", () => { detailsFor = null; renderDetails(); });
 setInterval(() => {
   renderFeeds();
-  renderSpreads();
-  drawBoard(); // the ages move while nothing arrives
+  spreadsDirty = true; // the ages move while nothing arrives: the board and the spread table, in their frames
+  schedule();
   for (const panel of panels.values()) setCsvHref(panel);
 }, 1000);
 // The charts are below the quotes, in a section that folds (remembered in this browser).
@@ -692,6 +693,7 @@ function renderGeoBanner() {
 
 // --- cross-exchange spread: one row per pair on the page; computed on the server in Decimal --------------------
 const spreadsEl = document.getElementById("spreads");
+inViewWatcher((el) => (el === spreadsEl ? spreadsView : null), () => { if (spreadsDirty) schedule(); }).observe(spreadsEl);
 // Why the page no longer trusts a venue's quote in a spread row it already has: its feed is down now. The row is
 // the server's word as of when it came; a team's collector that died sends no newer one, the feeds' status says so.
 function feedDown(exchange) {

@@ -447,6 +447,31 @@ def test_a_chart_out_of_view_is_drawn_when_it_comes_into_view_and_a_list_out_of_
     assert page.evaluate(f"{chart}.pending.size") == 0
 
 
+def test_the_spread_table_out_of_view_waits_and_is_current_once_in_view(page):
+    # It was built again in every frame a spread row came: out of view it is drawn every 2 s, in view at once.
+    first_rows(page, MARKET)
+    page.locator('#spreads tr[data-pair="SKL-USD"]').wait_for()
+    page.set_viewport_size({"width": 1400, "height": 300})
+    page.evaluate("window.scrollTo(0, 0)")
+    page.evaluate(FRAMES, 2)
+    page.evaluate("""() => { window.__spreadBuilds = 0;
+      new MutationObserver(() => window.__spreadBuilds++).observe(document.querySelector('#spreads tbody'),
+                                                                  { childList: true }); }""")
+    for i in range(10):  # ten spread rows over a third of a second, as a busy server sends them
+        row = {"pair": "SKL-USD", "quote": "USD", "crossed": False, "spread": "0.0010", "spread_bps": "12.6",
+               "best_bid": {"price": f"0.790{i}", "exchange": "coinbase", "age_ms": 5},
+               "best_ask": {"price": "0.7911", "exchange": "coinbase", "age_ms": 5}, "at": 0,
+               "venues": [{"exchange": "coinbase", "bid": f"0.790{i}", "ask": "0.7911", "age_ms": 5, "empty": None,
+                           "excluded": ""}]}
+        page.evaluate("(row) => window.__receive('spread', row)", row)
+        page.evaluate(FRAMES, 2)
+    builds = page.evaluate("window.__spreadBuilds")
+    assert builds <= 1
+    # scrolled into view, it is drawn within its in-view pace (250 ms), not the 2 s of a table out of view
+    page.locator("#spreads").scroll_into_view_if_needed()
+    page.wait_for_function(f"window.__spreadBuilds > {builds}", timeout=1_000)
+
+
 # --- a trader's screen: shareable layouts, the dark theme, the keyboard ---------------------------------------------
 def markets_in_url(page):
     return page.evaluate("new URLSearchParams(location.search).get('markets')")
