@@ -432,6 +432,10 @@ def test_a_chart_out_of_view_is_drawn_when_it_comes_into_view_and_a_list_out_of_
     page.evaluate("window.scrollTo(0, 0)")
     chart = "window.__charts.get('SKL-USD')"
     page.wait_for_function(f"{chart}.visible === false")
+    # out of view, its canvases are skipped by the browser (neither laid out nor painted: content-visibility)
+    canvas_shown = """document.querySelector("#charts .pair-chart[data-pair='SKL-USD'] canvas")
+                      .checkVisibility({ contentVisibilityAuto: true })"""
+    page.wait_for_function(f"!{canvas_shown}")
     later = page.evaluate("Date.now()") + 7_200_000  # after anything drawn so far
     seq = page.evaluate(f"""Math.max(...[...document.querySelectorAll('.panel[data-market="{MARKET}"] tbody tr')]
                             .map((tr) => Number(tr.dataset.seq))) + 1e9""")
@@ -445,6 +449,8 @@ def test_a_chart_out_of_view_is_drawn_when_it_comes_into_view_and_a_list_out_of_
     page.locator("#charts .pair-chart[data-pair='SKL-USD']").scroll_into_view_if_needed()
     page.wait_for_function(drawn, timeout=10_000)
     assert page.evaluate(f"{chart}.pending.size") == 0
+    assert page.evaluate(canvas_shown) and page.evaluate(
+        "document.querySelector(\"#charts .pair-chart[data-pair='SKL-USD'] canvas\").getBoundingClientRect().width") > 100
 
 
 def test_the_spread_table_out_of_view_waits_and_is_current_once_in_view(page):
