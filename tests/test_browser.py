@@ -782,8 +782,12 @@ def test_empty_states_say_why(page, replay_server):
     assert panel(page, market).locator(".empty-state").inner_text() == "BTC-FOO is not listed on Coinbase"
     line = page.locator(f'#board tr[data-market="{market}"] td.empty-state')
     assert line.inner_text() == "BTC-FOO is not listed on Coinbase"
-    assert page.locator('.pair-chart[data-pair="BTC-FOO"] .chart-empty').inner_text() == "no data yet for BTC-FOO"
-    assert page.locator('#spreads tr[data-pair="BTC-FOO"] td.empty-state').inner_text() == "no quotes yet"
+    # (the charts and the spread table are drawn once scrolled to: out of view the browser skips them)
+    for selector, text in [('.pair-chart[data-pair="BTC-FOO"] .chart-empty', "no data yet for BTC-FOO"),
+                           ('#spreads tr[data-pair="BTC-FOO"] td.empty-state', "no quotes yet")]:
+        page.locator(selector).scroll_into_view_if_needed()
+        page.wait_for_function("([selector, text]) => document.querySelector(selector).innerText === text",
+                               arg=[selector, text], timeout=2_000)
     # a chart with data says nothing
     page.wait_for_function("window.__charts.get('SKL-USD')?.empty.hidden === true", timeout=30_000)
     # a market the server is waiting on, in the server's words
