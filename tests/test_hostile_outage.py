@@ -242,7 +242,7 @@ def test_the_page_shows_a_dead_collector_on_every_badge_its_panels_and_its_sprea
             # the last spread row the collector sent is not shown as a live spread: its venue is down now
             page.wait_for_function("document.querySelector('#spreads tr[data-pair=\"SKL-USD\"]')?.dataset.down === '1'",
                                    timeout=2_000)
-            assert "(excluded: Coinbase feed stale)" in spread.inner_text()
+            assert "(excluded: Coinbase feed stale)" in spread.text_content()
 
             later = browser.new_page()  # a page opened after the fact draws stale badges from its first status
             later.on("pageerror", lambda error: errors.append(error))
