@@ -4,7 +4,7 @@ import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
 import { Board } from "./board.js";
 import {
-  Alignment, element, emptyMark, fillSide, inViewWatcher, seconds, setAttribute, setText, utc,
+  Alignment, clockTitle, element, emptyMark, fillSide, inViewWatcher, seconds, setAttribute, setText, utc,
 } from "./cells.js";
 import { dropSiblingWildcards } from "./styles.js";
 
@@ -164,7 +164,7 @@ function newRow(kind) {
   const tr = element("tr", kind === "tick" ? "" : `${kind}-row`);
   tr.kind = kind;
   if (kind === "tick") {
-    tr.append(element("td"), element("td", "text-end bid"), element("td", "text-end ask"), element("td", "text-end last"));
+    tr.append(element("td"), ...["bid", "ask", "last"].map((side) => element("td", `text-end ${side}`)));
   } else {
     const note = element("td");
     note.colSpan = 4;
@@ -172,6 +172,7 @@ function newRow(kind) {
   }
   return tr;
 }
+const entryRow = (entry, panel) => fillRow(newRow(rowKind(entry)), entry, panel);
 function fillRow(tr, entry, panel) {
   tr.entry = entry;
   setAttribute(tr, "data-seq", String(entry.seq));
@@ -190,12 +191,11 @@ function fillTickRow(tr, tick, panel) {
   const when = utc(exchangeTime ? tick.time : tick.received);
   setText(timeCell, when.date === panel.dates[clock] ? when.time : `${when.date} ${when.time}`);
   setAttribute(timeCell, "data-time-source", clock);
-  let title = exchangeTime ? `${when.date} ${when.time} UTC, exchange time`
-    : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
-  if (tick.source === "rest") title += "; filled from the exchange's REST API when the panel opened";
-  setAttribute(timeCell, "title", title);
-  const marks = [exchangeTime ? "" : "time-received", tick.source === "rest" ? "from-rest" : ""].filter(Boolean);
-  if (timeCell.className !== marks.join(" ")) timeCell.className = marks.join(" ");
+  const rest = tick.source === "rest";
+  setAttribute(timeCell, "title",
+    clockTitle(when, exchangeTime) + (rest ? "; filled from the exchange's REST API when the panel opened" : ""));
+  timeCell.classList.toggle("time-received", !exchangeTime);
+  timeCell.classList.toggle("from-rest", rest);
   for (const [td, side] of [[bid, "bid"], [ask, "ask"], [last, "last"]]) fillSide(td, tick, side, panel.alignment);
 }
 // The dates of a panel's clocks, from the newest rows of each: "exchange clock 2021-04-17 · received 2026-11-30".
@@ -203,7 +203,7 @@ function setClockDates(panel, entries) {
   let changed = false;
   for (let i = entries.length - 1; i >= 0; i--) {
     const e = entries[i];
-    if (e.kind === "gap" || e.kind === "restart") continue;
+    if (rowKind(e) !== "tick") continue;
     const clock = e.time != null ? "exchange" : "received";
     if (!panel.dates[clock]) { panel.dates[clock] = utc(e.time ?? e.received).date; changed = true; }
     if (panel.dates.exchange && panel.dates.received) break;
@@ -465,7 +465,7 @@ function render(panel, ticks) {
   // scrolled down to older rows: the new ones are put on top, and the browser keeps the rows being read where they
   // are (scroll anchoring); filled in place, they would change under the reader's eyes
   const fragment = document.createDocumentFragment();
-  for (const entry of newest.slice(0, panel.shown)) fragment.append(fillRow(newRow(rowKind(entry)), entry, panel));
+  for (const entry of newest.slice(0, panel.shown)) fragment.append(entryRow(entry, panel));
   panel.tbody.prepend(fragment);
   removeRowsFrom(panel, panel.shown);
 }
@@ -477,11 +477,11 @@ function fillRows(panel, from, to) {
   const added = document.createDocumentFragment();
   for (let i = from; i < to; i++) {
     const entry = panel.entries[i];
-    if (i >= count) { added.append(fillRow(newRow(rowKind(entry)), entry, panel)); continue; }
+    if (i >= count) { added.append(entryRow(entry, panel)); continue; }
     const row = rows[i];
     if (row.entry === entry) continue;
     if (row.kind === rowKind(entry)) fillRow(row, entry, panel);
-    else row.replaceWith(fillRow(newRow(rowKind(entry)), entry, panel));
+    else row.replaceWith(entryRow(entry, panel));
   }
   panel.tbody.append(added);
   removeRowsFrom(panel, to);
@@ -560,7 +560,7 @@ function receiveFeeds(payload) {
   renderGeoBanner();
   for (const panel of panels.values()) applyFeedState(panel);
   if (downFeeds() !== downBefore) renderSpreads(); // a venue whose feed went down (or came back): at once
-  else { spreadsDirty = true; schedule(); } // the ages moved on: at the table's pace
+  else spreadsChanged(); // the ages moved on: at the table's pace
 }
 const downFeeds = () => (feedList ?? []).filter((feed) => feedDown(feed.exchange)).map((feed) => feed.exchange).join();
 // Redrawn on every feeds event and every second, so ages keep moving while nothing arrives.
@@ -658,8 +658,7 @@ function renderDetails() {
 details.querySelector(".close-details").addEventListener("click", () => { detailsFor = null; renderDetails(); });
 setInterval(() => {
   renderFeeds();
-  spreadsDirty = true; // the ages move while nothing arrives: the board and the spread table, in their frames
-  schedule();
+  spreadsChanged(); // the ages move while nothing arrives: the board and the spread table, in their frames
   for (const panel of panels.values()) setCsvHref(panel);
 }, 1000);
 // The charts are below the quotes, in a section that folds (remembered in this browser).
@@ -736,6 +735,10 @@ function venueEntry(v) {
   return span;
 }
 let spreadsDirty = false;
+function spreadsChanged() { // drawn in a frame, at the table's pace (draw())
+  spreadsDirty = true;
+  schedule();
+}
 function renderSpreads() {
   spreadsDirty = false;
   const pairs = new Set([...panels.values()].map((p) => p.market.split(":")[1]));
@@ -803,8 +806,7 @@ function receiveMarkets(offer) {
 }
 function receiveSpread(row) {
   spreads.set(row.pair, { ...row, at: serverNow() });
-  spreadsDirty = true;
-  schedule();
+  spreadsChanged();
 }
 // A backfill replaces the panel's rows and its board line (the server's state, not what a lost server said).
 function receiveBackfill({ market, ticks, state }) {

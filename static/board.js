@@ -3,7 +3,8 @@
 // the best bid and best ask across venues marked. Lines are updated in place, so a price that moved can flash.
 import { compareDecimal, spreadBps } from "./decimal.js";
 import {
-  Alignment, FLASH_MS, element, fillSide, flash, isEmptySide, seconds, setAttribute, setText, unflash, utc,
+  Alignment, FLASH_MS, clockTitle, element, fillSide, flash, isEmptySide, seconds, setAttribute, setText, unflash,
+  utc,
 } from "./cells.js";
 
 const SIDES = ["bid", "ask", "last"];
@@ -133,8 +134,7 @@ export class Board {
       cells.time.append(when.time);
       cells.time.classList.toggle("time-received", !exchangeTime);
       cells.time.dataset.timeSource = exchangeTime ? "exchange" : "received";
-      cells.time.title = exchangeTime ? `${when.date} ${when.time} UTC, exchange time`
-        : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`;
+      cells.time.title = clockTitle(when, exchangeTime);
     }
     setText(cells.age, seconds(now - tick.received));
     const trouble = down(line.tr.dataset.exchange);

@@ -93,21 +93,25 @@ export function fillSide(td, tick, side, alignment, separator = "") {
   const shape = empty ? "empty" : price == null ? "unknown" : size == null ? "price" : "price and size";
   if (td.shape !== shape) {
     td.shape = shape;
-    if (empty) td.replaceChildren(emptyMark("empty"));
-    else if (price == null) td.replaceChildren("–");
-    else if (size == null) td.replaceChildren(numberSpan(price, alignment));
-    else if (separator) td.replaceChildren(numberSpan(price, alignment), separator, sizeSpan(size, alignment));
-    else td.replaceChildren(numberSpan(price, alignment), sizeSpan(size, alignment));
-    if (empty) td.dataset.empty = side;
-    else delete td.dataset.empty;
-    if (empty) td.title = side === "bid" ? "no bids in the book" : "no asks in the book";
-    else td.removeAttribute("title");
+    if (empty) {
+      td.replaceChildren(emptyMark("empty"));
+      td.dataset.empty = side;
+      td.title = side === "bid" ? "no bids in the book" : "no asks in the book";
+    } else {
+      if (price == null) td.replaceChildren("–");
+      else if (size == null) td.replaceChildren(numberSpan(price, alignment));
+      else {
+        td.replaceChildren(numberSpan(price, alignment), ...(separator ? [separator] : []), sizeSpan(size, alignment));
+      }
+      delete td.dataset.empty;
+      td.removeAttribute("title");
+    }
   }
   if (price != null) setNumber(td.firstChild, price, alignment);
   if (size != null) setNumber(td.lastChild.lastChild, size, alignment, "size");
   const trade = side === "last" ? tick.last_side : null;
-  if (td.classList.contains("side-buy") !== (trade === "buy")) td.classList.toggle("side-buy");
-  if (td.classList.contains("side-sell") !== (trade === "sell")) td.classList.toggle("side-sell");
+  td.classList.toggle("side-buy", trade === "buy"); // (a toggle that changes nothing writes nothing)
+  td.classList.toggle("side-sell", trade === "sell");
   return td;
 }
 
@@ -120,6 +124,10 @@ export function utc(ms) {
   const iso = new Date(ms).toISOString(); // 2021-04-17T16:43:30.244Z
   return { date: iso.slice(0, 10), time: iso.slice(11, 23) };
 }
+
+// A time cell's title: the full UTC moment and whose clock it is (`when` from utc()).
+export const clockTitle = (when, exchangeTime) => (exchangeTime ? `${when.date} ${when.time} UTC, exchange time`
+  : `${when.date} ${when.time} UTC, our receipt time: the exchange sent no time with this update`);
 
 export const seconds = (ms) => `${Math.max(0, ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
 
