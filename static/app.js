@@ -448,17 +448,19 @@ function drawBoard() {
 const SHOWN_ROWS = 10;
 const MORE_ROWS = 20;
 function render(panel, ticks) {
+  const replacing = panel.replacing; // a backfill: its entries fill the rows there are, from the top
+  if (replacing) forgetRows(panel);
   // in seq order, whatever order they were queued in (an older entry never goes on top of a newer one), and each
   // once: a backfill and a batch that overlap it can meet in one queue
   const sorted = ticks.filter((t) => t.seq > panel.lastSeq).sort((a, b) => a.seq - b.seq)
     .filter((t, i, all) => i === 0 || t.seq !== all[i - 1].seq);
-  if (!sorted.length) return;
+  if (!sorted.length) { if (replacing) removeRowsFrom(panel, 0); return; }
   panel.lastSeq = sorted[sorted.length - 1].seq;
   const fresh = markRestarts(panel, sorted);
   setClockDates(panel, fresh);
   const newest = fresh.slice(-config.maxRows).reverse();
   panel.entries = newest.concat(panel.entries).slice(0, config.maxRows);
-  if (!panel.scrolled) {
+  if (!panel.scrolled || replacing) {
     fillRows(panel, 0, Math.min(panel.shown, panel.entries.length));
     return;
   }
@@ -808,23 +810,30 @@ function receiveSpread(row) {
   spreads.set(row.pair, { ...row, at: serverNow() });
   spreadsChanged();
 }
-// A backfill replaces the panel's rows and its board line (the server's state, not what a lost server said).
+// A backfill replaces the panel's rows and its board line (the server's state, not what a lost server said). The
+// rows shown stay until the backfill is drawn in their place: emptied on receipt, a list was blank until its turn to
+// be drawn, frames later at 20 panels. A backfill with nothing in it empties the list at once.
 function receiveBackfill({ market, ticks, state }) {
   const panel = panels.get(market);
   if (!panel) return;
-  panel.tbody.replaceChildren();
+  panel.queue = [...ticks, ...panel.early]; // with the live ticks that overtook the backfill
+  panel.early = [];
+  panel.ready = true;
+  panel.replacing = true;
+  if (!panel.queue.length) { forgetRows(panel); removeRowsFrom(panel, 0); }
+  board.reset(market);
+  for (const tick of panel.queue) board.update(market, tick);
+  if (state) setMarketState(panel, state);
+  schedule(panel);
+}
+// The list starts again: nothing of the entries its rows showed (the rows themselves are filled again or removed).
+function forgetRows(panel) {
+  panel.replacing = false;
   panel.lastSeq = 0;
   panel.lastTime = null;
   panel.entries = [];
   panel.dates = {};
   panel.clockDates.textContent = "";
-  panel.queue = [...ticks, ...panel.early]; // with the live ticks that overtook the backfill
-  panel.early = [];
-  panel.ready = true;
-  board.reset(market);
-  for (const tick of panel.queue) board.update(market, tick);
-  if (state) setMarketState(panel, state);
-  schedule(panel);
 }
 function receiveTicks({ market, ticks }) {
   const panel = panels.get(market);

@@ -48,6 +48,18 @@ def first_rows(page, market, count=1):
     return rows
 
 
+def watch_for_a_blank_list(page, market):
+    """From now on, `window.__blanked[market]` turns true if the market's list is ever left with no rows between two
+    tasks (a MutationObserver's callback runs after the task that changed the list, before it can be painted)."""
+    page.evaluate("""(market) => {
+      window.__blanked = window.__blanked || {};
+      window.__blanked[market] = false;
+      const tbody = document.querySelector(`.panel[data-market="${market}"] tbody`);
+      new MutationObserver(() => { if (!tbody.rows.length) window.__blanked[market] = true; })
+        .observe(tbody, { childList: true });
+    }""", market)
+
+
 def force_hover(page, selector):
     """Puts the element under `selector` in the :hover state, as a pointer resting on it would."""
     cdp = page.context.new_cdp_session(page)
@@ -273,6 +285,7 @@ def test_team_mode_page_shows_a_banner_while_redis_is_away_and_goes_on_without_d
                       TEAM_MARKET)
         page.reload()
         rows = first_rows(page, TEAM_MARKET, 2)
+        watch_for_a_blank_list(page, TEAM_MARKET)
         banner = page.locator("#service-banner")
         assert not banner.is_visible()
         team.redis.kill()
@@ -282,10 +295,14 @@ def test_team_mode_page_shows_a_banner_while_redis_is_away_and_goes_on_without_d
         team.redis.start()
         banner.wait_for(state="hidden", timeout=15_000)
         newest = rows.first.get_attribute("data-seq")
-        page.wait_for_function("([market, seq]) => document.querySelector(`.panel[data-market=\"${market}\"] "
-                               "tbody tr`).dataset.seq !== seq", arg=[TEAM_MARKET, newest], timeout=30_000)
+        page.wait_for_function("([market, seq]) => { const row = document.querySelector(`.panel[data-market="
+                               "\"${market}\"] tbody tr`); return row !== null && row.dataset.seq !== seq; }",
+                               arg=[TEAM_MARKET, newest], timeout=30_000)
         seqs = rows.evaluate_all("rows => rows.map(r => r.dataset.seq)")
         assert len(seqs) == len(set(seqs))
+        # the resync's backfill took the place of the rows shown: the list was never blank in between (CI once read
+        # the list in that moment)
+        assert page.evaluate("market => window.__blanked[market]", TEAM_MARKET) is False
     finally:
         context.close()
 
@@ -974,6 +991,41 @@ def test_rows_being_read_further_down_a_list_stay_where_they_are_as_ticks_come(p
     page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [injected_tick(seq=NEWEST + 40)]}, "td"])
     assert page.evaluate(f"{scroller}.querySelector('tbody tr') === window.__top")
     assert page.evaluate(f"Number({scroller}.querySelector('tbody tr').dataset.seq)") == NEWEST + 40
+
+
+def test_a_backfill_takes_the_place_of_the_rows_shown_and_an_empty_one_empties_the_list(page):
+    # A resync (the server or Redis back) sends each panel a backfill, the server's state: it replaces the rows shown,
+    # drawn in their place. The list is never blank in between (CI once read a list in that moment), a list scrolled
+    # down to older rows is replaced from its top too, and a backfill with nothing in it empties the list at once.
+    first_rows(page, MARKET)
+    scroller = f'document.querySelector(\'.panel[data-market="{MARKET}"] .rows-scroll\')'
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": [injected_tick(seq=NEWEST + i) for i in range(30)]},
+                           "td"])
+    page.evaluate(f"{scroller}.scrollTop = 150")
+    page.evaluate(FRAMES, 2)  # the scroll event has been handled: the list is read further down
+    watch_for_a_blank_list(page, MARKET)
+    backfill = [injected_tick(seq=5 + i, time=1_618_700_000_000 + i, bid=f"0.70{i}") for i in range(3)]
+    # in one task, so that no live tick comes in between
+    received, drawn = page.evaluate(f"""(backfill) => {{
+      const seqs = () => [...{scroller}.querySelectorAll('tbody tr')].map((tr) => Number(tr.dataset.seq));
+      window.__receive('backfill', {{ market: '{MARKET}', ticks: backfill }});
+      const received = seqs();
+      window.__flush();
+      return [received, seqs()];
+    }}""", backfill)
+    assert received[0] == NEWEST + 29  # until it is drawn, the rows shown stay
+    assert drawn == [7, 6, 5]  # then they are the backfill's, newest on top, and nothing else
+    assert page.locator(f'.panel[data-market="{MARKET}"] tbody tr td.bid').first.inner_text().startswith("0.702")
+    page.evaluate(FRAMES, 2)
+    assert page.evaluate(f"window.__blanked['{MARKET}']") is False
+
+    rows, why = page.evaluate(f"""() => {{
+      window.__receive('backfill', {{ market: '{MARKET}', ticks: [] }});
+      const rows = {scroller}.querySelectorAll('tbody tr').length;
+      window.__flush();
+      return [rows, document.querySelector('.panel[data-market="{MARKET}"] .empty-state').textContent];
+    }}""")
+    assert rows == 0 and why.startswith("no data yet")
 
 
 def test_no_style_rule_restyles_a_whole_list_when_a_row_is_put_on_top(page):
