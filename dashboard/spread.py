@@ -51,7 +51,12 @@ def spread(pair: str, quotes: list[dict], now: int, replay: bool = False) -> dic
     "every_change" (the venue sends its quote on every change of the book). Only quotes of one moment are compared
     (see `_moment`): a stale feed, a quote older than its feed can vouch for or recorded on another day is listed
     with the reason it is excluded, and never makes the best bid, the best ask or a crossed market. An empty side
-    (null price) is no price. Times are epoch ms UTC; prices the exchanges' decimal strings."""
+    (null price) is no price. Times are epoch ms UTC; prices the exchanges' decimal strings.
+
+    Returns {"pair", "quote", "venues": [{"exchange", "bid", "ask", "empty", "age_ms", "excluded": reason or ""}],
+    "best_bid"/"best_ask": {"price", "exchange", "age_ms"} or None, "spread", "spread_bps" (decimal strings or None),
+    "crossed", "computed": `now`}: `computed` (our clock) orders rows, so a page keeps the newest of rows that reach
+    it out of order (a subscribe's row and a batch's, under threading)."""
     venues, best_bid, best_ask, moments = [], None, None, {}
     for quote in sorted(quotes, key=lambda q: q["exchange"]):
         venue = {"exchange": quote["exchange"], "bid": quote.get("bid"), "ask": quote.get("ask"),
@@ -81,7 +86,7 @@ def spread(pair: str, quotes: list[dict], now: int, replay: bool = False) -> dic
             best_ask = (ask, venue)
     venues = [venue for venue, _ in venues]
     row = {"pair": pair, "quote": pair.partition("-")[2], "venues": venues, "best_bid": None, "best_ask": None,
-           "spread": None, "spread_bps": None, "crossed": False}
+           "spread": None, "spread_bps": None, "crossed": False, "computed": now}
     if best_bid:
         row["best_bid"] = {"price": best_bid[1]["bid"], "exchange": best_bid[1]["exchange"],
                            "age_ms": best_bid[1]["age_ms"]}

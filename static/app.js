@@ -807,6 +807,8 @@ function receiveMarkets(offer) {
   fillPairList();
 }
 function receiveSpread(row) {
+  // an older row never replaces a newer one (a subscribe's row and a batch's can cross on the way)
+  if (row.computed < spreads.get(row.pair)?.computed) return;
   spreads.set(row.pair, { ...row, at: serverNow() });
   spreadsChanged();
 }

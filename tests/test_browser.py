@@ -414,6 +414,25 @@ def test_the_spread_row_shows_an_empty_side_and_an_excluded_venue_with_its_reaso
     assert kraken["text"] == "Kraken book empty (excluded: feed not live)" and kraken["empty"] == "both"
 
 
+def test_an_older_spread_row_never_replaces_a_newer_one(page):
+    # A subscribe's spread row and a batch's can reach the page out of order (under threading): the row computed
+    # last stays, whatever order they came in.
+    first_rows(page, MARKET)
+    page.locator('#spreads tr[data-pair="SKL-USD"]').wait_for()
+    later = page.evaluate("Date.now()") + 3_600_000  # after any row the server computes during the test
+
+    def row(computed, bid):
+        return {"pair": "SKL-USD", "quote": "USD", "crossed": False, "spread": "0.0011", "spread_bps": "13.90",
+                "best_bid": {"price": bid, "exchange": "coinbase", "age_ms": 5},
+                "best_ask": {"price": "0.7911", "exchange": "coinbase", "age_ms": 5}, "computed": computed,
+                "venues": [{"exchange": "coinbase", "bid": bid, "ask": "0.7911", "age_ms": 5, "empty": None,
+                            "excluded": ""}]}
+    shown = '#spreads tr[data-pair="SKL-USD"]'
+    assert "0.7900" in page.evaluate(INJECT, ["spread", row(later, "0.7900"), shown])[0]["text"]
+    assert "0.7800" not in page.evaluate(INJECT, ["spread", row(later - 1, "0.7800"), shown])[0]["text"]
+    assert "0.7950" in page.evaluate(INJECT, ["spread", row(later + 1, "0.7950"), shown])[0]["text"]
+
+
 def test_a_null_bid_breaks_the_chart_line(page):
     first_rows(page, MARKET)
     page.wait_for_function("window.__charts.get('SKL-USD')?.ready === true", timeout=30_000)

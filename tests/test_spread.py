@@ -16,6 +16,7 @@ def test_best_bid_and_ask_across_venues_and_the_spread_in_basis_points():
     # 0.05 / ((100.20 + 100.15) / 2) * 10000 = 0.05 / 100.175 * 10000 = 4.9912...
     assert (row["spread"], row["spread_bps"], row["crossed"]) == ("0.05", "4.99", False)
     assert row["quote"] == "USD" and [v["exchange"] for v in row["venues"]] == ["binanceus", "coinbase"]
+    assert row["computed"] == NOW  # our clock, epoch ms: a page keeps the row computed last
 
 
 def test_a_crossed_book_is_flagged_with_a_negative_spread():
