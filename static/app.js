@@ -21,6 +21,8 @@ const MARKET_COLOURS = {
   waiting: "text-bg-warning", error: "text-bg-danger",
 };
 const HEALTHY = new Set(["live", "quiet"]);
+// a feed in trouble: neither healthy nor idle (idle: nothing subscribed on it, nothing expected)
+const inTrouble = (state) => !HEALTHY.has(state) && state !== "idle";
 
 const panelsEl = document.getElementById("panels");
 const template = document.getElementById("panel-template");
@@ -312,7 +314,7 @@ function setMarketState(panel, { state, reason }) {
 }
 function applyFeedState(panel) {
   const feed = feedStates[panel.exchange];
-  const down = Boolean(feed && !HEALTHY.has(feed.state) && feed.state !== "idle");
+  const down = Boolean(feed && inTrouble(feed.state));
   panel.el.classList.toggle("feed-down", down);
   const line = panel.el.querySelector(".feed-reason");
   line.textContent = down ? `${feed.label} feed ${feed.state}${feed.reason ? ": " + feed.reason : ""}` : "";
@@ -337,7 +339,7 @@ function whyEmpty(panel) {
   const reason = panel.el.querySelector(".market-reason").textContent;
   if (state === "error") return reason || "refused";
   const feed = feedStates[panel.exchange];
-  if (feed && !HEALTHY.has(feed.state) && feed.state !== "idle") { // why: on the panel's feed line and the banner
+  if (feed && inTrouble(feed.state)) { // why: on the panel's feed line and the banner
     return `waiting for the ${feed.label} feed (${feed.state})`;
   }
   if (state === "waiting") return `waiting: ${reason || "no update from the exchange yet"}`;
@@ -378,12 +380,13 @@ function draw(all = false) {
   drawPending = false;
   const now = performance.now();
   let wait = Infinity;
-  // a part is drawn when it is due (or always, when `all`), and then waits its time only if it had something to
-  // draw; a part with something not yet due books the frame for it
+  // a part with something to draw is drawn when it is due (or always, when `all`), and then waits its time; one
+  // not yet due books the frame for it
   const due = (part, every, pending) => {
+    if (!pending) return false;
     const left = drawnAt[part] + every - now;
-    if (all || left <= 0) { if (pending) drawnAt[part] = now; return true; }
-    if (pending) wait = Math.min(wait, left);
+    if (all || left <= 0) { drawnAt[part] = now; return true; }
+    wait = Math.min(wait, left);
     return false;
   };
   // a cycle of due lists, PANELS_PER_FRAME a frame (one frame drawing 20 lists was a long task of its own)
@@ -412,11 +415,11 @@ function draw(all = false) {
     dirty.delete(panel);
   }
   if (listsCycle) wait = 0; // the rest of this cycle's lists: the next frame
-  if (due("charts", CHARTS_EVERY_MS, charts.due)) charts.flush(null, all);
+  if (due("charts", CHARTS_EVERY_MS, charts.due || all)) charts.flush(null, all); // `all`: those out of view too
   if (due("board", BOARD_EVERY_MS, boardDirty || board.flashing.size > 0)) { drawBoard(); boardDirty = false; }
   // the spread table as a list: it was built again in every frame a spread row came, out of view below 20 panels
   const spreadsEvery = spreadsView.visible ? SPREADS_EVERY_MS : OFF_SCREEN_EVERY_MS;
-  if (due("spreads", spreadsEvery, spreadsDirty) && spreadsDirty) renderSpreads();
+  if (due("spreads", spreadsEvery, spreadsDirty)) renderSpreads();
   if (wait === 0) {
     schedule();
   } else if (wait < Infinity && (laterTimer === null || now + wait < laterAt)) { // a frame once the next part is due
@@ -611,7 +614,7 @@ function renderSummary() {
   const counts = new Map();
   for (const feed of feedList || []) counts.set(feed.state, (counts.get(feed.state) ?? 0) + 1);
   summary.textContent = `Feeds: ${[...counts].map(([state, n]) => `${n} ${state}`).join(" · ") || "none yet"}`;
-  summary.dataset.trouble = [...counts.keys()].some((state) => !HEALTHY.has(state) && state !== "idle") ? "1" : "";
+  summary.dataset.trouble = [...counts.keys()].some(inTrouble) ? "1" : "";
 }
 summary.addEventListener("click", () => {
   const open = feedsEl.classList.toggle("open");
@@ -699,7 +702,7 @@ inViewWatcher((el) => (el === spreadsEl ? spreadsView : null), () => { if (sprea
 // the server's word as of when it came; a team's collector that died sends no newer one, the feeds' status says so.
 function feedDown(exchange) {
   const feed = feedStates[exchange];
-  return feed && !HEALTHY.has(feed.state) && feed.state !== "idle" ? `${feed.label} feed ${feed.state}` : "";
+  return feed && inTrouble(feed.state) ? `${feed.label} feed ${feed.state}` : "";
 }
 function priceAt(side, sinceMs) {
   const td = document.createElement("td");
