@@ -47,7 +47,7 @@ import time  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
 from dashboard.config import leftovers, load_settings  # noqa: E402
 from dashboard.history import StoreModeError  # noqa: E402
-from dashboard.serving import raise_open_file_limit, serve  # noqa: E402
+from dashboard.serving import listen, raise_open_file_limit, serve  # noqa: E402
 from exchanges.recording import Recorder  # noqa: E402
 
 log = logging.getLogger("server")
@@ -157,6 +157,12 @@ def main(argv=None) -> int:
             raise  # argparse's own (--help: 0; a bad flag: 2, its usage already printed)
         print(f"server.py: error: {refused.code}", file=sys.stderr)
         return 2
+    try:  # before anything starts: a port in use is said at once, in one line
+        sock = listen(settings.host, settings.port)
+    except OSError as refused:
+        print(f"server.py: error: cannot listen on {settings.host}:{settings.port}: {refused.strerror or refused} "
+              "(another server on this port? --port or PORT)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # our own line says when REST fails
     if settings.secret_generated:
@@ -240,7 +246,7 @@ def main(argv=None) -> int:
                                              f"{mode}, role {settings.role}", dashboard.feeds)
     # Every role, in either async mode: the same server, limits and Host check (dashboard/serving.py). The
     # collector's app has no Socket.IO in it: only /healthz and /metrics.
-    serve(dashboard.app, settings)
+    serve(dashboard.app, settings, sock)
     return 0
 
 

@@ -145,6 +145,8 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
             "listing_source": dict(listings.source) if listings is not None else {},
             "exchanges": exchanges,
         }
+        if mode == "replay":  # what has data: a recorded listing names far more pairs than the recordings hold
+            built["recorded"] = {name: sorted((available or {}).get(name, [])) for name in settings.exchanges}
         if offer["version"] == version:  # no listing changed while it was built
             offer["kept"] = built
         return built
@@ -181,7 +183,8 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
         offer = hub.offer()
         watchlist = settings.markets if settings.markets_from_cli else offer.get("watchlist", settings.markets)
         return {"watchlist": watchlist, "available": offer.get("available", {}),
-                "listing_source": offer.get("listing_source", {}), "exchanges": exchanges}
+                "listing_source": offer.get("listing_source", {}), "exchanges": exchanges,
+                **({"recorded": offer["recorded"]} if "recorded" in offer else {})}
 
     metrics = Metrics(None, hub)  # feed counters are the collector's
     metrics.registry.register(guard.bad)

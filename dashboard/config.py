@@ -14,6 +14,7 @@ from dotenv import dotenv_values
 from exchanges import EXCHANGES
 from exchanges.cli import Parser
 from exchanges.faults import Fault
+from exchanges.recording import recording_files
 from exchanges.tick import SYMBOL
 from exchanges.simulator import parse_speed  # one meaning of --speed for the server and the local exchange
 
@@ -218,6 +219,9 @@ def environment(env_file=ENV_FILE) -> dict:
     return values
 
 
+CONVERTED = {int: "a whole number", float: "a number"}  # what a setting read from the environment must be
+
+
 def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
     args = build_parser().parse_args(argv)
     env = environment(env_file)
@@ -226,7 +230,10 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         if cli is not None:
             return cli
         if env.get(key, "") != "":
-            return convert(env[key])
+            try:
+                return convert(env[key])
+            except ValueError:  # said in one line, as a bad flag is
+                raise SystemExit(f"{key} must be {CONVERTED.get(convert, 'valid')}, not {env[key]!r}") from None
         return default
 
     settings = Settings(
@@ -248,6 +255,8 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
         max_markets_per_exchange=pick(args.max_markets_per_exchange, "MAX_MARKETS_PER_EXCHANGE", 200, int),
         release_after_s=pick(args.release_after_s, "RELEASE_AFTER_S", 5.0, float),
     )
+    if not 1 <= settings.port <= 65535:
+        raise SystemExit(f"PORT must be 1 to 65535, not {settings.port}")
     if settings.max_markets_per_exchange < 1 or settings.release_after_s < 0:
         raise SystemExit("MAX_MARKETS_PER_EXCHANGE must be at least 1 and RELEASE_AFTER_S not negative")
     settings.subscribe_burst = max(1, int(settings.subscribe_rate * 2))
@@ -260,6 +269,11 @@ def load_settings(argv=None, env_file=ENV_FILE) -> Settings:
             Fault.parse(spec)
         except ValueError as bad:
             raise SystemExit(f"--fault: {bad}")
+    if settings.replay:
+        try:
+            recording_files(settings.replay)
+        except FileNotFoundError as missing:
+            raise SystemExit(f"--replay: {missing}")
     if settings.faults and settings.replay is None:
         raise SystemExit("--fault needs --replay: faults are injected by the local exchange")
     if settings.async_mode not in ASYNC_MODES:

@@ -337,8 +337,25 @@ def after_accept_error(error: OSError, plain, spare: Spare, logged: Occasional):
     return "raise"
 
 
-def serve(app, settings) -> None:
-    """Serve the WSGI `app` (Flask, with Flask-SocketIO's middleware in it) on settings.host:port in the process's
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket on host:port, bound before anything else starts and never shared: eventlet's
+    own listen() sets SO_REUSEPORT, so a second server on a port in use (`make run` beside `make replay`) started
+    without a word and the kernel split the browsers' connections between live and replay. SO_REUSEADDR only: a
+    restart binds at once over the last run's closing connections. Raises OSError (EADDRINUSE, EACCES, ...)."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(app, settings, sock: socket.socket) -> None:
+    """Serve the WSGI `app` (Flask, with Flask-SocketIO's middleware in it) on `sock` (listen()) in the process's
     async mode, with the limits above; forever. Call raise_open_file_limit() first."""
     cap = connection_cap(settings.max_connections, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     log.info("at most %d client connections (MAX_CONNECTIONS), %d waiting on their request for at most %g s; "
@@ -347,19 +364,16 @@ def serve(app, settings) -> None:
     app.wsgi_app = HostCheck(app.wsgi_app, settings.allowed_hosts)
     deadlines = HeaderDeadlines(settings.header_timeout_s, settings.max_pending_headers)
     if settings.async_mode == "eventlet":
-        _serve_eventlet(app, settings, cap, deadlines)
+        _serve_eventlet(app, sock, cap, deadlines)
     else:
-        _serve_threading(app, settings, cap, deadlines)
+        _serve_threading(app, settings, sock, cap, deadlines)
 
 
-def _serve_eventlet(app, settings, cap, deadlines) -> None:
+def _serve_eventlet(app, sock, cap, deadlines) -> None:
     import eventlet
-    import eventlet.green.socket
     import eventlet.hubs
     import eventlet.wsgi
 
-    address = eventlet.green.socket.getaddrinfo(settings.host, settings.port)[0]  # as Flask-SocketIO's run()
-    sock = eventlet.listen(address[4], address[0], backlog=BACKLOG)
     pool = eventlet.GreenPool(cap + 1)  # never full: the listener refuses at the cap, so accepting never blocks
     protocol = type("TimedHttpProtocol", (TimedRequests, eventlet.wsgi.HttpProtocol), {"deadlines": deadlines})
     eventlet.spawn(deadlines.watch, eventlet.sleep)
@@ -369,7 +383,7 @@ def _serve_eventlet(app, settings, cap, deadlines) -> None:
     eventlet.wsgi.server(listener, app, log_output=False, custom_pool=pool, protocol=protocol, debug=False)
 
 
-def _serve_threading(app, settings, cap, deadlines) -> None:
+def _serve_threading(app, settings, sock, cap, deadlines) -> None:
     from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
     http_errors = Occasional(log)
@@ -419,5 +433,5 @@ def _serve_threading(app, settings, cap, deadlines) -> None:
                     self.active -= 1
 
     threading.Thread(target=deadlines.watch, args=(time.sleep,), daemon=True, name="header-deadlines").start()
-    server = Server(settings.host, settings.port, app, handler=Handler)
+    server = Server(settings.host, settings.port, app, handler=Handler, fd=sock.fileno())
     server.serve_forever()

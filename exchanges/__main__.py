@@ -8,7 +8,6 @@ one raw frame per line (then --exchange is needed). Bad frames are counted on st
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import orjson
@@ -96,13 +95,14 @@ def main(argv=None) -> int:
     command.add_argument("--exchange", choices=sorted(EXCHANGES), help="the exchange, when the file does not tell")
     command.add_argument("files", nargs="+", help="recordings, or folders of them (what --record writes)")
     args = parser.parse_args(argv)
-    missing = [path for path in args.files if not os.path.exists(path)]
-    if missing:
-        parser.exit(2, f"{parser.prog}: error: no such file or folder: {', '.join(missing)}\n")  # one line
+    try:
+        files = recording_files(args.files)
+    except FileNotFoundError as missing:
+        parser.exit(2, f"{parser.prog}: error: {missing}\n")  # one line
     out = sys.stdout.buffer
     dumps = orjson.dumps
     try:
-        for path in recording_files(args.files):
+        for path in files:
             stats, lines = {}, []
             for tick in normalize(path, args.exchange, stats):
                 lines.append(dumps(tick, option=orjson.OPT_APPEND_NEWLINE))

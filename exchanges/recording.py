@@ -8,6 +8,10 @@ Upstream capture format (../shared/feeds, see its SOURCES.md):
     URL -> TS: BODY          a REST response body (read by `read_rest`)
     TS: TEXT                 a frame the exchange sent
 Anything else is taken as one raw frame per line (no receipt time).
+
+A bad line never stops a reading: a project record that does not decode (cut off by a crash while it was written)
+is handed on as a raw frame, and bytes that are not UTF-8 as lone surrogates (surrogateescape); either is a bad frame
+for its exchange's parser, counted and skipped there, and never sent by the local exchange (`sendable`).
 """
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ def exchange_for_url(url: str) -> Optional[str]:
 
 def read_frames(path, exchange: Optional[str] = None) -> Iterator[Frame]:
     """Every frame the exchange sent, in recorded order, from a file in any of the three formats."""
-    with open(path, encoding="utf-8") as lines:
+    with open(path, encoding="utf-8", errors="surrogateescape") as lines:
         yield from _frames(lines, exchange)
 
 
@@ -65,8 +69,8 @@ def read_raw(path, exchange: str, block_bytes: int = 1 << 20) -> Iterator[Union[
     checked by whole-block C calls, with no decode and no Frame a line (a parser takes the socket's bytes anyway).
     From the first block holding a line of another kind on (or anything a capture line or a project record has,
     or a carriage return, which text mode reads as a line end), the Frames read_frames gives for the same lines:
-    any file reads as read_frames reads it (but a line that is not UTF-8 is handed on as bytes, a bad frame for
-    its parser, where read_frames raises)."""
+    any file reads as read_frames reads it (a line that is not UTF-8 is handed on as bytes, a bad frame for its
+    parser, as read_frames hands it on with surrogates)."""
     start = 0  # where the block being read begins in the file
     with open(path, "rb") as source:
         tail = b""
@@ -93,7 +97,7 @@ def read_raw(path, exchange: str, block_bytes: int = 1 << 20) -> Iterator[Union[
             if not chunk:
                 return
     # nothing before this block changed read_frames' state (only a "URL <-> TS" line does): on from it, as text
-    with open(path, encoding="utf-8") as rest:
+    with open(path, encoding="utf-8", errors="surrogateescape") as rest:
         rest.seek(start)
         yield from _frames(rest, exchange)
 
@@ -112,9 +116,12 @@ def _frames(lines, exchange: Optional[str]) -> Iterator[Frame]:
             yield _frame((current, url, None, line))  # a raw frame: no capture pattern can match it
             continue
         if line.startswith('{"exchange"'):
-            record = orjson.loads(line)
-            yield Frame(exchange or record["exchange"], record.get("url", ""), record.get("received"),
-                        record["frame"])
+            record = _record(line)
+            if record is None:  # cut off, or not ours: a bad frame of the exchange of the records before it
+                yield _frame((current, url, None, line))
+                continue
+            current, url = exchange or record["exchange"], record.get("url", "")
+            yield Frame(current, url, record.get("received"), record["frame"])
             continue
         received = _RECEIVED.match(line)
         if received:
@@ -130,9 +137,30 @@ def _frames(lines, exchange: Optional[str]) -> Iterator[Frame]:
         yield Frame(current, url, None, line)  # one raw frame per line
 
 
+def _record(line: str) -> Optional[dict]:
+    """A project record ({"exchange", "url", "received", "frame"}), or None when the line is not a whole one."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if (type(record) is not dict or type(record.get("exchange")) is not str or type(record.get("frame")) is not str
+            or type(record.get("url", "")) is not str or type(record.get("received")) not in (int, float, type(None))):
+        return None
+    return record
+
+
+def sendable(text: str) -> bool:
+    """Whether a frame can go out as a websocket text frame: not when its line was not UTF-8 (lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_rest(path) -> Optional[tuple[str, float, str]]:
     """A recorded REST response (upstream `NAME.0` file): (url, received, body), or None if it is not one."""
-    with open(path, encoding="utf-8") as lines:
+    with open(path, encoding="utf-8", errors="surrogateescape") as lines:
         first = lines.readline().rstrip("\r\n")
     match = _REST.match(first)
     if not match:
@@ -141,7 +169,11 @@ def read_rest(path) -> Optional[tuple[str, float, str]]:
 
 
 def recording_files(paths) -> list[Path]:
-    """Files named directly, and every file in named directories (sorted), skipping licences and notes."""
+    """Files named directly, and every file in named directories (sorted), skipping licences and notes. Raises
+    FileNotFoundError "no such file or folder: A, B" naming every path that is not there (one line for a CLI)."""
+    missing = [str(path) for path in paths if not os.path.exists(path)]
+    if missing:
+        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
     files = []
     for path in map(Path, paths):
         if path.is_dir():

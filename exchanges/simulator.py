@@ -31,7 +31,7 @@ from websockets.protocol import State
 
 from . import EXCHANGES
 from .cli import Parser
-from .recording import exchange_for_url, read_frames, read_rest, recording_files
+from .recording import exchange_for_url, read_frames, read_rest, recording_files, sendable
 from .tick import Update
 from .faults import Fault, garbage_frames
 from .venue import BROADCAST, played
@@ -117,13 +117,19 @@ class LocalExchange:
                     listings[name] = rest[2]
                 continue
             played: dict[str, list] = {}  # exchange -> [first, last] receipt time in this file
+            unsendable = 0
             for frame in read_frames(path):
+                if not sendable(frame.frame):  # a line that was not UTF-8: no text frame can carry it
+                    unsendable += 1
+                    continue
                 if frame.exchange in EXCHANGES and (exchanges is None or frame.exchange in exchanges):
                     frames.setdefault(frame.exchange, []).append(frame)
                     span = played.setdefault(frame.exchange, [None, None])
                     if frame.received is not None:
                         span[0] = frame.received if span[0] is None else min(span[0], frame.received)
                         span[1] = frame.received if span[1] is None else max(span[1], frame.received)
+            if unsendable:
+                log.warning("%s: %d lines are not UTF-8 text: not played", path, unsendable)
             self.recordings += [{"file": path.name, "exchange": name,
                                  "from": None if first is None else round(first * 1000),
                                  "to": None if last is None else round(last * 1000)}
@@ -413,8 +419,8 @@ def parse_speed(text: str) -> float:
         speed = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"speed must be a number, or 'max', not {text!r}") from None
-    if speed <= 0:
-        raise argparse.ArgumentTypeError("speed must be positive, or 'max'")
+    if not 0 < speed < float("inf"):  # nan and inf too: no pace to keep
+        raise argparse.ArgumentTypeError(f"speed must be a positive number, or 'max', not {text!r}")
     return speed
 
 
@@ -437,7 +443,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s simulator %(levelname)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)  # a line per connection and request: not news here
-    exchange = LocalExchange(args.paths or None, speed=args.speed, host=args.host, port=args.port)
+    try:
+        exchange = LocalExchange(args.paths or None, speed=args.speed, host=args.host, port=args.port)
+    except FileNotFoundError as missing:
+        parser.exit(2, f"{parser.prog}: error: {missing}\n")  # one line
     for fault in args.fault:
         exchange.inject(fault)
     exchange.start()

@@ -139,7 +139,8 @@ const validMarket = (m) => {
 function urlWatchlist() {
   const param = new URLSearchParams(location.search).get("markets");
   if (param === null) return null;
-  const entries = param.split(",").map((m) => m.trim()).filter(Boolean);
+  // the pair as the form and the server take it: "binance:nkn-usdt" is binance:NKN-USDT
+  const entries = param.split(",").map((m) => m.trim().replace(/:[^:]*$/, (pair) => pair.toUpperCase())).filter(Boolean);
   const valid = [...new Set(entries.filter(validMarket))];
   const invalid = entries.filter((m) => !validMarket(m));
   const note = document.getElementById("url-note");
@@ -313,11 +314,11 @@ function setMarketState(panel, { state, reason }) {
   schedule(panel);
 }
 function applyFeedState(panel) {
-  const feed = feedStates[panel.exchange];
-  const down = Boolean(feed && inTrouble(feed.state));
+  const why = feedDown(panel.exchange, true);
+  const down = Boolean(why);
   panel.el.classList.toggle("feed-down", down);
   const line = panel.el.querySelector(".feed-reason");
-  line.textContent = down ? `${feed.label} feed ${feed.state}${feed.reason ? ": " + feed.reason : ""}` : "";
+  line.textContent = why;
   line.classList.toggle("d-none", !down);
   drawBadge(panel);
   schedule(panel);
@@ -433,7 +434,7 @@ function drawBoard() {
   board.draw({
     now: serverNow(),
     why: (market) => whyEmpty(panels.get(market)),
-    down: feedDown,
+    down: (exchange) => feedDown(exchange, true), // a dimmed line's title says why, as the panel's line does
     best: (pair) => { // the server's spread row, while its venues' feeds are up, when more than one venue quotes
       const row = spreads.get(pair);
       if (!row || row.venues.length < 2) return null;
@@ -700,15 +701,19 @@ const spreadsEl = document.getElementById("spreads");
 inViewWatcher((el) => (el === spreadsEl ? spreadsView : null), () => { if (spreadsDirty) schedule(); }).observe(spreadsEl);
 // Why the page no longer trusts a venue's quote in a spread row it already has: its feed is down now. The row is
 // the server's word as of when it came; a team's collector that died sends no newer one, the feeds' status says so.
-function feedDown(exchange) {
+function feedDown(exchange, withReason = false) {
   const feed = feedStates[exchange];
-  return feed && inTrouble(feed.state) ? `${feed.label} feed ${feed.state}` : "";
+  if (!feed || !inTrouble(feed.state)) return "";
+  return `${feed.label} feed ${feed.state}${withReason && feed.reason ? `: ${feed.reason}` : ""}`;
 }
 function priceAt(side, sinceMs) {
   const td = document.createElement("td");
   td.className = "text-end";
   if (!side) { td.textContent = "–"; return td; }
-  td.textContent = side.price;
+  const price = document.createElement("span");
+  price.className = "num"; // one unbroken line: a phone's narrow column broke "0.00002835" into "0.0000283" and "5"
+  price.textContent = side.price;
+  td.append(price);
   const venue = document.createElement("span");
   venue.className = "venue d-block";
   const down = feedDown(side.exchange);
@@ -767,7 +772,7 @@ function renderSpreads() {
     const sinceMs = Math.max(0, serverNow() - row.at);
     tr.dataset.down = down ? "1" : "";
     tr.classList.toggle("crossed", row.crossed && !down);
-    const cell = (text) => { const td = document.createElement("td"); td.className = "text-end"; td.textContent = text ?? "–"; return td; };
+    const cell = (text) => { const td = document.createElement("td"); td.className = "text-end num"; td.textContent = text ?? "–"; return td; };
     const venues = document.createElement("td");
     venues.className = "venue";
     row.venues.forEach((v, i) => venues.append(...(i ? [", "] : []), venueEntry(v)));
@@ -806,7 +811,8 @@ function receiveService({ redis, reason }) {
   serviceBanner.classList.toggle("d-none", Boolean(redis));
 }
 function receiveMarkets(offer) {
-  available = offer.available || {};
+  // in a replay, the pairs the recordings hold (their recorded listings name many more, which never stream)
+  available = offer.recorded || offer.available || {};
   fillPairList();
 }
 function receiveSpread(row) {
@@ -892,11 +898,14 @@ function fillPairList() {
   pairInput.placeholder = ["BTC-USD", "BTC-USDT", "BTC-EUR"].find((s) => symbols.includes(s)) ?? symbols[0] ?? "BTC-USD";
   showListedOn();
 }
-// Which exchanges list the pair being typed, from their listings.
+// Which exchanges list the pair being typed, from their listings (in a replay: which recordings hold it).
+const REPLAY = config.mode === "replay";
 function showListedOn() {
   const pair = pairInput.value.trim().toUpperCase().replace("/", "-");
   const names = PAIR.test(pair) ? listedOn(pair).map((name) => config.exchanges[name]) : [];
-  document.getElementById("listed-on").textContent = names.length ? `listed on: ${names.join(", ")}` : "";
+  const listed = REPLAY ? `in the recordings of: ${names.join(", ")}` : `listed on: ${names.join(", ")}`;
+  document.getElementById("listed-on").textContent = names.length ? listed
+    : REPLAY && PAIR.test(pair) ? "in no recording here: nothing would come" : "";
 }
 exchangeSelect.addEventListener("change", fillPairList);
 pairInput.addEventListener("input", showListedOn);
@@ -910,7 +919,7 @@ document.getElementById("add-market").addEventListener("submit", (event) => {
   formMessage.textContent = "";
   const exchanges = exchangeSelect.value === EVERY ? listedOn(pair) : [exchangeSelect.value];
   if (!exchanges.length) {
-    formMessage.textContent = `No exchange here lists ${pair}.`;
+    formMessage.textContent = REPLAY ? `No recording here holds ${pair}.` : `No exchange here lists ${pair}.`;
     return;
   }
   for (const exchange of exchanges) {

@@ -235,14 +235,22 @@ def test_a_chart_draws_each_exchange_of_a_pair_and_breaks_its_line_at_a_gap(brow
 
 
 def test_a_pair_is_added_on_every_exchange_that_lists_it(page):
+    # In a replay, "lists it" is "its recordings hold it": the recorded listings name many more pairs (Coinbase's
+    # BTC-USD, say), which would only ever wait for a first update.
     page.select_option("#exchange", "*")
-    page.fill("#pair", "BTC-USD")
-    page.wait_for_function("document.querySelector('#listed-on').textContent.includes('Binance.US')")
-    assert page.locator("#listed-on").inner_text() == "listed on: Binance.US, Coinbase"
+    page.fill("#pair", "bat-btc")
+    page.wait_for_function("document.querySelector('#listed-on').textContent.includes('Gemini')")
+    assert page.locator("#listed-on").inner_text() == "in the recordings of: Bitstamp, Gemini"
     page.click("#add-market button[type=submit]")
-    for market in ("coinbase:BTC-USD", "binanceus:BTC-USD"):
+    for market in ("bitstamp:BAT-BTC", "gemini:BAT-BTC"):
         panel(page, market).wait_for()
-    assert panel(page, "binance:BTC-USD").count() == 0  # no recorded listing says Binance has it
+    assert panel(page, "coinbase:BAT-BTC").count() == 0
+    page.fill("#pair", "BTC-USD")  # listed by Coinbase's recorded listing, in no recording
+    page.wait_for_function("document.querySelector('#listed-on').textContent.includes('no recording')")
+    assert page.locator("#listed-on").inner_text() == "in no recording here: nothing would come"
+    page.click("#add-market button[type=submit]")
+    assert page.locator("#form-message").inner_text() == "No recording here holds BTC-USD."
+    assert panel(page, "coinbase:BTC-USD").count() == 0
 
 
 def test_the_pair_fields_example_is_a_pair_the_chosen_exchange_lists(page):
@@ -253,7 +261,10 @@ def test_the_pair_fields_example_is_a_pair_the_chosen_exchange_lists(page):
         listed = page.locator("#pairs option").evaluate_all("options => options.map(o => o.value)")
         examples[exchange] = page.locator("#pair").get_attribute("placeholder")
         assert examples[exchange] in listed
-    assert examples["coinbase"] == "BTC-USD" and examples["kraken"] != "BTC-USD"  # Kraken's recordings have none
+    # in a replay, what the recordings hold: Coinbase's recorded listing has BTC-USD, its recordings do not
+    offer = page.evaluate("fetch('/api/markets').then((r) => r.json())")
+    assert "BTC-USD" in offer["available"]["coinbase"] and "BTC-USD" not in offer["recorded"]["coinbase"]
+    assert all(examples[name] in offer["recorded"][name] for name in examples) and examples["coinbase"] != "BTC-USD"
 
 
 def test_a_geo_block_shows_a_banner_with_the_alternative_and_dims_its_panels(browser):
@@ -524,7 +535,8 @@ def panel_order(page):
 
 
 def test_the_url_carries_the_watchlist_and_follows_it(page, replay_server):
-    page.goto(replay_server.url + "/?markets=coinbase:SKL-USD,binance:NKN-USDT,nowhere:BTC-USD,"
+    # a pair in lower case is taken as the form and the server take it
+    page.goto(replay_server.url + "/?markets=coinbase:skl-usd,binance:NKN-USDT,nowhere:BTC-USD,"
               "<img src=x onerror=window.__xss=1>")
     first_rows(page, "binance:NKN-USDT")
     assert panel_order(page) == ["coinbase:SKL-USD", "binance:NKN-USDT"]  # in that order, nothing stored added
@@ -688,6 +700,11 @@ INSIDE = """(width) => {  // every element of the page inside the window's width
     return r.width > 0 && (r.right > width + 0.5 || r.left < -0.5);
   }).map((el) => `${el.tagName}.${el.className}`).slice(0, 5);
 }"""
+BROKEN_NUMBERS = """(selector) => [...document.querySelectorAll(selector)].filter((el) => {  // a number on two lines or more
+  const text = document.createRange();
+  text.selectNodeContents(el);
+  return new Set([...text.getClientRects()].map((r) => Math.round(r.top))).size > 1;
+}).map((el) => el.textContent)"""
 
 
 def test_a_phone_shows_time_bid_ask_and_last_within_its_width(browser, replay_server):
@@ -712,6 +729,16 @@ def test_a_phone_shows_time_bid_ask_and_last_within_its_width(browser, replay_se
             assert len(cells) == 4
             for left, right, fits in cells:
                 assert card[0] - 0.5 <= left < right <= card[1] + 0.5 and fits, (market, card, cells)
+        # no number is cut across two lines (a price broken in two reads as another price: the spread table's
+        # narrow columns made "0.0000283" and "5" of "0.00002835"), and the spread table is inside the width too
+        page.locator("#spreads tbody .num").nth(3).wait_for()
+        page.evaluate("window.scrollTo(0, document.querySelector('#spreads').offsetTop)")
+        page.evaluate(FRAMES, 2)
+        page.evaluate("window.__flush()")
+        numbers = "#spreads td .num, #spreads td.num, #board .num, .rows-scroll .num, #spreads td:first-child"
+        assert page.locator(numbers).count() > 50 and page.evaluate(BROKEN_NUMBERS, numbers) == []
+        assert page.evaluate(INSIDE, 390) == [] and page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.evaluate("window.scrollTo(0, 0)")
         # the badges fold into one line that says how the feeds are, and opens them
         summary = page.locator("#feeds-summary")
         assert summary.is_visible() and not page.locator("#feeds").is_visible()

@@ -87,7 +87,8 @@ def test_each_mode_keeps_its_own_history_and_listings(no_storage_keys):
     replay = load_settings(["--replay"], env_file=no_storage_keys)
     assert (replay.mode, replay.history_url, replay.listings_dir) == ("replay", "sqlite:///data/replay/history.sqlite3",
                                                                       "data/replay/listings")
-    assert load_settings(["--replay", "some/recording"], env_file=no_storage_keys).mode == "replay"
+    from exchanges.simulator import DEFAULT_RECORDINGS
+    assert load_settings(["--replay", str(DEFAULT_RECORDINGS[0])], env_file=no_storage_keys).mode == "replay"
     assert load_settings(["--replay", "--no-history"], env_file=no_storage_keys).history_url is None
 
 
@@ -126,7 +127,12 @@ def test_an_okx_regional_entity_is_two_keys_in_dotenv(tmp_path, monkeypatch, ws,
     (["--port", "nope"], {}, "argument --port: invalid int value: 'nope'"),
     ([], {"MARKETS": "bad"}, "MARKETS: market must be EXCHANGE:BASE-QUOTE"),
     (["--fault", "coinbase:drop"], {}, "--fault needs --replay"),
-    (["--speed", "-1"], {}, "argument --speed: speed must be positive, or 'max'"),
+    (["--speed", "-1"], {}, "argument --speed: speed must be a positive number, or 'max', not '-1'"),
+    (["--speed", "nan"], {}, "argument --speed: speed must be a positive number, or 'max', not 'nan'"),
+    (["--port", "99999"], {}, "PORT must be 1 to 65535, not 99999"),  # it wrapped to another port, unsaid
+    ([], {"PORT": "abc"}, "PORT must be a whole number, not 'abc'"),  # a traceback before
+    ([], {"STALE_AFTER_S": "soon"}, "STALE_AFTER_S must be a number, not 'soon'"),
+    (["--replay", "/nonexistent/recording.jsonl"], {}, "--replay: no such file or folder: /nonexistent/recording.jsonl"),
     (["--bogus"], {}, "unrecognized arguments: --bogus")])
 def test_server_misuse_is_one_line_and_exit_status_2(args, env, says):
     import os
@@ -138,3 +144,48 @@ def test_server_misuse_is_one_line_and_exit_status_2(args, env, says):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()  # one line: not argparse's usage block of every option
     assert says in line
+
+
+def test_a_port_in_use_is_refused_in_one_line_before_anything_starts():
+    """eventlet's listen() shares a port (SO_REUSEPORT): a second server on a port in use started without a word, and
+    the kernel split the browsers between the two (live and replay, say). It is refused now, before the local
+    exchange or any feed starts."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from conftest import ROOT
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as the first server did: sharing allowed
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, str(ROOT / "server.py"), "--replay", "--port", str(port)], cwd=ROOT,
+                                capture_output=True, text=True, env=dict(os.environ), timeout=60)
+    finally:
+        taken.close()
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()  # the only line: nothing was started before it
+    assert line.startswith(f"server.py: error: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_the_env_example_names_every_key_read_and_copied_as_it_is_changes_nothing(tmp_path):
+    """The README says: copy .env.example to .env, it lists every key. So it names each key the server reads (the
+    venues' endpoints were missing for four of seven), and its values are the defaults (its EXCHANGES named three
+    venues of seven: copied, it turned four off)."""
+    import re
+    from conftest import ROOT
+    from dashboard.config import env_key, rest_key
+    example = (ROOT / ".env.example").read_text()
+    named = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", example, re.M))
+    code = (ROOT / "dashboard" / "config.py").read_text() + (ROOT / "server.py").read_text()
+    read = set(re.findall(r'pick\([^,]+, "([A-Z][A-Z0-9_]*)"', code)) | set(re.findall(
+        r'(?:env|environ)\.get\("([A-Z][A-Z0-9_]*)"', code)) | {
+        key(name) for name in EXCHANGES for key in (env_key, rest_key)}
+    read -= {"SECRET", "DASHBOARD_TEST_SHUTDOWN_HANG"}  # SECRET_KEY's old name; the shutdown test's hook
+    assert len(read) > 40 and read - named == set()
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    copied, bare = vars(load_settings([], env_file=ROOT / ".env.example")), vars(load_settings([], env_file=empty))
+    assert {key: value for key, value in copied.items() if bare[key] != value} == {"secret_key": copied["secret_key"]}

@@ -240,6 +240,9 @@ def test_the_page_shows_a_dead_collector_on_every_badge_its_panels_and_its_sprea
             assert time.monotonic() - killed_at <= STALE_AFTER_S + 0.5  # the page's own drawing included
             assert "feed-down" in panel.get_attribute("class")
             assert "no status from the collector" in panel.locator(".feed-reason").inner_text()
+            # the board's line is dimmed and says why when hovered, in the same words
+            page.wait_for_function(f"document.querySelector('#board tr[data-market=\"{TEAM_MARKET}\"]')?.title"
+                                   " .includes('no status from the collector')", timeout=2_000)
             # the last spread row the collector sent is not shown as a live spread: its venue is down now
             page.wait_for_function("document.querySelector('#spreads tr[data-pair=\"SKL-USD\"]')?.dataset.down === '1'",
                                    timeout=2_000)

@@ -6,7 +6,7 @@ import orjson
 
 from conftest import ROOT, UPSTREAM, recorded
 from exchanges.__main__ import normalize
-from exchanges.recording import Frame, Recorder, read_frames, read_raw, read_rest
+from exchanges.recording import Frame, Recorder, read_frames, read_raw, read_rest, recording_files
 
 
 def test_upstream_capture_frames_carry_exchange_url_and_receipt_time():
@@ -94,3 +94,40 @@ def test_normalize_cli_reads_a_folder_and_refuses_a_missing_file_in_one_line(tmp
                              cwd=ROOT, capture_output=True, text=True)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.splitlines()[-1] == f"python -m exchanges: error: no such file or folder: {tmp_path / 'nope'}"
+
+
+def test_a_recording_cut_off_by_a_crash_or_holding_bytes_that_are_not_text_is_read_to_its_end(tmp_path):
+    """The recorder writes through a buffer: a crash can leave a record cut off, and a file may hold bytes that are
+    not UTF-8. Such a line is a bad frame, counted and skipped by normalize, not played by the local exchange (no text
+    frame can carry it); the lines after it are read as ever. Both were a traceback."""
+    from exchanges.simulator import LocalExchange
+    quote, trade = recorded("BINANCE.ws.1.0", "@bookTicker"), recorded("BINANCE.ws.1.0", "@aggTrade")
+    recorder = Recorder(tmp_path)
+    recorder("binance", "wss://stream.binance.com:9443/stream", 1633998513.377, quote)
+    recorder("binance", "wss://stream.binance.com:9443/stream", 1633998513.5, trade)
+    recorder.close()
+    [path] = tmp_path.iterdir()
+    first, second = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(first + first[:len(first) // 2] + b"\n" + b'{"e":"\xff\xfe"}\n' + second)
+    frames = list(read_frames(path))
+    assert [f.frame for f in frames][::3] == [quote, trade] and {f.exchange for f in frames} == {"binance"}
+    stats = {}
+    ticks = list(normalize(path, stats=stats))
+    assert stats == {"frames": 4, "ticks": 2, "bad_frames": 2}
+    assert [tick["last"] for tick in ticks] == [None, orjson.loads(trade)["data"]["p"]]
+    replay = LocalExchange([path], speed=0).replays["binance"]
+    assert [text for _, _, text in replay.timeline] == [quote, first[:len(first) // 2].decode(), trade]
+    cli = subprocess.run([sys.executable, "-m", "exchanges", "normalize", str(path)], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert cli.returncode == 0 and "4 frames, 2 ticks, 2 bad frames" in cli.stderr
+    # and a path that is not there is named in one line, by every reader of recordings
+    try:
+        recording_files([path, tmp_path / "gone"])
+    except FileNotFoundError as missing:
+        assert str(missing) == f"no such file or folder: {tmp_path / 'gone'}"
+    else:
+        raise AssertionError("a missing recording was not refused")
+    simulator = subprocess.run([sys.executable, "-m", "exchanges.simulator", str(tmp_path / "gone")], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)
+    assert simulator.returncode == 2 and simulator.stderr.splitlines() == [
+        f"python -m exchanges.simulator: error: no such file or folder: {tmp_path / 'gone'}"]
