@@ -54,7 +54,7 @@ class Occasional:
         self._count: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, kind: str, message: str, *args) -> None:
+    def __call__(self, kind: str, message: str, *args, level: int = logging.WARNING) -> None:
         now = time.monotonic()
         with self._lock:
             count = self._count.get(kind, 0) + 1
@@ -64,9 +64,9 @@ class Occasional:
             first = kind not in self._last
             self._last[kind], self._count[kind] = now, 0
         if first:
-            self.logger.warning(message + " (said at most once per %g s)", *args, self.interval_s)
+            self.logger.log(level, message + " (said at most once per %g s)", *args, self.interval_s)
         else:
-            self.logger.warning(message + " (%d times since the last such line)", *args, count)
+            self.logger.log(level, message + " (%d times since the last such line)", *args, count)
 
 
 def raise_open_file_limit() -> int:
@@ -194,8 +194,10 @@ class HeaderDeadlines:
                 self._shut(handler)
             if overdue:
                 self.expired += len(overdue)
+                # INFO: a browser opens a spare connection it may never use (Chromium, at every page load); a
+                # flood of them is the "evicted" WARNING above
                 self._log("expired", "closed %d connection(s) that sent no complete request within %g s",
-                          len(overdue), self.timeout_s)
+                          len(overdue), self.timeout_s, level=logging.INFO)
             sleep(max(0.01, following - time.monotonic()))
 
     @staticmethod
