@@ -229,6 +229,13 @@ def _page(app: Flask, socketio: SocketIO, dashboard: Dashboard, settings: Settin
 
     app.register_blueprint(make_api(hub, history, markets_offer))
 
+    @app.errorhandler(404)
+    def not_found(error):
+        # the API answers in JSON, an unknown endpoint too (a blueprint's own handler never sees a route not found)
+        if request.path == "/api" or request.path.startswith("/api/"):
+            return jsonify({"error": "no such endpoint (README, \"History and the API\")"}), 404
+        return error
+
     @app.get("/")
     def index():
         return render_template("index.html", config={**page_config, "watchlist": markets_offer()["watchlist"]})

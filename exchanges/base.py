@@ -568,8 +568,9 @@ class ExchangeListener:
         code = refused.status_code
         if code in (451, 403):
             self.geo_blocked = True
-            alternative = self.geo_alternative
-            hint = f"; try '{alternative}' instead" if alternative else ""
+            from . import EXCHANGES  # late: the registry imports this module
+            alternative = EXCHANGES[self.geo_alternative].label if self.geo_alternative in EXCHANGES else ""
+            hint = f"; {alternative} may serve you instead" if alternative else ""
             self._retry_later(ERROR, f"HTTP {code}: this venue blocks connections from this region{hint}",
                               at_least_s=300)
         elif code == 429:

@@ -254,7 +254,9 @@ function addPanel(market, { reveal = false } = {}) {
   el.dataset.exchange = exchange;
   el.querySelector(".exchange").textContent = config.exchanges[exchange] ?? exchange;
   el.querySelector(".pair").textContent = pair;
-  el.querySelector(".close-panel").addEventListener("click", () => removePanel(market));
+  const close = el.querySelector(".close-panel");
+  close.setAttribute("aria-label", `Close ${config.exchanges[exchange] ?? exchange} ${pair}`); // which one, aloud
+  close.addEventListener("click", () => removePanel(market));
   const download = el.querySelector(".download"); // a real link: its href is always there, kept current each second
   download.download = `${exchange}-${pair}.csv`;
   panelsEl.append(el);
@@ -684,8 +686,8 @@ function renderGeoBanner() {
   geoBanner.classList.toggle("d-none", !blocked);
   if (!blocked) return;
   const alternative = blocked.alternative && config.exchanges[blocked.alternative];
-  geoBanner.querySelector(".message").textContent = `${blocked.label} refuses connections from this region ` +
-    `(${blocked.reason}).` + (alternative ? ` ${alternative} lists many of the same pairs.` : "");
+  // the reason says it all once: "HTTP 451: this venue blocks connections from this region; Binance.US may ..."
+  geoBanner.querySelector(".message").textContent = `${blocked.label} refuses this connection: ${blocked.reason}.`;
   const button = geoBanner.querySelector(".use-alternative");
   button.classList.toggle("d-none", !alternative);
   button.textContent = alternative ? `Add the same pairs on ${alternative}` : "";

@@ -273,7 +273,9 @@ def test_a_geo_block_shows_a_banner_with_the_alternative_and_dims_its_panels(bro
         context, page = open_page(browser, server)
         banner = page.locator("#geo-banner")
         banner.wait_for(state="visible", timeout=20_000)
-        assert "Binance refuses connections from this region" in banner.inner_text()
+        assert banner.locator(".message").inner_text() == ("Binance refuses this connection: HTTP 451: this venue "
+                                                           "blocks connections from this region; Binance.US may serve "
+                                                           "you instead.")
         binance = panel(page, "binance:NKN-USDT")
         page.wait_for_function("document.querySelector('.panel[data-market=\"binance:NKN-USDT\"]')"
                                ".classList.contains('feed-down')")
@@ -608,6 +610,9 @@ def test_every_control_is_reached_and_worked_by_the_keyboard(page):
     page.wait_for_function(f"document.querySelectorAll('#feeds .badge').length === {len(EXCHANGES)}")
     page.wait_for_function("document.querySelectorAll('#charts a').length > 0")  # the vendor's attribution links
     assert page.locator("#charts a").evaluate_all("links => links.every(a => a.tabIndex === -1)")
+    # each panel's close button says which panel it closes (a screen reader read "Close panel" for all)
+    labels = page.locator(".close-panel").evaluate_all("buttons => buttons.map(b => b.getAttribute('aria-label'))")
+    assert "Close Coinbase SKL-USD" in labels and len(set(labels)) == len(labels) > 1
     badges = page.locator("#feeds .badge").evaluate_all("els => els.map(el => el.dataset.exchange)")
     first_panel = page.locator("#panels .panel").first.get_attribute("data-market")
     page.evaluate("document.activeElement.blur()")

@@ -142,6 +142,7 @@ def test_a_geo_block_is_an_error_naming_the_alternative_with_a_slow_retry(local_
     status = watched.listener.status()
     assert f"HTTP {code}" in status["reason"] and "blocks connections from this region" in status["reason"]
     assert status["geo_blocked"] and status["alternative"] == "binanceus"
+    assert status["reason"].endswith("; Binance.US may serve you instead")  # its name, not our internal one
     assert status["next_attempt_at"] - time.time() * 1000 >= 60_000  # minutes, not a hammering loop
 
 

@@ -164,6 +164,15 @@ def test_bad_api_parameters_are_400_with_a_json_error(replay_server, query, mess
         assert status == 400 and message.split(" from 1 to")[0] in orjson.loads(body)["error"]
 
 
+def test_an_unknown_api_endpoint_is_a_json_404_and_the_page_404_stays_html(replay_server):
+    for path in ("/api/nothing", "/api", "/api/ticks/extra"):
+        status, headers, body = fetch(f"{replay_server.url}{path}")
+        assert status == 404 and headers["Content-Type"] == "application/json", path
+        assert orjson.loads(body) == {"error": 'no such endpoint (README, "History and the API")'}
+    status, headers, _ = fetch(f"{replay_server.url}/nothing")
+    assert status == 404 and headers["Content-Type"].startswith("text/html")
+
+
 def test_api_markets_lists_what_the_server_knows(replay_server):
     status, _, body = fetch(f"{replay_server.url}/api/markets")
     markets = orjson.loads(body)
