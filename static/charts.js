@@ -47,12 +47,14 @@ export class PairCharts {
     if (this.charts.has(pair)) return;
     const el = this.template.content.firstElementChild.cloneNode(true);
     el.dataset.pair = pair;
-    el.querySelector(".chart-title").textContent = `${pair} · bid (dashed), ask (dotted), last (solid)`;
+    // whose clock the time axis is: ours (Binance's book updates carry no exchange time to plot)
+    el.querySelector(".chart-title").textContent =
+      `${pair} · bid (dashed), ask (dotted), last (solid) · time: received (our clock), UTC`;
     this.container.append(el);
     const chart = createChart(el.querySelector(".chart-area"), {
       height: 260, autoSize: true,
       timeScale: { timeVisible: true, secondsVisible: true },
-      localization: { timeFormatter: (t) => new Date(t * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC" },
+      localization: { timeFormatter: (t) => `${new Date(t * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC, received` },
     });
     // blanks: the whitespace points put for gaps (the chart does not list them back), for the tests
     // breaks: the whitespace points put for a null bid or ask (an empty book side), for the tests too

@@ -225,6 +225,11 @@ def test_a_chart_draws_each_exchange_of_a_pair_and_breaks_its_line_at_a_gap(brow
                                timeout=30_000)
         decimals = page.evaluate("window.__charts.get('SKL-USD').series.coinbase.bid.options().priceFormat.precision")
         assert decimals == 4  # as many as Coinbase sends ("0.7910")
+        # whose clock the time axis is, said on the chart and on its crosshair's time
+        chart = page.locator('.pair-chart[data-pair="SKL-USD"]')
+        assert chart.locator(".chart-title").text_content().endswith("· time: received (our clock), UTC")
+        assert page.evaluate("window.__charts.get('SKL-USD').chart.options().localization.timeFormatter(1618677817)"
+                             ) == "2021-04-17 16:43:37 UTC, received"
         spread_row = page.locator('#spreads tr[data-pair="SKL-USD"]')
         assert "Coinbase" in spread_row.inner_text() and "Binance.US" in spread_row.inner_text()
         SHOTS.mkdir(exist_ok=True)
