@@ -451,6 +451,21 @@ def test_an_older_spread_row_never_replaces_a_newer_one(page):
     assert "0.7950" in page.evaluate(INJECT, ["spread", row(later + 1, "0.7950"), shown])[0]["text"]
 
 
+def test_a_feed_badges_age_counts_from_the_newest_data_the_page_has_seen(page):
+    # The feeds' status comes once a second: its last-data time lagged the ticks, and a badge read 1.9 s beside the
+    # board's 0.1 s for the same feed. A tick of the feed received later counts too.
+    first_rows(page, MARKET)
+    tick = injected_tick(seq=NEWEST)
+    badge = page.evaluate("""([market, tick]) => {  // one task: no server event in between
+      // a status whose last data is 30 s old, after a tick received 0.2 s ago (the replay's own are newer still)
+      window.__receive("ticks", { market, ticks: [{ ...tick, received: Date.now() - 200 }] });
+      window.__receive("feeds", [{ exchange: "coinbase", label: "Coinbase", state: "live", reason: "",
+                                   last_data_at: Date.now() - 30000, now: Date.now() }]);
+      return document.querySelector("#feeds .badge[data-exchange=coinbase]").textContent;
+    }""", [MARKET, tick])
+    assert badge in ("Coinbase: live · 0.0 s", "Coinbase: live · 0.1 s", "Coinbase: live · 0.2 s"), badge
+
+
 def test_a_null_bid_breaks_the_chart_line(page):
     first_rows(page, MARKET)
     page.wait_for_function("window.__charts.get('SKL-USD')?.ready === true", timeout=30_000)
