@@ -116,7 +116,7 @@ def make_api(hub, history, markets_offer) -> Blueprint:
                 for entry in held:
                     if entry.get("kind") != "gap" and since <= entry["received"] <= until:
                         last_of_bucket[entry["received"] // step] = [entry["received"], entry["bid"], entry["ask"],
-                                                                     entry["last"]]
+                                                                     entry["last"], entry.get("time")]
                 points = list(last_of_bucket.values())
                 gaps = [[e["from"], e["to"], e["reason"]] for e in held if e.get("kind") == "gap"]
             if points or gaps:

@@ -119,11 +119,12 @@ class SQLiteHistory:
             return [row[0] for row in self._db.execute("SELECT DISTINCT market FROM entries ORDER BY market")]
 
     def chart(self, market: str, since: int, until: int, step_ms: int) -> tuple[list, list]:
-        """Downsampled for a chart: the last tick of each `step_ms` bucket as [received, bid, ask, last], and the
-        gaps as [from, to, reason]. The aggregation runs in SQLite, so a week is as cheap to send as a minute."""
+        """Downsampled for a chart: the last tick of each `step_ms` bucket as [received, bid, ask, last, time]
+        (epoch ms; `time` the exchange's, or None), and the gaps as [from, to, reason]. The aggregation runs in
+        SQLite, so a week is as cheap to send as a minute."""
         with self._lock:
             points = self._db.execute(
-                "SELECT e.received, e.bid, e.ask, e.last FROM entries e JOIN ("
+                "SELECT e.received, e.bid, e.ask, e.last, e.time FROM entries e JOIN ("
                 " SELECT max(id) AS id FROM entries WHERE market = ? AND kind = 'tick' AND received BETWEEN ? AND ?"
                 " GROUP BY received / ?) last_of_bucket ON e.id = last_of_bucket.id ORDER BY e.id",
                 (market, since, until, step_ms)).fetchall()

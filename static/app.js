@@ -4,7 +4,8 @@ import { io } from "/vendor/socket.io-client/dist/socket.io.esm.min.js";
 import { PairCharts } from "./charts.js";
 import { Board } from "./board.js";
 import {
-  Alignment, clockTitle, element, emptyMark, fillSide, inViewWatcher, seconds, setAttribute, setText, utc,
+  Alignment, clockTitle, element, emptyMark, fillSide, inViewWatcher, seconds, setAttribute, setText, startedAgain,
+  utc,
 } from "./cells.js";
 import { dropSiblingWildcards } from "./styles.js";
 
@@ -39,7 +40,7 @@ const details = document.getElementById("feed-details");
 const panels = new Map(); // market -> panel state
 const board = new Board(document.getElementById("board"), config.exchanges);
 const charts = new PairCharts(document.getElementById("charts"), document.getElementById("chart-template"),
-  config.exchanges, config.colours, () => schedule());
+  config.exchanges, config.colours, () => schedule(), { replay: config.mode === "replay" });
 let available = {};
 let feedStates = {};
 let feedList = null; // null until the full copy sent on connect: a change that overtook it is not applied
@@ -228,15 +229,13 @@ function hms(ms) {
 }
 // In replay, a recording played again from its start sends its first times again: a row says so, between the last
 // row of one pass and the first of the next (rows stay in the order they came, so older times are now on top).
-// exchange time going back this far within one market: the recording started again (the shipped recordings are
-// 10-30 s long; within one, a market's times step back by milliseconds at most, a trade behind a quote)
-const RESTART_MS = 5_000;
+// (The charts break their lines there: cells.startedAgain.)
 function markRestarts(panel, fresh) {
   if (config.mode !== "replay") return fresh;
   const marked = [];
   for (const entry of fresh) {
     if (entry.kind !== "gap" && entry.time != null) {
-      if (panel.lastTime != null && entry.time < panel.lastTime - RESTART_MS) {
+      if (startedAgain(panel.lastTime, entry.time)) {
         marked.push({ kind: "restart", seq: entry.seq - 0.5 });
       }
       panel.lastTime = entry.time;

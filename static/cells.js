@@ -120,6 +120,12 @@ export const emptyMark = (text) => element("span", "side-empty", text);
 // A book side named in a tick's "empty" is empty now: it shows as empty, never as an old price.
 export const isEmptySide = (empty, side) => empty === side || empty === "both";
 
+// In a replay, a recording played again from its start sends its first times again: a market's exchange time going
+// back this far means it started again (the shipped recordings are 10-30 s long; within one, a market's times step
+// back by milliseconds at most, a trade behind a quote). The lists put a row there, the charts break their lines.
+const RESTART_MS = 5_000;
+export const startedAgain = (before, time) => before != null && time != null && time < before - RESTART_MS;
+
 export function utc(ms) {
   const iso = new Date(ms).toISOString(); // 2021-04-17T16:43:30.244Z
   return { date: iso.slice(0, 10), time: iso.slice(11, 23) };

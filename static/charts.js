@@ -2,7 +2,7 @@
 // history from the server (downsampled there) plus live ticks, UTC time axis, zoom and pan.
 // A gap in the data is a gap in the line (whitespace points), never a straight line across it.
 import { createChart, LineSeries, LineStyle } from "/vendor/lightweight-charts/dist/lightweight-charts.standalone.production.mjs";
-import { inViewWatcher } from "./cells.js";
+import { inViewWatcher, startedAgain } from "./cells.js";
 
 const SPARE_COLOURS = ["#8e24aa", "#d84315", "#00838f", "#6d4c41", "#c2185b"];
 const SIDES = { bid: LineStyle.Dashed, ask: LineStyle.Dotted, last: LineStyle.Solid };
@@ -11,7 +11,10 @@ const HISTORY_MS = 3_600_000;
 const toSeconds = (ms) => Math.floor(ms / 1000);
 
 export class PairCharts {
-  constructor(container, template, labels, colours, onShown = () => {}) {
+  // `replay`: a recording played again from its start breaks each line there (cells.startedAgain), never a line
+  // from the end of one pass to the start of the next (a price move that never happened)
+  constructor(container, template, labels, colours, onShown = () => {}, { replay = false } = {}) {
+    this.replay = replay;
     this.container = container;
     this.template = template;
     this.labels = labels;
@@ -58,9 +61,11 @@ export class PairCharts {
     });
     // blanks: the whitespace points put for gaps (the chart does not list them back), for the tests
     // breaks: the whitespace points put for a null bid or ask (an empty book side), for the tests too
+    // restarts: where a replay started again (exchange, time in s), for the tests; exchangeTime: exchange -> the
+    // newest exchange time seen; restartSecond: exchange -> the second left blank for a restart
     const entry = { el, chart, series: {}, last: new Map(), precision: new Map(), blanks: [], breaks: [],
       broken: new Set(), ready: false, early: [], empty: el.querySelector(".chart-empty"), pending: new Map(),
-      visible: false };
+      visible: false, restarts: [], exchangeTime: new Map(), restartSecond: new Map() };
     entry.empty.textContent = `no data yet for ${pair}`;
     this.charts.set(pair, entry);
     this.visibility.observe(el);
@@ -97,14 +102,28 @@ export class PairCharts {
     return entry.series[exchange];
   }
 
-  // History: points [received, bid, ask, last] (strings), gaps [from, to, reason] -> one setData per series.
+  // History: points [received, bid, ask, last, time] (strings; time: the exchange's, or null), gaps [from, to,
+  // reason] -> one setData per series.
   load(entry, exchange, points, gaps) {
     const series = this.seriesOf(entry, exchange);
+    const restarts = new Set(); // the seconds where a replay started again: blank in every line
+    for (const point of points) {
+      if (this.replay && startedAgain(entry.exchangeTime.get(exchange), point[4])) {
+        restarts.add(toSeconds(point[0]));
+        entry.restarts.push({ exchange, time: toSeconds(point[0]) });
+      }
+      if (point[4] != null) entry.exchangeTime.set(exchange, point[4]);
+    }
     for (const side of Object.keys(SIDES)) {
       const column = { bid: 1, ask: 2, last: 3 }[side];
       const data = new Map();
       let drawn = false;
       for (const point of points) {
+        if (restarts.has(toSeconds(point[0]))) {
+          data.set(toSeconds(point[0]), { time: toSeconds(point[0]) });
+          drawn = false;
+          continue;
+        }
         if (point[column] == null) { // an empty book side (or none known): a break in its line, never carried on
           if (drawn && side !== "last") data.set(toSeconds(point[0]), { time: toSeconds(point[0]) });
           drawn = false;
@@ -153,6 +172,17 @@ export class PairCharts {
         continue;
       }
       const time = toSeconds(e.received);
+      if (this.replay && e.time != null) {
+        const restarted = startedAgain(entry.exchangeTime.get(e.exchange), e.time);
+        entry.exchangeTime.set(e.exchange, e.time);
+        if (restarted) { // this second stays blank in every line of the exchange; the next one draws again
+          entry.restartSecond.set(e.exchange, time);
+          entry.restarts.push({ exchange: e.exchange, time });
+          for (const s of Object.values(series)) this.put(entry, s, { time });
+          continue;
+        }
+      }
+      if (entry.restartSecond.get(e.exchange) === time) continue;
       for (const side of Object.keys(SIDES)) {
         if (e[side] == null) {
           // A bid or ask that is null now (the side is empty, or no longer known) breaks its line: never the

@@ -1118,3 +1118,19 @@ def test_a_replay_played_again_from_its_start_says_so_between_the_passes(page):
         "rows => rows.slice(0, 3).map(r => [r.className, r.textContent, Number(r.dataset.seq)])")
     assert top[0][2] == NEWEST + 1 and top[2][2] == NEWEST  # in the order they came, newest on top
     assert "restart-row" in top[1][0] and top[1][1] == "replay: the recording starts again from its beginning here"
+    # the chart breaks its lines there: no line from the end of one pass to the start of the next (a price move
+    # that never happened); the rest of that second stays blank, the next second draws again
+    page.wait_for_function("window.__charts.get('SKL-USD')?.ready === true", timeout=30_000)
+    at = (page.evaluate("Date.now()") + 3_600_000) // 1000 * 1000  # after anything drawn so far, on a second
+    passes = [injected_tick(seq=NEWEST + 2, time=late + 500, received=at, bid="0.7001"),
+              injected_tick(seq=NEWEST + 3, time=early, received=at + 2000, bid="0.7002"),
+              injected_tick(seq=NEWEST + 4, time=early + 100, received=at + 2100, bid="0.7003"),
+              injected_tick(seq=NEWEST + 5, time=early + 1000, received=at + 4000, bid="0.7004")]
+    page.evaluate(INJECT, ["ticks", {"market": MARKET, "ticks": passes}, "td"])
+    chart = page.evaluate("""(from) => {
+      const c = window.__charts.get('SKL-USD');
+      return { restarts: c.restarts.filter((r) => r.time >= from),
+               bid: c.series.coinbase.bid.data().filter((p) => p.time >= from) };
+    }""", at // 1000)
+    assert chart["restarts"] == [{"exchange": "coinbase", "time": at // 1000 + 2}]  # a whitespace point there
+    assert chart["bid"] == [{"time": at // 1000, "value": 0.7001}, {"time": at // 1000 + 4, "value": 0.7004}]

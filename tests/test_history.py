@@ -58,6 +58,11 @@ def test_entries_are_written_in_batches_and_read_back_exactly(tmp_path):
     first = store.query("coinbase:SKL-USD", 0, 2 ** 53, 4)
     second = store.query("coinbase:SKL-USD", 0, 2 ** 53, 4, after=first[-1]["id"])
     assert [e["bid"] for e in first + second] == [f"0.79{n:02d}" for n in range(8)]
+    # the chart's points: the last tick of each bucket with its exchange time (a replay's chart breaks its lines
+    # where that time goes back: the recording started again), and the gaps
+    points, gaps = store.chart("coinbase:SKL-USD", 0, 2 ** 53, 5)
+    assert points[0] == [tick(4)["received"], "0.7904", tick(4)["ask"], tick(4)["last"], tick(4)["time"]]
+    assert gaps == [[1795600000009, 1795600000500, "stale"]]
     store.close()
 
 
