@@ -113,7 +113,11 @@ class LocalExchange:
             if rest is not None:
                 name = exchange_for_url(rest[0])
                 if name:
-                    listed.setdefault(name, set()).update(EXCHANGES[name].venue.listing(rest[2]))
+                    try:
+                        listed.setdefault(name, set()).update(EXCHANGES[name].venue.listing(rest[2]))
+                    except Exception as bad:  # a listing that does not parse: the venue lists what it plays
+                        log.warning("%s: not a listing %s can read (%s): skipped", path, name, str(bad)[:80])
+                        continue
                     listings[name] = rest[2]
                 continue
             played: dict[str, list] = {}  # exchange -> [first, last] receipt time in this file

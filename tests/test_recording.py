@@ -115,7 +115,10 @@ def test_a_recording_cut_off_by_a_crash_or_holding_bytes_that_are_not_text_is_re
     ticks = list(normalize(path, stats=stats))
     assert stats == {"frames": 4, "ticks": 2, "bad_frames": 2}
     assert [tick["last"] for tick in ticks] == [None, orjson.loads(trade)["data"]["p"]]
-    replay = LocalExchange([path], speed=0).replays["binance"]
+    # a recorded REST listing cut off too (a capture's "URL -> TS: BODY"): skipped with a warning, the rest plays
+    listing = tmp_path / "COINBASE.0"
+    listing.write_text((UPSTREAM / "COINBASE.0").read_text()[:300] + "\n")
+    replay = LocalExchange([path, listing], speed=0).replays["binance"]
     assert [text for _, _, text in replay.timeline] == [quote, first[:len(first) // 2].decode(), trade]
     cli = subprocess.run([sys.executable, "-m", "exchanges", "normalize", str(path)], cwd=ROOT, capture_output=True,
                          text=True)
