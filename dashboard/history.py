@@ -39,9 +39,11 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS entries_by_market ON entries (market, received);
 CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER);  -- 'stopped_at': the last clean stop, ms
 """
-# The reason of the gap a restart leaves in each market (see SQLiteHistory.resumed).
+# The reason of the gap a restart leaves in each market (see SQLiteHistory.resumed), and of the one a market leaves
+# while it was not streamed at all (released: nobody watched it).
 STOPPED = "server stopped"
 DOWN = "server was down (no clean shutdown)"
+RELEASED = "not streamed: nobody watched it"
 
 
 class HistoryStore(Protocol):
@@ -53,6 +55,7 @@ class HistoryStore(Protocol):
     def chart(self, market: str, since: int, until: int, step_ms: int) -> tuple[list, list]: ...
     def prune(self, before: int) -> int: ...
     def resumed(self, market: str, entry: dict) -> Optional[dict]: ...
+    def released(self, market: str, last: Optional[int]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -84,6 +87,7 @@ class SQLiteHistory:
         self._writes = False
         self._last_stop: Optional[str] = None  # why the previous run ended: STOPPED or DOWN, read once
         self._resumed: set = set()             # markets whose restart gap was decided
+        self._released: dict = {}              # market -> its last entry's received ms when it was let go
 
     def append(self, market: str, entry: dict) -> None:
         self._pending.append((market, entry))  # deque.append is thread-safe; the writer drains it
@@ -139,7 +143,8 @@ class SQLiteHistory:
     def resumed(self, market: str, entry: dict) -> Optional[dict]:
         """The gap this run's first entry of `market` closes: `{"exchange", "symbol", "from": ms of the market's
         last stored entry, "to": the entry's received ms, "reason": STOPPED or DOWN}`, asked before the entry is
-        published; None for a market the store never held, and for every later entry (one gap per market per run).
+        published; None for a market the store never held, and for every later entry (one gap per market per run,
+        and one per time it was `released` and streamed again: reason RELEASED).
         """
         if market in self._resumed:
             return None
@@ -147,14 +152,28 @@ class SQLiteHistory:
             if market in self._resumed:
                 return None
             self._resumed.add(market)
-            reason = self._previous_stop()
+            let_go = market in self._released
+            released_last = self._released.pop(market, None)
+            reason = RELEASED if let_go else self._previous_stop()
             last = self._db.execute("SELECT max(received) FROM entries WHERE market = ?", (market,)).fetchone()[0]
+        if released_last is not None:  # its last entries may still wait for the writer
+            last = max(last or released_last, released_last)
         until = entry.get("received") or entry.get("to")
         if last is None or until is None or until <= last:
             return None
         exchange, _, symbol = market.partition(":")
-        log.info("%s: gap %d ms across the restart (%s)", market, until - last, reason)
+        log.info("%s: gap %d ms (%s)", market, until - last, reason)
         return {"exchange": exchange, "symbol": symbol, "from": last, "to": until, "reason": reason}
+
+    def released(self, market: str, last: Optional[int]) -> None:
+        """`market` is no longer streamed (nobody watched it); `last`: its last entry's received ms, if any. When it
+        is streamed again, its first entry comes after a RELEASED gap: the time it was not watched never reads as
+        adjacent rows."""
+        with self._lock:
+            if market not in self._resumed:  # no entry this run yet: the restart's own gap is still to come
+                return
+            self._resumed.discard(market)
+            self._released[market] = last
 
     def _previous_stop(self) -> str:
         """How the previous run ended (STOPPED when its close left a stop mark, DOWN otherwise); the mark is taken

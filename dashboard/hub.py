@@ -143,9 +143,13 @@ class Hub(FanoutFigures):
         """`market` is no longer streamed: free everything kept of it (its ring, numbering, state, pending
         entries and spread quote). Its history stays in the store."""
         with self._lock:
+            ring = self._rings.get(market)
+            last = (ring[-1].get("received") or ring[-1].get("to")) if ring else None
             for kept in (self._rings, self._seq, self._pending, self._states, self._pending_states, self._latest,
                          self._to_sink):
                 kept.pop(market, None)
+        if self.history is not None:  # streamed again later, it comes after a gap for the time it was not
+            self.history.released(market, last)
         if self.sink is not None:  # a collector: its copy in Redis too
             self.sink.forget(market)
 

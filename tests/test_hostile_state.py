@@ -375,3 +375,28 @@ def test_team_mode_refuses_caps_and_releases_as_one_process_does():
         for process in started:
             assert process.stop() == 0
         redis.kill()
+
+
+def test_a_market_let_go_and_streamed_again_leaves_a_gap_for_the_time_nobody_watched_it(tmp_path):
+    """Released (nobody watched it), a market is not streamed: when it is streamed again, the time between never
+    reads as adjacent rows. Its first new entry comes after a gap from its last entry, even one the writer had not
+    stored yet; a market that was never released gets no such gap."""
+    from dashboard.history import RELEASED, SQLiteHistory, gap_on_resume
+    store = SQLiteHistory(tmp_path / "h.sqlite3")
+    hub = Hub(FakeSocketIO(), history=store)
+    publish = gap_on_resume(store, hub.publish, hub.publish_gap)
+    market, other = "coinbase:BTC-USD", "binance:BTC-USDT"
+    for received in (1000, 2000):
+        publish({**tick(market), "received": received})
+        publish({**tick(other), "received": received})
+    hub.forget_market(market)  # released; its entries still wait for the writer
+    publish({**tick(market), "received": 9000})
+    publish({**tick(other), "received": 9000})
+    store.flush()
+    kinds = [(e.get("kind", "tick"), e.get("received"), e.get("from"), e.get("to"), e.get("reason"))
+             for e in store.recent(market, 10)]
+    assert kinds == [("tick", 1000, None, None, None), ("tick", 2000, None, None, None),
+                     ("gap", None, 2000, 9000, RELEASED), ("tick", 9000, None, None, None)]
+    assert [e.get("kind", "tick") for e in store.recent(other, 10)] == ["tick"] * 3
+    assert [e["kind"] for e in hub.backfill(market)["ticks"] if e.get("kind")] == ["gap"]  # streamed to pages too
+    store.close()
