@@ -50,6 +50,7 @@ class Dashboard:
     rest: RestClient = None
     tasks: list = field(default_factory=list)  # a role's own background tasks
     role: str = "all"
+    link: CollectorLink = None  # a collector's link to the web processes (Redis)
 
     def start(self) -> None:
         """Start the emitting task, the history writer, the listings, one listener task per exchange, and a
@@ -80,6 +81,8 @@ class Dashboard:
 
     def stop(self) -> None:
         self.feeds.stop()
+        if self.link is not None:  # a collector: the web processes are told the feeds stopped, at once
+            self.link.stopped()
         self.hub.stop()
         if self.hub.history is not None:
             self.hub.history.close()
@@ -151,14 +154,17 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
             offer["kept"] = built
         return built
 
-    _health_routes(app, feeds, metrics)
     dashboard = Dashboard(app, socketio, hub, feeds, listings, rest, role=settings.role)
     if settings.role == "collector":
         link = CollectorLink(Bus(settings.redis_url, settings.ring_size, mode), hub, feeds, markets_offer,
                              dashboard.backfill_later, settings.stale_after_s, socketio.sleep)
-        hub.sink = link
+        hub.sink = dashboard.link = link
         dashboard.tasks += [link.follow_watchers, link.follow_commands]
+        # cut off from Redis it publishes nothing, but its listeners and history go on and a restart would not bring
+        # Redis back: 200 still, and the body says so
+        _health_routes(app, feeds, metrics, also=lambda: {"redis": link.health.reason or "up"})
         return dashboard
+    _health_routes(app, feeds, metrics)
     _page(app, socketio, dashboard, settings, mode, history, markets_offer)
     return dashboard
 
@@ -194,9 +200,9 @@ def _web(app: Flask, settings: Settings, mode: str) -> Dashboard:
     return dashboard
 
 
-def _health_routes(app: Flask, feeds, metrics: Metrics, problem=lambda: "") -> None:
+def _health_routes(app: Flask, feeds, metrics: Metrics, problem=lambda: "", also=dict) -> None:
     """`problem`: what else makes this process unhealthy, in words ("" when nothing: a web process's Redis and
-    collector)."""
+    collector); `also`: more to say in the body (a collector's Redis: {"redis": "up" or why not})."""
     @app.get("/healthz")
     def healthz():
         """200 when every feed with markets to stream is live or quiet; 503 naming the failing ones."""
@@ -207,7 +213,7 @@ def _health_routes(app: Flask, feeds, metrics: Metrics, problem=lambda: "") -> N
                    if full["symbols"] and full["state"] not in HEALTHY_STATES]
         trouble = problem()
         ok = bool(statuses) and not failing and not trouble
-        body = {"ok": ok, "feeds": summary, "failing": failing, **({"problem": trouble} if trouble else {})}
+        body = {"ok": ok, "feeds": summary, "failing": failing, **({"problem": trouble} if trouble else {}), **also()}
         return jsonify(body), 200 if ok else 503
 
     @app.get("/metrics")

@@ -22,6 +22,8 @@ from typing import Iterator, Optional
 
 import orjson
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PREFIX = "dashboard:"
 
@@ -34,8 +36,13 @@ def namespace(mode: str = "live") -> str:
 def options(read_timeout: Optional[float] = 2.0) -> dict:
     """Connection options that never wait long: a Redis that is away must show as away, not hang a request or an
     emit. (A listener waits for messages without a read timeout: a quiet channel is not a failure; a dead one
-    closes.) Also given to Flask-SocketIO's own Redis managers."""
-    return {"socket_timeout": read_timeout, "socket_connect_timeout": 2, "socket_keepalive": True}
+    closes.) Also given to Flask-SocketIO's own Redis managers.
+
+    A call on a pooled connection that Redis closed meanwhile (Redis restarted, or it dropped an idle client) is
+    tried once more on a new connection: without that, the first call after Redis came back failed ("Broken pipe"),
+    and a web process told every page "Redis unreachable" and resynced them, minutes after Redis was back."""
+    return {"socket_timeout": read_timeout, "socket_connect_timeout": 2, "socket_keepalive": True,
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))}  # a timeout is not retried
 
 
 def connect(url: str, read_timeout: Optional[float] = 2.0) -> redis.Redis:

@@ -76,7 +76,7 @@ class RedisHealth:
             self.on_change(True, "")
 
     def failed(self, error: Exception) -> None:
-        reason = f"Redis unreachable: {type(error).__name__}: {error}"[:200]
+        reason = f"Redis unreachable: {type(error).__name__}: {str(error).rstrip('.')}"[:200]  # a sentence is added
         if self.up:
             self.up, self.reason = False, reason
             log.warning("%s: %s", self.who, reason)
@@ -98,6 +98,7 @@ class CollectorLink:
         self._watched: set = set()
         self._missing_since: dict[str, float] = {}
         self._stopping = False
+        self._status_lock = threading.Lock()  # the heartbeat's status and the last one (`stopped`) never cross
         self.failures = Failures("collector")
 
     # The hub's sink --------------------------------------------------------------------------------------------
@@ -146,7 +147,10 @@ class CollectorLink:
         while not self._stopping:
             now = time.monotonic()
             try:
-                self.set_feeds(self.feeds.status())
+                with self._status_lock:  # never after the last status (`stopped`)
+                    if self._stopping:
+                        return
+                    self.set_feeds(self.feeds.status())
                 if now >= next_watch:
                     next_watch = now + 1.0
                     next_offer = self._follow_leases(now, next_offer)
@@ -217,6 +221,14 @@ class CollectorLink:
 
     def stop(self) -> None:
         self._stopping = True
+
+    def stopped(self) -> None:
+        """A clean stop, once the listeners have stopped: their last status ("stopped") is written at once, so every
+        page says so now; the heartbeat wrote statuses taken part-way through the stop, and feeds still shown live
+        stayed green until the key lapsed (STALE_AFTER_S)."""
+        with self._status_lock:
+            self._stopping = True
+            self.set_feeds(self.feeds.status())
 
 
 # --- a web process ----------------------------------------------------------------------------------------------

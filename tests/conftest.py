@@ -42,6 +42,16 @@ def documented(name: str) -> str:
     raise KeyError(name)
 
 
+def wait_until(check, timeout, every=0.05):
+    """check() until it returns something truthy (returned), for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(every)
+
+
 def fetch(url):
     """(status, headers, body) of a GET, errors included."""
     try:

@@ -16,7 +16,7 @@ import pytest
 import redis
 import socketio
 
-from conftest import STALE_AFTER_S, TEAM_MARKET, UPSTREAM, Collector, ServerProcess, fetch, listen
+from conftest import STALE_AFTER_S, TEAM_MARKET, UPSTREAM, Collector, ServerProcess, fetch, listen, wait_until
 from dashboard.bus import namespace
 from dashboard.history import DOWN, STOPPED, SQLiteHistory
 
@@ -25,16 +25,6 @@ from dashboard.feeds import merge_feeds  # the feeds event: a full list, then on
 # Two busy markets of the shipped recordings, streamed without a client (the replay's watchlist)
 MARKETS = ("coinbase:SKL-USD", "binanceus:OMG-BUSD")
 RECORDINGS = ("COINBASE.ws.28.0", "BINANCE_US.ws.1.0")
-
-
-def wait_until(check, timeout, every=0.05):
-    """check() until it returns something truthy (returned), for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(every)
 
 
 def api_entries(server, market):

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import socketio
 
-from conftest import get, ROOT, STALE_AFTER_S, TEAM_MARKET, Collector, free_port, listen
+from conftest import get, ROOT, STALE_AFTER_S, TEAM_MARKET, Collector, free_port, listen, wait_until
 
 # Skipped where redis-server is missing, except in CI (REQUIRE_TEAM=1), where that is a failure.
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None and not os.environ.get("REQUIRE_TEAM"),
@@ -68,11 +68,13 @@ def test_redis_going_away_shows_a_banner_crashes_nothing_and_publishing_resumes(
     [down] = events["service"].wait_for(lambda items: items, timeout=15)
     assert down["redis"] is False and "Redis unreachable" in down["reason"]
     status, body = get(team.collector.url + "/healthz")
-    assert status == 200  # the collector keeps its listeners
+    assert status == 200  # the collector keeps its listeners (a restart would not bring Redis back): it says so
+    assert json.loads(body)["redis"].startswith("Redis unreachable: ") and not json.loads(body)["redis"].endswith(".")
     status, body = get(team.webs[0].url + "/healthz")
     assert status == 503 and "Redis unreachable" in json.loads(body)["problem"]
     team.redis.start()
     events["service"].wait_for(lambda items: items[-1]["redis"] is True, timeout=15)
+    assert wait_until(lambda: json.loads(get(team.collector.url + "/healthz")[1])["redis"] == "up", timeout=15)
     count = len(events["ticks"].items)
     events["ticks"].wait_for(lambda batches: len(batches) >= count + 3, timeout=30)  # through Redis again
     for process in (team.collector, *team.webs):
@@ -93,6 +95,18 @@ def test_a_killed_collector_shows_every_feed_down_within_the_stale_time(team):
     team.collector = team.start_collector()
     events["feeds"].wait_for(lambda items: all(f["state"] == "live" for f in items[-1]), timeout=30)
 
+
+
+def test_a_collector_stopped_cleanly_shows_every_feed_stopped_at_once(team):
+    """SIGTERM: its last status says every feed stopped, so pages need not wait for the status to lapse. (It was
+    taken part-way through the stop: two feeds stayed "live" until the key lapsed, then all turned "stale".)"""
+    events = team.client(team.webs[0])
+    events["feeds"].wait_for(lambda items: items and all(f["state"] == "live" for f in items[-1]), timeout=30)
+    team.collector.process.send_signal(signal.SIGTERM)
+    assert team.collector.process.wait(15) == 0
+    events["feeds"].wait_for(lambda items: all(f["state"] == "stopped" for f in items[-1]), timeout=STALE_AFTER_S)
+    team.collector = team.start_collector()
+    events["feeds"].wait_for(lambda items: all(f["state"] == "live" for f in items[-1]), timeout=30)
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None and not os.environ.get("REQUIRE_TEAM"),
@@ -141,3 +155,32 @@ def wait_until_listening(port):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None and not os.environ.get("REQUIRE_TEAM"),
+                    reason="needs redis-server")
+def test_a_redis_call_on_a_connection_redis_closed_meanwhile_is_tried_again_on_a_new_one():
+    """After Redis restarted, the first call on a pooled connection failed ("Broken pipe"): a web process then told
+    every page "Redis unreachable" and resynced them, minutes after Redis was back. Such a call is tried once more,
+    on a new connection (bus.options, also Flask-SocketIO's Redis managers'); a timeout is not."""
+    import redis
+    from conftest import RedisServer
+    from dashboard.bus import connect
+    server = RedisServer()
+    try:
+        client = connect(server.url)
+        client.ping()
+        connection = client.connection_pool._available_connections[0]
+        send, attempts = connection.send_packed_command, []
+
+        def closed_by_redis_once(command, check_health=True):
+            attempts.append(command)
+            if len(attempts) == 1:
+                raise redis.ConnectionError("Error 32 while writing to socket. Broken pipe.")
+            return send(command, check_health)
+        connection.send_packed_command = closed_by_redis_once
+        assert client.publish("dashboard:test", "x") == 0 and len(attempts) > 1
+        assert connection.retry._supported_errors == (redis.ConnectionError,)
+        client.close()
+    finally:
+        server.kill()  # by its process, whatever happened
