@@ -163,6 +163,11 @@ def create_app(settings: Settings, available: dict = None, on_frame=None) -> Das
         # cut off from Redis it publishes nothing, but its listeners and history go on and a restart would not bring
         # Redis back: 200 still, and the body says so
         _health_routes(app, feeds, metrics, also=lambda: {"redis": link.health.reason or "up"})
+
+        @app.errorhandler(404)
+        def elsewhere(error):  # someone opened the collector's address in a browser
+            return jsonify({"error": "this is the collector (--role collector): it serves /healthz and /metrics; "
+                                     "the page and the API are on the web processes (--role web)"}), 404
         return dashboard
     _health_routes(app, feeds, metrics)
     _page(app, socketio, dashboard, settings, mode, history, markets_offer)

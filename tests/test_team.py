@@ -67,6 +67,8 @@ def test_redis_going_away_shows_a_banner_crashes_nothing_and_publishing_resumes(
     team.redis.kill()
     [down] = events["service"].wait_for(lambda items: items, timeout=15)
     assert down["redis"] is False and "Redis unreachable" in down["reason"]
+    status, body = get(team.collector.url + "/")  # the collector serves no page: it says where the page is
+    assert status == 404 and "the page and the API are on the web processes" in json.loads(body)["error"]
     status, body = get(team.collector.url + "/healthz")
     assert status == 200  # the collector keeps its listeners (a restart would not bring Redis back): it says so
     assert json.loads(body)["redis"].startswith("Redis unreachable: ") and not json.loads(body)["redis"].endswith(".")
