@@ -105,6 +105,24 @@ def test_feed_badges_show_each_feed_state(page):
                            " === 'live'")
 
 
+def test_the_theme_toggle_stays_on_the_title_line_however_long_the_badges_read(page):
+    # Seven badges reading "reconnecting" (or "stopped") pushed the toggle onto a line of its own: the badges now
+    # wrap between the title and the toggle.
+    page.set_viewport_size({"width": 1440, "height": 900})
+    boxes = page.evaluate("""(exchanges) => {
+      const labels = { binanceus: "Binance.US" };
+      window.__receive("feeds", exchanges.map((exchange) => ({ exchange, label: labels[exchange] ?? exchange,
+        state: "reconnecting", reason: "", last_data_at: Date.now() - 120000, now: Date.now() })));
+      const box = (selector) => document.querySelector(selector).getBoundingClientRect();
+      return { title: box(".navbar-brand"), toggle: box("#theme-toggle"), feeds: box("#feeds"),
+               lines: new Set([...document.querySelectorAll("#feeds .badge")].map((b) => b.getBoundingClientRect().top)).size };
+    }""", list(EXCHANGES))
+    assert boxes["lines"] >= 1 and boxes["toggle"]["right"] <= 1440
+    # the toggle beside the badges (on the navbar's one line), not on a line below them
+    assert boxes["feeds"]["top"] <= boxes["toggle"]["top"] and boxes["toggle"]["bottom"] <= boxes["feeds"]["bottom"]
+    assert boxes["title"]["right"] <= boxes["feeds"]["left"] and boxes["feeds"]["right"] <= boxes["toggle"]["left"]
+
+
 def test_add_and_close_panels_and_the_watchlist_survives_a_reload(page):
     page.select_option("#exchange", "coinbase")
     page.fill("#pair", "dash-btc")
