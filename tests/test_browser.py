@@ -317,11 +317,8 @@ def test_team_mode_page_shows_a_banner_while_redis_is_away_and_goes_on_without_d
     the panel is resynced by a backfill and live rows follow, never a row twice."""
     context, page = open_page(browser, team.webs[0])
     try:
-        page.evaluate("market => localStorage.setItem('dashboard.watchlist.replay', JSON.stringify([market]))",
-                      TEAM_MARKET)
-        page.reload()
+        page.goto(f"{team.webs[0].url}/?markets={TEAM_MARKET}")  # that market alone
         rows = first_rows(page, TEAM_MARKET, 2)
-        watch_for_a_blank_list(page, TEAM_MARKET)
         banner = page.locator("#service-banner")
         assert not banner.is_visible()
         team.redis.kill()
@@ -336,9 +333,9 @@ def test_team_mode_page_shows_a_banner_while_redis_is_away_and_goes_on_without_d
                                arg=[TEAM_MARKET, newest], timeout=30_000)
         seqs = rows.evaluate_all("rows => rows.map(r => r.dataset.seq)")
         assert len(seqs) == len(set(seqs))
-        # the resync's backfill took the place of the rows shown: the list was never blank in between (CI once read
-        # the list in that moment)
-        assert page.evaluate("market => window.__blanked[market]", TEAM_MARKET) is False
+        # (The list may be empty for a moment here: this Redis comes back empty, and a resync's backfill read before
+        # the collector writes again holds nothing. test_a_backfill_takes_the_place_of_the_rows_shown... covers a
+        # backfill drawn in place of the rows.)
     finally:
         context.close()
 
