@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, jsonify, request
 
+from exchanges.tick import received_at
+
 from .config import PAIR, parse_market
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -73,7 +75,7 @@ def make_api(hub, history, markets_offer) -> Blueprint:
             rows = history.query(market, since, until, limit, after)
             return rows, (rows[-1]["id"] if len(rows) == limit else None)
         rows = [entry for entry in hub.backfill(market)["ticks"]  # no history: what memory holds
-                if since <= (entry.get("received") or entry.get("to") or 0) <= until]
+                if since <= (received_at(entry) or 0) <= until]
         return rows[:limit], None
 
     def with_times(entry):

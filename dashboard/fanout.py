@@ -39,6 +39,8 @@ import threading
 import time
 from typing import Callable, Iterator, Optional
 
+from exchanges.tick import received_at
+
 from . import direct as direct_writes
 from .backfills import SharedBackfills, encode_event
 from .conflation import Conflation
@@ -371,7 +373,7 @@ class Fanout:
         for market, entries in ticks.items():
             if len(entries) > max_batch:
                 ticks[market] = entries = entries[-max_batch:]
-            self.on_batch(len(entries), entries[0].get("received") or entries[0].get("to"))
+            self.on_batch(len(entries), received_at(entries[0]))
         sent = 0
         for room, markets in sets:
             packet = {}

@@ -18,6 +18,8 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
+from exchanges.tick import received_at
+
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 0.5
@@ -158,7 +160,7 @@ class SQLiteHistory:
             last = self._db.execute("SELECT max(received) FROM entries WHERE market = ?", (market,)).fetchone()[0]
         if released_last is not None:  # its last entries may still wait for the writer
             last = max(last or released_last, released_last)
-        until = entry.get("received") or entry.get("to")
+        until = received_at(entry)
         if last is None or until is None or until <= last:
             return None
         exchange, _, symbol = market.partition(":")

@@ -23,6 +23,8 @@ import time
 from collections import deque
 from typing import Callable
 
+from exchanges.tick import received_at
+
 from .fanout import Fanout, FanoutFigures
 from .feeds import feeds_change
 from .spread import spread
@@ -144,7 +146,7 @@ class Hub(FanoutFigures):
         entries and spread quote). Its history stays in the store."""
         with self._lock:
             ring = self._rings.get(market)
-            last = (ring[-1].get("received") or ring[-1].get("to")) if ring else None
+            last = received_at(ring[-1]) if ring else None
             for kept in (self._rings, self._seq, self._pending, self._states, self._pending_states, self._latest,
                          self._to_sink):
                 kept.pop(market, None)
@@ -255,7 +257,7 @@ class Hub(FanoutFigures):
                 self.ticks_dropped += len(ticks) - self.max_batch
                 pending[market] = ticks = ticks[-self.max_batch:]
             self.ticks_emitted += len(ticks)
-            self.on_batch(len(ticks), ticks[0].get("received") or ticks[0].get("to"))
+            self.on_batch(len(ticks), received_at(ticks[0]))
         states.update(notices)
         now = time.monotonic()
         # The clients' copy of the feeds changes at most once per feeds_every_s; a collector's copy in Redis (read

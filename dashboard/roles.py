@@ -219,9 +219,6 @@ class CollectorLink:
         if self.feeds.ensure(market):
             self.on_new_market(market)
 
-    def stop(self) -> None:
-        self._stopping = True
-
     def stopped(self) -> None:
         """A clean stop, once the listeners have stopped: their last status ("stopped") is written at once, so every
         page says so now; the heartbeat wrote statuses taken part-way through the stop, and feeds still shown live

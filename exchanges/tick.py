@@ -306,6 +306,12 @@ def epoch_ms(value) -> int:
     return value
 
 
+def received_at(entry: dict) -> Optional[int]:
+    """When an entry of a market's stream happened on our clock, epoch ms UTC: a tick's receipt, a gap's end
+    ({"kind": "gap", "from", "to", ...}); None when it has neither."""
+    return entry.get("received") or entry.get("to")
+
+
 def split_market(market: str) -> tuple[str, str]:
     """'coinbase:BTC-USD' -> ('coinbase', 'BTC-USD')."""
     exchange, _, symbol = market.partition(":")
