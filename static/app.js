@@ -651,12 +651,13 @@ function renderDetails() {
   for (const [name, badge] of badgeEls) badge.setAttribute("aria-expanded", String(Boolean(feed) && name === detailsFor));
   if (!feed) return;
   const now = serverNow();
+  const last = lastDataAt(feed);
   details.querySelector(".feed-title").textContent = `${feed.label} feed: ${feed.state}`;
   const bad = Object.entries(feed.bad_by_reason || {}).map(([reason, n]) => `${reason} ×${n}`).join(", ");
   const facts = [
     ["reason", feed.reason || "–"],
     ["url", feed.url],
-    ["last data", lastDataAt(feed) ? `${seconds(now - lastDataAt(feed))} ago` : "none yet"],
+    ["last data", last ? `${seconds(now - last)} ago` : "none yet"],
     ["messages", `${feed.message_rate}/s, ${feed.frames} frames, ${feed.ticks} ticks`],
     ["reconnects / gaps", `${feed.reconnects} / ${feed.gaps}`],
     ["older updates dropped", String(feed.older || 0)],
@@ -839,8 +840,8 @@ function receiveBackfill({ market, ticks, state }) {
   panel.queue = [...ticks, ...panel.early]; // with the live ticks that overtook the backfill
   panel.early = [];
   panel.ready = true;
-  panel.replacing = true;
-  if (!panel.queue.length) { forgetRows(panel); removeRowsFrom(panel, 0); }
+  if (panel.queue.length) panel.replacing = true; // drawn in place of the rows shown (render)
+  else { forgetRows(panel); removeRowsFrom(panel, 0); }
   board.reset(market);
   for (const tick of panel.queue) board.update(market, tick);
   if (state) setMarketState(panel, state);
@@ -858,7 +859,7 @@ function forgetRows(panel) {
 function receiveTicks({ market, ticks }) {
   const panel = panels.get(market);
   if (!panel) return;
-  heard(market.split(":")[0], ticks[ticks.length - 1]?.received);
+  heard(panel.exchange, ticks[ticks.length - 1]?.received);
   charts.add(market, ticks);
   if (!panel.ready) { panel.early.push(...ticks); schedule(); return; }
   for (const tick of ticks) board.update(market, tick);
